@@ -1,0 +1,1 @@
+"""The `avel-dgl` command line."""

@@ -1,0 +1,3 @@
+"""Placeholder: commands of this area are not written yet."""
+
+COMMANDS: list = []
