@@ -1,0 +1,84 @@
+"""The Relational Graph Convolutional Transformer layer (section 3.3, eqs 12-16).
+
+For a node n_i of type m (audio or visual) and each relation r it receives (three per node
+type, ordered by `graph.RELATIONS_INTO[m]`):
+
+    NA_i^r   = mean of n_i's neighbours under r                   (eq 12; zeros if it has none)
+    Q_i^r    = FC(n_i; W_Q^r)        its relational polymorph
+    K_i^r    = FC(NA_i^r; W_K^r),  V_i^r = FC(NA_i^r; W_V^r)
+    Att_i    = softmax(Q_i K_i^T / sqrt(d))  across the node's relations   (eq 13, R x R)
+    NA_att   = Att_i V_i, averaged over the relation axis             (eq 14)
+    n_hat_i  = Swish(FC(n_i; W_1))                                    (eq 15)
+    n'_i     = Swish(FC(n_hat_i + Dropout(avg NA_att); W_2))          (eq 16)
+
+Each relation has its own W_Q, W_K, W_V (stored stacked along a relation axis per node type, so
+one layer costs a few large matrix products instead of one small product per relation). W_1 and
+W_2 are shared by both node types, as in the paper's notation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from avel_dgl import graph
+
+
+class RelationalProjection(nn.Module):
+    """R independent affine maps in_dim -> out_dim, applied as one batched product.
+
+    forward(x) with x (N, in_dim) applies all R maps to x: (N, R, out_dim).
+    forward(x) with x (N, R, in_dim) applies map r to x[:, r]: (N, R, out_dim).
+    """
+
+    def __init__(self, relations: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(relations, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(relations, out_dim))
+        # Same initialisation as R separate nn.Linear layers.
+        bound = 1 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, i, o = self.weight.shape
+        if x.dim() == 2:  # one (N, in) @ (in, R*out) product
+            y = x @ self.weight.permute(1, 0, 2).reshape(i, r * o)
+            return y.view(-1, r, o) + self.bias
+        # (R, N, in) @ (R, in, out): one batched product over relations
+        return torch.bmm(x.transpose(0, 1), self.weight).transpose(0, 1) + self.bias
+
+
+class RGCT(nn.Module):
+    """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2):
+        super().__init__()
+        self.out_dim = out_dim
+        self.query = nn.ModuleDict()
+        self.key_value = nn.ModuleDict()  # keys and values projected together: out_dim * 2
+        for ntype, relations in graph.RELATIONS_INTO.items():
+            self.query[ntype] = RelationalProjection(len(relations), in_dim, out_dim)
+            self.key_value[ntype] = RelationalProjection(len(relations), in_dim, 2 * out_dim)
+        self.fc1 = nn.Linear(in_dim, out_dim)  # W_1
+        self.fc2 = nn.Linear(out_dim, out_dim)  # W_2
+        self.dropout = nn.Dropout(dropout)
+
+    def attended_aggregate(self, ntype: str, h: torch.Tensor, na: torch.Tensor) -> torch.Tensor:
+        """Eqs 13-14 and the relation average for one node type: h (N, in), na (N, R, in) -> (N, out)."""
+        q = self.query[ntype](h)  # (N, R, d)
+        k, v = self.key_value[ntype](na).split(self.out_dim, dim=-1)  # (N, R, d) each
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.out_dim), dim=-1)  # (N, R, R)
+        return (att @ v).mean(dim=1)
+
+    def forward(self, g, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
+        feats = {graph.AUDIO: audio, graph.VISUAL: visual}
+        na = graph.neighbour_means(g, feats)  # eq 12: {ntype: (N, R, in)}
+        agg = torch.cat([self.attended_aggregate(nt, feats[nt], na[nt]) for nt in graph.NODE_TYPES])
+        h = torch.cat([audio, visual])
+        out = F.silu(self.fc2(F.silu(self.fc1(h)) + self.dropout(agg)))  # eqs 15-16
+        return out[: audio.shape[0]], out[audio.shape[0]:]
