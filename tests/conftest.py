@@ -1,0 +1,64 @@
+"""Shared fixtures: a small AVE-format data folder, made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+# Two cores on every machine here: one test process gets them both.
+torch.set_num_threads(2)
+
+SHARED_AVE = Path(__file__).resolve().parents[1].parent / "shared" / "ave"
+
+
+def write_small_ave(out: Path, videos: int = 120, seed: int = 0) -> Path:
+    """A small AVE-format folder: class prototypes plus noise, one event span per video.
+    Easy on purpose: model tests need data a tiny network can learn in seconds."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = rng.integers(0, 28, videos)
+    labels = np.zeros((videos, 10, 29), np.float32)
+    labels[:, :, 28] = 1
+    for i in range(videos):
+        start = rng.integers(0, 5)
+        end = rng.integers(start + 2, 11)
+        labels[i, start:end, 28] = 0
+        labels[i, start:end, classes[i]] = 1
+    seg = labels.argmax(-1)
+    proto_a, proto_v = rng.normal(size=(29, 128)), rng.normal(size=(29, 512))
+    audio = proto_a[seg] + rng.normal(size=(videos, 10, 128))
+    visual = proto_v[seg][:, :, None, None, :] + rng.normal(size=(videos, 10, 7, 7, 512))
+    right = labels.copy()
+    order = rng.permutation(videos)
+    n_train, n_val = int(videos * 0.8), int(videos * 0.1)
+    test = order[n_train + n_val:]
+    right[test[0]] = np.roll(right[test[0]], 1, axis=0)  # one corrected test video
+    mil = np.zeros((videos, 29), np.float32)
+    mil[np.arange(videos), classes] = 1
+    noisy = 8
+    noisy_labels = np.zeros((noisy, 29), np.float32)
+    noisy_labels[:, 28] = 1
+    arrays = {
+        "audio_feature.h5": ("avadataset", audio), "visual_feature.h5": ("avadataset", visual),
+        "labels.h5": ("avadataset", labels), "right_labels.h5": ("avadataset", right),
+        "mil_labels.h5": ("avadataset", mil), "train_order.h5": ("order", order[:n_train]),
+        "val_order.h5": ("order", order[n_train:n_train + n_val]), "test_order.h5": ("order", test),
+        "labels_noisy.h5": ("avadataset", noisy_labels),
+        "audio_feature_noisy.h5": ("avadataset", rng.normal(size=(noisy, 10, 128))),
+        "visual_feature_noisy.h5": ("avadataset", rng.normal(size=(noisy, 10, 7, 7, 512))),
+    }
+    for name, (key, value) in arrays.items():
+        with h5py.File(out / name, "w") as f:
+            f[key] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def ave_dir(tmp_path_factory) -> Path:
+    """A small valid AVE-format folder (120 videos: 96 train, 12 val, 12 test). Read-only: copy it
+    (shutil.copytree) before changing anything in it."""
+    return write_small_ave(tmp_path_factory.mktemp("ave"))
