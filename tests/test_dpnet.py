@@ -1,0 +1,149 @@
+"""DPNet and the training loop: shapes, gradients, overfitting, SEL/WSEL learning, the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from avel_dgl import engine, graph
+from avel_dgl.config import get_preset, replace
+from avel_dgl.data.ave import N_CLASSES, SplitData, load_split
+from avel_dgl.nn.dpnet import AVELNet, build
+from avel_dgl.nn.rgct import RGCT
+from avel_dgl.nn.tcn import TCN
+from avel_dgl.train import lr_multiplier, train_run
+from cli.main import main
+
+
+def tiny_config(**overrides):
+    base = {"model.width": 16, "model.blocks": 1, "train.epochs": 2, "train.batch_size": 16}
+    return replace(get_preset("small"), **{**base, **overrides})
+
+
+def random_batch(b=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 10, 128, generator=gen), torch.randn(b, 10, 512, generator=gen)
+
+
+def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
+    config = tiny_config(**{"model.blocks": 3})
+    model = build(config)
+    assert isinstance(model, AVELNet)
+    kinds = [type(layer.layer).__name__ for layer in model.layers]
+    assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN; eq 8: B blocks
+    audio, visual = random_batch()
+    logits = model(graph.batch_graph(3), audio, visual)
+    assert logits.shape == (3, 10, N_CLASSES)
+
+
+def test_paper_preset_transcribes_section_4():
+    config = get_preset("paper")
+    m, t = config.model, config.train
+    assert (m.blocks, m.width, m.dropout, m.kernel_size, t.batch_size) == (4, 768, 0.2, 3, 48)
+    assert (t.cycle_epochs, t.lr_floors, t.epochs) == (20, ((0, 0.1), (300, 0.01)), 400)
+    assert t.replicate and t.link
+
+
+def test_lr_schedule_cycles_every_20_epochs_with_floors():
+    floors = ((0, 0.1), (300, 0.01))
+    assert lr_multiplier(0, 20, floors) == pytest.approx(1.0)
+    assert lr_multiplier(10, 20, floors) == pytest.approx(0.55)
+    assert lr_multiplier(19.999, 20, floors) == pytest.approx(0.1, abs=1e-6)
+    assert lr_multiplier(20, 20, floors) == pytest.approx(1.0)  # warm restart
+    assert lr_multiplier(310, 20, floors) == pytest.approx(0.505)
+    assert lr_multiplier(319.999, 20, floors) == pytest.approx(0.01, abs=1e-6)
+
+
+def test_tcn_keeps_length_and_uses_separate_weights_per_modality():
+    tcn = TCN(8, 8, kernel_size=3)
+    a, v = tcn(torch.randn(2, 10, 8), torch.randn(2, 10, 8))
+    assert a.shape == v.shape == (2, 10, 8)
+    assert tcn.audio.weight.data_ptr() != tcn.visual.weight.data_ptr()
+
+
+def test_gradients_reach_every_parameter():
+    model = build(tiny_config(**{"model.blocks": 2}))
+    audio, visual = random_batch()
+    logits = model(graph.batch_graph(3), audio, visual)
+    engine.sel_loss(logits, torch.randint(0, N_CLASSES, (3, 10))).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_wsel_loss_pools_segment_probabilities_by_mean():
+    logits = torch.randn(2, 10, N_CLASSES)
+    probs = torch.softmax(logits, -1).mean(1)
+    labels = torch.tensor([3, 28])
+    expected = -(probs[0, 3].log() + probs[1, 28].log()) / 2
+    torch.testing.assert_close(engine.wsel_loss(logits, labels), expected)
+
+
+def fit(model, data, config, epochs):
+    optim = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: 1.0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        engine.train_one_epoch(model, data, optim, sched, config.train, gen)
+    return engine.evaluate(model, data, 64)["acc"]
+
+
+def test_tiny_model_overfits_a_tiny_dataset():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    n = 8
+    data = SplitData(torch.randn(n, 10, 128, generator=gen), torch.randn(n, 10, 512, generator=gen),
+                     torch.randint(0, N_CLASSES, (n, 10), generator=gen), torch.zeros(n, dtype=torch.long),
+                     torch.arange(n))
+    config = tiny_config(**{"model.width": 32, "model.dropout": 0.0, "train.lr": 3e-3, "train.batch_size": 8})
+    assert fit(build(config), data, config, epochs=150) >= 0.95
+
+
+@pytest.mark.parametrize("task", ["sel", "wsel"])
+def test_training_learns_clearly_above_chance(ave_dir, tmp_path, task):
+    torch.manual_seed(0)
+    config = tiny_config(**{"train.task": task, "train.epochs": 8, "model.width": 32, "train.lr": 3e-3})
+    results = train_run(config, ave_dir, tmp_path / "run", progress=False)
+    # SEL must beat always-background; WSEL never sees segment labels, so it must beat chance.
+    majority = load_split(ave_dir, "test").segment_labels.eq(28).float().mean().item()
+    floor = majority + 0.1 if task == "sel" else 1 / N_CLASSES + 0.2
+    assert results["test_acc_o-ave"] > floor
+
+
+def test_run_dir_holds_config_metrics_checkpoints_and_results(ave_dir, tmp_path):
+    config = tiny_config()
+    results = train_run(config, ave_dir, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.csv", "best.pt", "last.pt", "results.json",
+                 "per_class_o-ave.csv", "per_class_c-ave.csv"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "results.json").read_text()) == results
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 1 + config.train.epochs
+    val = [float(r.split(",")[4]) for r in rows[1:]]
+    assert results["val_acc"] == pytest.approx(max(val), abs=1e-6)  # chosen on validation
+    assert results["best_epoch"] == 1 + val.index(max(val))
+
+
+def test_cli_train_then_evaluate_prints_accuracy_and_table(ave_dir, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", "--data", str(ave_dir), "--out", str(run), "--epochs", "1",
+                                  "--width", "16", "--blocks", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "test acc o-ave" in result.output
+    result = runner.invoke(main, ["evaluate", "--split", "c-ave", "--checkpoint", str(run / "best.pt"),
+                                  "--data", str(ave_dir)])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy (c-ave):" in result.output and "background" in result.output
+    summary = json.loads((run / "eval_c-ave.json").read_text())
+    assert summary["label_set"] == "c-ave" and 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["segments"] == 10 * summary["videos"]
+
+
+def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", str(ave_dir), "--out", str(tmp_path / "r"),
+                                       "--no-replicate", "--link"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("avel-dgl: error: --link")
