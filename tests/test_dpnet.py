@@ -147,3 +147,4 @@ def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
                                        "--no-replicate", "--link"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("avel-dgl: error: --link")
+

@@ -71,8 +71,9 @@ class RGCT(nn.Module):
         """Eqs 13-14 and the relation average for one node type: h (N, in), na (N, R, in) -> (N, out)."""
         q = self.query[ntype](h)  # (N, R, d)
         k, v = self.key_value[ntype](na).split(self.out_dim, dim=-1)  # (N, R, d) each
-        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.out_dim), dim=-1)  # (N, R, R)
-        return (att @ v).mean(dim=1)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.out_dim), dim=-1)  # eq 13, (N, R, R)
+        # eq 14 then the relation average: avg_r (Att V)_r = (avg_r Att) V, one row per node.
+        return (att.mean(dim=1, keepdim=True) @ v).squeeze(1)  # (N, d)
 
     def forward(self, g, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
