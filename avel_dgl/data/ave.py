@@ -1,4 +1,4 @@
-"""The AVE dataset layout: file names, keys, shapes, class names, and reading splits into tensors.
+"""The AVE dataset layout: file names, keys, shapes, class names, validation, and reading splits.
 
 A data folder holds one HDF5 file per array (the layout of the public AVE release, Tian et al. 2018):
 
@@ -13,15 +13,26 @@ A data folder holds one HDF5 file per array (the layout of the public AVE releas
 | labels_noisy.h5           | avadataset | (M, 29)             | WSEL extra videos, all background        |
 | audio_feature_noisy.h5    | avadataset | (M, 10, 128)        | their audio features                     |
 | visual_feature_noisy.h5   | avadataset | (M, 10, 7, 7, 512)  | their visual maps                        |
+| Annotations.txt           | -          | N lines             | Category&VideoID&Quality&Start&End       |
 
 Features may be float32 or float64 on disk; everything returned here is float32 (features) or
 int64 (labels and indices). Class index 28 is background.
+
+Every check raises AvelError with one line naming the file, the key, and what was expected
+against what was found. Rows of a label file that set several classes are not errors: they
+resolve to the lowest set class index and are reported with a MultiLabelWarning. The visual
+maps are too large to scan here; their NaN/Inf scan happens while the pooled cache streams them
+(avel_dgl.data.cache). docs/DATA.md lists the rules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -51,6 +62,7 @@ NOISY_VISUAL_FILE = "visual_feature_noisy.h5"
 ANNOTATIONS_FILE = "Annotations.txt"
 SPLITS = ("train", "val", "test")
 ORDER_FILES = {split: f"{split}_order.h5" for split in SPLITS}
+NOISY_FILES = (NOISY_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
 
 # Which segment-label file each test label set reads. Training and validation always use labels.h5.
 LABEL_SETS = {"o-ave": LABELS_FILE, "c-ave": RIGHT_LABELS_FILE}
@@ -64,6 +76,46 @@ CLASS_NAMES = (
     "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin", "background",
 )
 assert len(CLASS_NAMES) == N_CLASSES
+
+
+class MultiLabelWarning(UserWarning):
+    """A label file sets more than one class in some rows; they resolve to the lowest index."""
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What one HDF5 file of the layout must hold. `dims` starts with a symbolic row count."""
+
+    key: str
+    dims: tuple  # e.g. ("N", 10, 128); the first entry names the row count it shares
+    kind: str  # "feature" (float32/float64), "label" (any numeric), "order" (integer)
+
+    def shape_text(self) -> str:
+        return "(" + ", ".join(map(str, self.dims)) + ")"
+
+
+SPECS = {
+    AUDIO_FILE: ArraySpec(FEATURE_KEY, ("N", N_SEGMENTS, AUDIO_DIM), "feature"),
+    VISUAL_FILE: ArraySpec(FEATURE_KEY, ("N", N_SEGMENTS, *VISUAL_MAP_SHAPE), "feature"),
+    LABELS_FILE: ArraySpec(FEATURE_KEY, ("N", N_SEGMENTS, N_CLASSES), "label"),
+    RIGHT_LABELS_FILE: ArraySpec(FEATURE_KEY, ("N", N_SEGMENTS, N_CLASSES), "label"),
+    MIL_LABELS_FILE: ArraySpec(FEATURE_KEY, ("N", N_CLASSES), "label"),
+    NOISY_LABELS_FILE: ArraySpec(FEATURE_KEY, ("M", N_CLASSES), "label"),
+    NOISY_AUDIO_FILE: ArraySpec(FEATURE_KEY, ("M", N_SEGMENTS, AUDIO_DIM), "feature"),
+    NOISY_VISUAL_FILE: ArraySpec(FEATURE_KEY, ("M", N_SEGMENTS, *VISUAL_MAP_SHAPE), "feature"),
+    **{name: ArraySpec(ORDER_KEY, ("n",), "order") for name in ORDER_FILES.values()},
+}
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """Header facts of one checked file (nothing of the data itself is read)."""
+
+    file: str
+    key: str
+    shape: tuple
+    dtype: str
+    size_bytes: int
 
 
 @dataclass
@@ -89,56 +141,424 @@ class SplitData:
                            ("audio", "visual", "segment_labels", "video_labels", "rows")))
 
 
-def read_array(path: Path, key: str) -> np.ndarray:
-    """Read one whole HDF5 dataset, with a one-line error naming the file and key."""
-    path = Path(path)
+# ---------------------------------------------------------------------------------------------
+# Reading one file, with its header checked
+
+def _spec_for(path: Path) -> ArraySpec | None:
+    return SPECS.get(Path(path).name)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _open_file(path: Path, key: str, shape_text: str | None = None) -> h5py.File:
     if not path.is_file():
-        raise AvelError(f"{path}: file not found")
+        shape = f" of shape {shape_text}" if shape_text else ""
+        raise AvelError(f"{path}: file not found (expected an HDF5 file with key '{key}'{shape})")
     try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise AvelError(f"{path}: key '{key}' not found (found keys: {sorted(f.keys())})")
-            return f[key][()]
+        return h5py.File(path, "r")
     except OSError as e:
-        raise AvelError(f"{path}: not a readable HDF5 file ({e})") from None
+        raise AvelError(f"{path}: expected an HDF5 file with key '{key}', "
+                        f"found an unreadable file ({_one_line(e)})") from None
 
 
-def onehot_to_index(onehot: np.ndarray, source: str) -> np.ndarray:
-    """Class index per row of a one-hot array (..., 29). A row with several classes set resolves
-    to the lowest such index; a row with none set is an error. (Validation reports both cases.)"""
+def _check_header(path: Path, dset: h5py.Dataset, spec: ArraySpec) -> None:
+    """Rank, fixed dimensions and dtype of `dset` against `spec`."""
+    shape = tuple(dset.shape)
+    fixed_ok = len(shape) == len(spec.dims) and all(
+        isinstance(d, str) or d == s for d, s in zip(spec.dims, shape))
+    if not fixed_ok:
+        raise AvelError(f"{path}: key '{spec.key}': expected shape {spec.shape_text()}, found {shape}")
+    dtype = dset.dtype
+    if spec.kind == "feature" and (dtype.kind != "f" or dtype.itemsize not in (4, 8)):
+        raise AvelError(f"{path}: key '{spec.key}': expected dtype float32 or float64, found {dtype}")
+    if spec.kind == "order" and dtype.kind not in "iu":
+        raise AvelError(f"{path}: key '{spec.key}': expected an integer dtype (int64), found {dtype}")
+    if spec.kind == "label" and dtype.kind not in "biuf":
+        raise AvelError(f"{path}: key '{spec.key}': expected a numeric dtype, found {dtype}")
+
+
+@contextmanager
+def open_dataset(path: str | Path, spec: ArraySpec | None = None) -> Iterator[h5py.Dataset]:
+    """Open the dataset of `path` after checking file, key, rank, shape and dtype against `spec`
+    (by default the layout's spec for the file name). Reads no data."""
+    path = Path(path)
+    spec = spec or _spec_for(path)
+    if spec is None:
+        raise ValueError(f"no layout spec for {path.name}; pass one")
+    f = _open_file(path, spec.key, spec.shape_text())
+    with f:
+        if spec.key not in f or not isinstance(f[spec.key], h5py.Dataset):
+            raise AvelError(f"{path}: expected key '{spec.key}' with shape {spec.shape_text()}, "
+                            f"found keys {sorted(f.keys())}")
+        dset = f[spec.key]
+        _check_header(path, dset, spec)
+        yield dset
+
+
+def inspect_array(path: str | Path, spec: ArraySpec | None = None) -> ArrayInfo:
+    """Header facts of one layout file, checked; nothing of the data is read."""
+    path = Path(path)
+    with open_dataset(path, spec) as dset:
+        return ArrayInfo(path.name, dset.name.lstrip("/"), tuple(dset.shape), str(dset.dtype),
+                         path.stat().st_size)
+
+
+def read_checked(path: str | Path, spec: ArraySpec | None = None) -> np.ndarray:
+    """Read a whole layout file after checking its header (use only for the small files)."""
+    path = Path(path)
+    with open_dataset(path, spec) as dset:
+        try:
+            return dset[()]
+        except OSError as e:
+            raise AvelError(f"{path}: key '{dset.name.lstrip('/')}': expected readable data, "
+                            f"found a read error ({_one_line(e)})") from None
+
+
+def read_array(path: Path, key: str) -> np.ndarray:
+    """Read one whole HDF5 dataset, with a one-line error naming the file and key. Files of the
+    layout get their header checked too."""
+    path = Path(path)
+    spec = _spec_for(path)
+    if spec is not None and spec.key == key:
+        return read_checked(path, spec)
+    f = _open_file(path, key)
+    with f:
+        if key not in f:
+            raise AvelError(f"{path}: expected key '{key}', found keys {sorted(f.keys())}")
+        return f[key][()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks on values
+
+def _where(index, rows: np.ndarray | None, names=("row", "segment", "class")) -> str:
+    """'row 12, segment 3' for an index tuple into an array whose axis 0 are (mapped) rows."""
+    index = [int(i) for i in index]
+    if rows is not None:
+        index[0] = int(rows[index[0]])
+    return ", ".join(f"{name} {i}" for name, i in zip(names, index))
+
+
+def check_finite(values: np.ndarray, source: str, key: str = FEATURE_KEY,
+                 rows: np.ndarray | None = None) -> None:
+    """Raise on the first NaN or Inf in a feature array (axis 0 = rows, axis 1 = segments)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    first = np.unravel_index(np.argmin(finite), finite.shape)  # argmin of bool: first False
+    value = values[first]
+    what = "NaN" if np.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    raise AvelError(f"{source}: key '{key}': expected finite values, found {what} at "
+                    f"{_where(first[:2], rows)}")
+
+
+def _format_rows(rows: list[int], limit: int = 20) -> str:
+    shown = ", ".join(map(str, rows[:limit]))
+    return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
+
+
+def onehot_to_index(onehot: np.ndarray, source: str, key: str = FEATURE_KEY,
+                    rows: np.ndarray | None = None) -> np.ndarray:
+    """Class index per row of a one-hot array (..., 29).
+
+    Every value must be 0 or 1 and every row must set at least one class, else AvelError. A row
+    that sets several classes resolves to the lowest set index, with a MultiLabelWarning naming
+    the rows. `rows` maps axis 0 to the file's row numbers for the messages (default: identity).
+    """
     if onehot.shape[-1] != N_CLASSES:
-        raise AvelError(f"{source}: expected last dimension {N_CLASSES}, found {onehot.shape[-1]}")
-    nonzero = onehot > 0.5
-    empty = ~nonzero.any(-1)
-    if empty.any():
-        first = np.argwhere(empty)[0].tolist()
-        raise AvelError(f"{source}: expected one-hot rows, found an all-zero row at index {first}")
-    return nonzero.argmax(-1).astype(np.int64)
+        raise AvelError(f"{source}: key '{key}': expected last dimension {N_CLASSES}, "
+                        f"found {onehot.shape[-1]}")
+    is_one = onehot == 1
+    bad = ~(is_one | (onehot == 0))  # also catches NaN
+    if bad.any():
+        first = np.unravel_index(np.argmax(bad), bad.shape)
+        raise AvelError(f"{source}: key '{key}': expected one-hot values 0 or 1, found "
+                        f"{onehot[first]} at {_where(first, rows, _label_axes(onehot.ndim))}")
+    count = is_one.sum(-1)
+    if (count == 0).any():
+        first = np.unravel_index(np.argmin(count), count.shape)
+        raise AvelError(f"{source}: key '{key}': expected one-hot rows with one class set, found "
+                        f"an all-zero row at {_where(first, rows, _label_axes(onehot.ndim))}")
+    multi = count > 1
+    if multi.any():
+        positions = np.unique(np.nonzero(multi)[0])
+        file_rows = (positions if rows is None else np.asarray(rows)[positions]).tolist()
+        warnings.warn(MultiLabelWarning(
+            f"{source}: key '{key}': {len(file_rows)} row(s) set more than one class "
+            f"(rows {_format_rows(file_rows)}); such segments take the lowest set class index"),
+            stacklevel=2)
+    return is_one.argmax(-1).astype(np.int64)  # argmax returns the first (lowest) True
+
+
+def _label_axes(ndim: int) -> tuple:
+    return ("row", "segment", "class") if ndim == 3 else ("row", "class")
+
+
+def multi_label_rows(onehot: np.ndarray) -> list[int]:
+    """Rows of a one-hot array (N, ..., 29) where some entry sets more than one class."""
+    multi = (onehot == 1).sum(-1) > 1
+    return np.unique(np.nonzero(multi)[0]).tolist()
+
+
+def check_background(index: np.ndarray, source: str, key: str = FEATURE_KEY) -> None:
+    """The WSEL extra videos must be background-only."""
+    wrong = index != BACKGROUND
+    if wrong.any():
+        first = int(np.argmax(wrong))
+        raise AvelError(f"{source}: key '{key}': expected background (class {BACKGROUND}) in every "
+                        f"row, found class {int(index[first])} at row {first}")
+
+
+def check_row_counts(data_dir: Path, names: list[str]) -> int:
+    """Check the headers of `names` (files of one row-count group) and that they agree; returns
+    the row count. The first name is the reference quoted in the message."""
+    data_dir = Path(data_dir)
+    reference, n = names[0], None
+    for name in names:
+        info = inspect_array(data_dir / name)
+        if n is None:
+            n = info.shape[0]
+        elif info.shape[0] != n:
+            raise AvelError(f"{data_dir / name}: key '{info.key}': expected {n} rows "
+                            f"(as in {reference}), found {info.shape[0]}")
+    return n
 
 
 def read_order(data_dir: Path, split: str) -> np.ndarray:
+    """One split's row indices, header-checked (range and overlap: check_orders)."""
     if split not in SPLITS:
         raise AvelError(f"split: expected one of {', '.join(SPLITS)}, found '{split}'")
-    return read_array(Path(data_dir) / ORDER_FILES[split], ORDER_KEY).astype(np.int64)
+    return read_checked(Path(data_dir) / ORDER_FILES[split]).astype(np.int64)
 
+
+def check_orders(data_dir: str | Path, n: int) -> dict[str, np.ndarray]:
+    """Read the three split files and check each is non-empty, in [0, n), free of repeats, and
+    that no two splits share a row."""
+    data_dir = Path(data_dir)
+    orders = {}
+    for split in SPLITS:
+        path = data_dir / ORDER_FILES[split]
+        order = read_order(data_dir, split)
+        if order.size == 0:
+            raise AvelError(f"{path}: key '{ORDER_KEY}': expected at least one row index, "
+                            f"found an empty split")
+        outside = (order < 0) | (order >= n)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise AvelError(f"{path}: key '{ORDER_KEY}': expected row indices in [0, {n}), "
+                            f"found {int(order[i])} at position {i}")
+        values, counts = np.unique(order, return_counts=True)
+        if (counts > 1).any():
+            i = int(np.argmax(counts > 1))
+            raise AvelError(f"{path}: key '{ORDER_KEY}': expected each row once, "
+                            f"found row {int(values[i])} {int(counts[i])} times")
+        orders[split] = order
+    for a, b in combinations(SPLITS, 2):
+        shared = np.intersect1d(orders[a], orders[b])
+        if shared.size:
+            raise AvelError(f"{data_dir / ORDER_FILES[b]}: key '{ORDER_KEY}': expected no rows "
+                            f"shared with {ORDER_FILES[a]}, found {shared.size} "
+                            f"(first: row {int(shared[0])})")
+    return orders
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotations.txt
+
+ANNOTATION_COLUMNS = ("category", "video_id", "quality", "start", "end")
+
+
+def read_annotations(path: str | Path):
+    """Annotations.txt as a DataFrame (category, video_id, quality, start, end), one row per
+    line in file order, so row i is HDF5 row i. VideoIDs repeat in the release: key by row."""
+    import pandas as pd
+
+    path = Path(path)
+    form = "Category&VideoID&Quality&StartTime&EndTime"
+    if not path.is_file():
+        raise AvelError(f"{path}: file not found (expected lines {form})")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise AvelError(f"{path}: expected UTF-8 text, found undecodable bytes ({e.reason})") from None
+    while lines and not lines[-1].strip():  # trailing blank lines only; inner ones shift rows
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        fields = line.split("&")
+        if len(fields) != 5:
+            raise AvelError(f"{path}: line {number}: expected 5 '&'-separated fields ({form}), "
+                            f"found {len(fields)}")
+        category, video_id, quality, start, end = (f.strip() for f in fields)
+        try:
+            start, end = int(start), int(end)
+        except ValueError:
+            raise AvelError(f"{path}: line {number}: expected integer StartTime and EndTime, "
+                            f"found '{start}' and '{end}'") from None
+        if not 0 <= start <= end <= N_SEGMENTS:
+            raise AvelError(f"{path}: line {number}: expected 0 <= StartTime <= EndTime <= "
+                            f"{N_SEGMENTS}, found {start}&{end}")
+        records.append((category, video_id, quality, start, end))
+    frame = pd.DataFrame.from_records(records, columns=list(ANNOTATION_COLUMNS))
+    return frame.astype({"start": "int64", "end": "int64"})
+
+
+def annotation_event_mask(annotations) -> np.ndarray:
+    """(N, 10) bool: segment t of row i is inside that row's [start, end) event span."""
+    t = np.arange(N_SEGMENTS)
+    start = annotations["start"].to_numpy()[:, None]
+    end = annotations["end"].to_numpy()[:, None]
+    return (t >= start) & (t < end)
+
+
+def annotation_class_index(annotations, source: str = ANNOTATIONS_FILE) -> np.ndarray:
+    """(N,) int64 index into CLASS_NAMES of each row's category; unknown names are errors."""
+    lookup = {name: i for i, name in enumerate(CLASS_NAMES[:N_EVENTS])}
+    index = annotations["category"].map(lookup)
+    if index.isna().any():
+        row = int(np.argmax(index.isna().to_numpy()))
+        raise AvelError(f"{source}: line {row + 1}: expected one of the {N_EVENTS} AVE class "
+                        f"names, found '{annotations['category'].iloc[row]}'")
+    return index.to_numpy().astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole folder
+
+@dataclass
+class LabelStats:
+    """Summary of one segment-label file (labels.h5 or right_labels.h5)."""
+
+    file: str
+    event_classes: int  # distinct event classes (not background) among its segments
+    background_share: float  # share of all segments labelled background
+    event_lengths: np.ndarray  # (11,) videos with 0..10 event segments
+    multi_label_rows: list[int]  # rows resolved by the lowest-index rule
+
+
+@dataclass
+class DataReport:
+    """What validate_dir checked and found; cli/data_commands.py prints it."""
+
+    data_dir: Path
+    n_videos: int
+    files: list[ArrayInfo]
+    splits: dict[str, int]
+    unassigned_rows: int  # rows in no split
+    labels: list[LabelStats]  # labels.h5, then right_labels.h5 when present
+    video_classes: int  # distinct event classes among mil_labels.h5
+    mil_multi_label_rows: list[int]
+    right_labels: bool  # right_labels.h5 present (and valid)
+    noisy_videos: int | None  # WSEL extras: M when present and valid, None when absent
+    annotations: int | None  # rows of Annotations.txt when present
+    visual_scan: dict[str, str] = field(default_factory=dict)  # file -> how its values were scanned
+
+
+def _label_stats(data_dir: Path, name: str) -> LabelStats:
+    path = data_dir / name
+    onehot = read_checked(path)
+    index = onehot_to_index(onehot, str(path))  # errors and the multi-label warning
+    events = index != BACKGROUND
+    return LabelStats(
+        file=name,
+        event_classes=int(np.unique(index[events]).size),
+        background_share=float(1 - events.mean()) if index.size else 0.0,
+        event_lengths=np.bincount(events.sum(1), minlength=N_SEGMENTS + 1),
+        multi_label_rows=multi_label_rows(onehot),
+    )
+
+
+def validate_dir(data_dir: str | Path, require_noisy: bool = False,
+                 require_right_labels: bool = False, scan_visual: bool = False,
+                 cache_dir: str | Path | None = None) -> DataReport:
+    """Check a whole AVE-format folder; return what was found, or raise AvelError on the first
+    problem. Optional parts (right_labels.h5, the WSEL extras, Annotations.txt) are checked when
+    present; `require_*` makes their absence an error (the extras are all-or-nothing).
+
+    Visual maps are checked by header only unless `scan_visual`: then they are streamed through
+    the pooled cache (built or reused; a cache exists only for a scanned, finite source).
+    """
+    from avel_dgl.data.cache import ensure_pooled_cache
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise AvelError(f"{data_dir}: expected a data folder, found no such directory")
+    right = require_right_labels or (data_dir / RIGHT_LABELS_FILE).exists()
+    core = [AUDIO_FILE, VISUAL_FILE, LABELS_FILE, MIL_LABELS_FILE] + ([RIGHT_LABELS_FILE] if right else [])
+    n = check_row_counts(data_dir, core)
+    orders = check_orders(data_dir, n)
+
+    check_finite(read_checked(data_dir / AUDIO_FILE), str(data_dir / AUDIO_FILE))
+    labels = [_label_stats(data_dir, name) for name in core if name in LABEL_SETS.values()]
+    mil_path = data_dir / MIL_LABELS_FILE
+    mil = read_checked(mil_path)
+    video_index = onehot_to_index(mil, str(mil_path))
+
+    annotations = None
+    if (data_dir / ANNOTATIONS_FILE).exists():
+        frame = read_annotations(data_dir / ANNOTATIONS_FILE)
+        if len(frame) != n:
+            raise AvelError(f"{data_dir / ANNOTATIONS_FILE}: expected {n} lines (one per row of "
+                            f"{AUDIO_FILE}), found {len(frame)}")
+        annotation_class_index(frame, str(data_dir / ANNOTATIONS_FILE))
+        annotations = len(frame)
+
+    noisy = None
+    if require_noisy or any((data_dir / name).exists() for name in NOISY_FILES):
+        noisy = check_row_counts(data_dir, list(NOISY_FILES))
+        path = data_dir / NOISY_LABELS_FILE
+        check_background(onehot_to_index(read_checked(path), str(path)), str(path))
+        check_finite(read_checked(data_dir / NOISY_AUDIO_FILE), str(data_dir / NOISY_AUDIO_FILE))
+
+    files = [inspect_array(data_dir / name) for name in
+             core + list(ORDER_FILES.values()) + (list(NOISY_FILES) if noisy is not None else [])]
+    report = DataReport(
+        data_dir=data_dir, n_videos=n, files=files,
+        splits={split: int(order.size) for split, order in orders.items()},
+        unassigned_rows=n - sum(order.size for order in orders.values()),
+        labels=labels,
+        video_classes=int(np.unique(video_index[video_index != BACKGROUND]).size),
+        mil_multi_label_rows=multi_label_rows(mil),
+        right_labels=right, noisy_videos=noisy, annotations=annotations,
+    )
+    visual_files = [VISUAL_FILE] + ([NOISY_VISUAL_FILE] if noisy is not None else [])
+    for name in visual_files:
+        if scan_visual:
+            target, built = ensure_pooled_cache(data_dir, name, cache_dir=cache_dir)
+            report.visual_scan[name] = f"{'scanned, cache built' if built else 'cache reused'}: {target}"
+        else:
+            report.visual_scan[name] = "header only (values not scanned)"
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
 
 def load_split(data_dir: str | Path, split: str, label_set: str = "o-ave") -> SplitData:
     """Load one split as float32/int64 tensors, visual features pooled through the cache.
 
     label_set chooses the segment labels: 'o-ave' reads labels.h5, 'c-ave' right_labels.h5.
+    The files read are checked as validate_dir would (headers, row counts, all three splits,
+    finite audio, one-hot labels of this split's rows, visual values while the cache streams).
     """
     from avel_dgl.data.cache import pooled_visual
 
     data_dir = Path(data_dir)
     if label_set not in LABEL_SETS:
         raise AvelError(f"label set: expected one of {', '.join(LABEL_SETS)}, found '{label_set}'")
-    rows = read_order(data_dir, split)
-    audio = read_array(data_dir / AUDIO_FILE, FEATURE_KEY)[rows]
+    if split not in SPLITS:
+        raise AvelError(f"split: expected one of {', '.join(SPLITS)}, found '{split}'")
+    labels_name = LABEL_SETS[label_set]
+    n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE, labels_name, MIL_LABELS_FILE])
+    rows = check_orders(data_dir, n)[split]
+    audio = read_checked(data_dir / AUDIO_FILE)[rows]
+    check_finite(audio, str(data_dir / AUDIO_FILE), rows=rows)
     visual = pooled_visual(data_dir, VISUAL_FILE)[rows]
-    labels_file = data_dir / LABEL_SETS[label_set]
-    segment = onehot_to_index(read_array(labels_file, FEATURE_KEY)[rows], str(labels_file))
-    mil_file = data_dir / MIL_LABELS_FILE
-    video = onehot_to_index(read_array(mil_file, FEATURE_KEY)[rows], str(mil_file))
+    labels_path, mil_path = data_dir / labels_name, data_dir / MIL_LABELS_FILE
+    segment = onehot_to_index(read_checked(labels_path)[rows], str(labels_path), rows=rows)
+    video = onehot_to_index(read_checked(mil_path)[rows], str(mil_path), rows=rows)
     return SplitData(
         audio=torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
         visual=torch.from_numpy(np.ascontiguousarray(visual, dtype=np.float32)),
@@ -153,11 +573,13 @@ def load_noisy(data_dir: str | Path) -> SplitData:
     from avel_dgl.data.cache import pooled_visual
 
     data_dir = Path(data_dir)
-    labels_file = data_dir / NOISY_LABELS_FILE
-    video = onehot_to_index(read_array(labels_file, FEATURE_KEY), str(labels_file))
-    audio = read_array(data_dir / NOISY_AUDIO_FILE, FEATURE_KEY)
+    n = check_row_counts(data_dir, list(NOISY_FILES))
+    labels_path = data_dir / NOISY_LABELS_FILE
+    video = onehot_to_index(read_checked(labels_path), str(labels_path))
+    check_background(video, str(labels_path))
+    audio = read_checked(data_dir / NOISY_AUDIO_FILE)
+    check_finite(audio, str(data_dir / NOISY_AUDIO_FILE))
     visual = pooled_visual(data_dir, NOISY_VISUAL_FILE)
-    n = audio.shape[0]
     return SplitData(
         audio=torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
         visual=torch.from_numpy(np.ascontiguousarray(visual, dtype=np.float32)),
