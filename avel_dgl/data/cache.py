@@ -2,33 +2,101 @@
 
 DPNet only ever uses the spatial average of the VGG19 maps (global average pooling, section 3.2),
 and the real visual file is 7.7 GB of float64. The cache is built by streaming the source in
-chunks of videos, so peak memory stays bounded, and is stored next to the data as
-`<data_dir>/.avel_cache/pooled_<source>.h5`. It records the source's size and modification time;
-a changed source is detected and the cache rebuilt.
+chunks of `chunk_videos` videos into one reused buffer, so peak memory is about
+chunk_videos * 2 MB (float64) whatever N is. The mean is taken in float64 and stored as float32.
+
+While streaming, every chunk's 7x7 sums are checked: a NaN or Inf anywhere in a map makes its
+float64 sum non-finite, so this is the NaN/Inf scan of the visual file (validation defers it
+here rather than reading the file twice). The build fails with a one-line AvelError naming the
+row and segment, and leaves no cache behind.
+
+Where: `<data_dir>/.avel_cache/pooled_<stem>.h5` by default; with a cache directory (argument,
+else the AVEL_CACHE_DIR environment variable) `<cache_dir>/pooled_<stem>_<hash of source path>.h5`,
+so several data folders can share one cache directory. A cache is written under a temporary
+name, fsynced and renamed, so an interrupted or failed build never leaves a partial cache.
+
+Freshness: the cache records the source's size, modification time, shape, dtype and a content
+probe (a hash of segment 0 of 8 rows spread over the file, ~1.6 MB read). Any difference, or an
+unreadable cache, triggers a rebuild. The probe catches a replaced file whose size and mtime were
+preserved (e.g. `cp -p`), unless it differs only in rows the probe does not read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from avel_dgl.data.ave import FEATURE_KEY, N_SEGMENTS, VISUAL_MAP_SHAPE
+from avel_dgl.data.ave import (FEATURE_KEY, N_SEGMENTS, SPECS, VISUAL_FILE, VISUAL_MAP_SHAPE,
+                               open_dataset)
 from avel_dgl.errors import AvelError
 
 CACHE_DIR = ".avel_cache"
-CHUNK_VIDEOS = 64  # 64 videos of float64 maps = 125 MB read at a time
+CACHE_ENV = "AVEL_CACHE_DIR"
+CHUNK_VIDEOS = 32  # 32 videos of float64 maps = 64 MB buffer (docs/BENCHMARKS.md)
+PROBE_ROWS = 8
+FORMAT_VERSION = 2  # bump when the cache's content or attributes change meaning
 
 
-def _fingerprint(source: Path) -> tuple[int, int]:
+def _visual_spec(source: Path):
+    # Both visual files share one layout; any other name is read as the main visual file.
+    return SPECS.get(source.name, SPECS[VISUAL_FILE])
+
+
+def cache_path(data_dir: str | Path, source_name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the pooled cache of `data_dir/source_name` lives (see the module docstring)."""
+    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
+    stem = Path(source_name).stem
+    if cache_dir is None:
+        return Path(data_dir) / CACHE_DIR / f"pooled_{stem}.h5"
+    source = (Path(data_dir) / source_name).resolve()
+    tag = hashlib.sha1(str(source).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"pooled_{stem}_{tag}.h5"
+
+
+def _fingerprint(source: Path, dset: h5py.Dataset) -> dict:
     stat = source.stat()
-    return stat.st_size, stat.st_mtime_ns
+    n = dset.shape[0]
+    probe = hashlib.blake2b(digest_size=16)
+    for row in np.unique(np.linspace(0, n - 1, PROBE_ROWS).astype(np.int64)) if n else []:
+        probe.update(np.ascontiguousarray(dset[row, 0]).tobytes())
+    return {
+        "format_version": FORMAT_VERSION,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "source_shape": str(tuple(dset.shape)),
+        "source_dtype": str(dset.dtype),
+        "source_probe": probe.hexdigest(),
+    }
 
 
-def cache_path(data_dir: Path, source_name: str) -> Path:
-    return Path(data_dir) / CACHE_DIR / f"pooled_{Path(source_name).stem}.h5"
+def _cache_matches(target: Path, fingerprint: dict, n: int) -> bool:
+    if not target.is_file():
+        return False
+    try:
+        with h5py.File(target, "r") as f:
+            attrs = {k: f.attrs.get(k) for k in fingerprint}
+            shape = f[FEATURE_KEY].shape if FEATURE_KEY in f else None
+    except OSError:  # truncated or foreign file: rebuild it
+        return False
+    recorded = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    return recorded == fingerprint and shape == (n, N_SEGMENTS, VISUAL_MAP_SHAPE[-1])
+
+
+def _os_reason(error: OSError) -> str:
+    return error.strerror or " ".join(str(error).split())
+
+
+def _non_finite_message(source: Path, block: np.ndarray, sums: np.ndarray, start: int) -> str:
+    bad = ~np.isfinite(sums)
+    video, segment = np.unravel_index(np.argmax(bad.any(-1)), bad.shape[:2])
+    cell = block[video, segment]
+    what = "NaN" if np.isnan(cell).any() else "Inf"
+    return (f"{source}: key '{FEATURE_KEY}': expected finite values, found {what} at row "
+            f"{start + int(video)}, segment {int(segment)}")
 
 
 def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VIDEOS) -> None:
@@ -36,46 +104,88 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
 
     Written to a temporary name and renamed, so an interrupted build never leaves a cache behind.
     """
-    try:
-        src_file = h5py.File(source, "r")
-    except OSError as e:
-        raise AvelError(f"{source}: not a readable HDF5 file ({e})") from None
-    with src_file:
-        if FEATURE_KEY not in src_file:
-            raise AvelError(f"{source}: key '{FEATURE_KEY}' not found (found keys: {sorted(src_file.keys())})")
-        dset = src_file[FEATURE_KEY]
-        expected = (N_SEGMENTS, *VISUAL_MAP_SHAPE)
-        if dset.ndim != 5 or tuple(dset.shape[1:]) != expected:
-            raise AvelError(f"{source}: key '{FEATURE_KEY}' expected shape (N, {', '.join(map(str, expected))}), "
-                            f"found {tuple(dset.shape)}")
+    from tqdm import tqdm
+
+    source, target = Path(source), Path(target)
+    if chunk_videos < 1:
+        raise AvelError(f"chunk_videos: expected a positive number of videos, found {chunk_videos}")
+    with open_dataset(source, _visual_spec(source)) as dset:
         n = dset.shape[0]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        size, mtime = _fingerprint(source)
-        with h5py.File(tmp, "w") as out:
-            pooled = out.create_dataset(FEATURE_KEY, shape=(n, N_SEGMENTS, VISUAL_MAP_SHAPE[-1]), dtype="float32")
-            for start in range(0, n, chunk_videos):
-                block = dset[start:start + chunk_videos]  # (c, 10, 7, 7, 512), source dtype
-                pooled[start:start + block.shape[0]] = block.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
-            out.attrs["source_size"] = size
-            out.attrs["source_mtime_ns"] = mtime
-        os.replace(tmp, target)
+        fingerprint = _fingerprint(source, dset)
+        cells = VISUAL_MAP_SHAPE[0] * VISUAL_MAP_SHAPE[1]
+        # One reused read buffer in the source dtype: read_direct fills it without a copy.
+        buffer = np.empty((min(chunk_videos, max(n, 1)), N_SEGMENTS, *VISUAL_MAP_SHAPE), dset.dtype)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = h5py.File(tmp, "w")
+        except OSError as e:
+            raise AvelError(f"{target.parent}: expected a writable cache folder, found an error "
+                            f"writing there ({_os_reason(e)}); set {CACHE_ENV} to a writable "
+                            f"folder") from None
+        try:
+            with out:
+                pooled = out.create_dataset(FEATURE_KEY, shape=(n, N_SEGMENTS, VISUAL_MAP_SHAPE[-1]),
+                                            dtype="float32")
+                for start in tqdm(range(0, n, chunk_videos), desc=f"pooling {source.name}",
+                                  unit="chunk", leave=False, disable=None):
+                    count = min(chunk_videos, n - start)
+                    block = buffer[:count]
+                    try:
+                        dset.read_direct(block, np.s_[start:start + count], np.s_[0:count])
+                    except OSError as e:
+                        raise AvelError(f"{source}: key '{FEATURE_KEY}': expected readable data, "
+                                        f"found a read error near row {start} ({_os_reason(e)})") from None
+                    sums = block.reshape(count, N_SEGMENTS, cells, -1).sum(axis=2, dtype=np.float64)
+                    if not np.isfinite(sums).all():
+                        raise AvelError(_non_finite_message(source, block, sums, start))
+                    pooled[start:start + count] = (sums / cells).astype(np.float32)
+                out.attrs.update(fingerprint)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
-def pooled_visual(data_dir: str | Path, source_name: str) -> np.ndarray:
+def ensure_pooled_cache(data_dir: str | Path, source_name: str, cache_dir: str | Path | None = None,
+                        chunk_videos: int = CHUNK_VIDEOS) -> tuple[Path, bool]:
+    """Make sure a fresh cache of `data_dir/source_name` exists: (its path, whether it was built)."""
+    source = Path(data_dir) / source_name
+    target = cache_path(data_dir, source_name, cache_dir)
+    with open_dataset(source, _visual_spec(source)) as dset:
+        fingerprint, n = _fingerprint(source, dset), dset.shape[0]
+    if _cache_matches(target, fingerprint, n):
+        return target, False
+    build_pooled_cache(source, target, chunk_videos)
+    return target, True
+
+
+def pooled_visual(data_dir: str | Path, source_name: str, cache_dir: str | Path | None = None,
+                  chunk_videos: int = CHUNK_VIDEOS) -> np.ndarray:
     """The pooled (N, 10, 512) float32 features of `data_dir/source_name`, from the cache.
 
-    The cache is (re)built when missing or when the source's size or modification time changed.
+    The cache is (re)built when missing or when the source changed (see the module docstring).
     """
-    data_dir = Path(data_dir)
-    source = data_dir / source_name
-    if not source.is_file():
-        raise AvelError(f"{source}: file not found")
-    target = cache_path(data_dir, source_name)
-    if target.is_file():
-        with h5py.File(target, "r") as f:
-            if (int(f.attrs.get("source_size", -1)), int(f.attrs.get("source_mtime_ns", -1))) == _fingerprint(source):
-                return f[FEATURE_KEY][()]
-    build_pooled_cache(source, target)
+    target, _ = ensure_pooled_cache(data_dir, source_name, cache_dir, chunk_videos)
     with h5py.File(target, "r") as f:
         return f[FEATURE_KEY][()]
+
+
+def read_visual_maps(data_dir: str | Path, rows, source_name: str = VISUAL_FILE) -> np.ndarray:
+    """Full 7x7 maps of a few videos, (k, 10, 7, 7, 512) float32, in the order of `rows`
+    (repeats allowed). Meant for visualisation: k videos cost k * 2 MB (float64 source)."""
+    source = Path(data_dir) / source_name
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    with open_dataset(source, _visual_spec(source)) as dset:
+        n = dset.shape[0]
+        outside = (rows < 0) | (rows >= n)
+        if outside.any():
+            raise AvelError(f"rows: expected indices in [0, {n}) of {source}, "
+                            f"found {int(rows[np.argmax(outside)])}")
+        if rows.size == 0:
+            return np.empty((0, N_SEGMENTS, *VISUAL_MAP_SHAPE), np.float32)
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
+        maps = dset[unique.tolist()]
+    return maps[inverse].astype(np.float32)
