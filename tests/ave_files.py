@@ -3,6 +3,7 @@ optionally with one named malformation (the MALFORMATIONS table)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import h5py
@@ -20,8 +21,15 @@ def ave_arrays(n_videos: int = N_VIDEOS, split_sizes=SPLIT_SIZES, n_noisy: int =
     """A consistent set of arrays, keyed by file name, plus 'annotations' (list of lines).
 
     Each video has one event class on a non-empty span [start, end); mil labels, right labels
-    and annotations agree with it. Splits are a random partition of the rows.
+    and annotations agree with it. Splits are a random partition of the rows. Returns fresh
+    copies, so callers may edit them.
     """
+    made = _ave_arrays(n_videos, tuple(split_sizes), n_noisy, seed, np.dtype(feature_dtype))
+    return {name: value.copy() for name, value in made.items()}
+
+
+@lru_cache(maxsize=8)  # the random maps take longer to draw than to write; draw them once
+def _ave_arrays(n_videos, split_sizes, n_noisy, seed, feature_dtype):
     rng = np.random.default_rng(seed)
     classes = rng.integers(0, ave.N_EVENTS, n_videos)
     starts = rng.integers(0, 5, n_videos)
