@@ -4,6 +4,7 @@ turns user errors (AvelError, bad options) into one line on stderr and a non-zer
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -27,6 +28,8 @@ class _Group(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """DPNet for audio-visual event localization on DGL heterographs."""
     ctx.obj = {"debug": debug}
+    if not debug:  # data warnings (e.g. multi-label rows) as one line, like errors
+        warnings.showwarning = lambda message, *_: click.echo(f"avel-dgl: warning: {message}", err=True)
 
 
 # One module per area; each exposes COMMANDS, a list of click commands.
