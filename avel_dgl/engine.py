@@ -85,14 +85,21 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, data: SplitData, batch_size: int) -> torch.Tensor:
-    """(N, T, C) logits for every video of `data`, in order, with the model in eval mode."""
+def feature_logits(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
+                   batch_size: int) -> torch.Tensor:
+    """(N, T, C) logits for videos given by audio (N, T, 128) and pooled visual (N, T, 512)
+    features, in order, with the model in eval mode. Needs no labels (new videos)."""
     model.eval()
     out = []
-    for index in batch_indices(len(data), batch_size, None):
+    for index in batch_indices(audio.shape[0], batch_size, None):
         g = graph.batch_graph(len(index))
-        out.append(model(g, data.audio[index], data.visual[index]))
-    return torch.cat(out) if out else torch.empty(0, data.audio.shape[1], 0)
+        out.append(model(g, audio[index], visual[index]))
+    return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0)
+
+
+def predict_logits(model: torch.nn.Module, data: SplitData, batch_size: int) -> torch.Tensor:
+    """(N, T, C) logits for every video of `data`, in order, with the model in eval mode."""
+    return feature_logits(model, data.audio, data.visual, batch_size)
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int) -> dict:

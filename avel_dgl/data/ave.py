@@ -230,6 +230,29 @@ def read_array(path: Path, key: str) -> np.ndarray:
         return f[key][()]
 
 
+def read_rows(dset: h5py.Dataset, rows: np.ndarray, source: str) -> np.ndarray:
+    """dset[rows] in the order of `rows`, repeats allowed (h5py itself takes only increasing,
+    unique indices); a contiguous run of rows is read as one slice, which h5py reads far faster.
+    Only these rows are read, so callers can stream a file of any size chunk by chunk."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    n = dset.shape[0]
+    outside = (rows < 0) | (rows >= n)
+    if outside.any():
+        raise AvelError(f"rows: expected indices in [0, {n}) of {source}, found {int(rows[np.argmax(outside)])}")
+    if rows.size == 0:
+        return np.empty((0, *dset.shape[1:]), dset.dtype)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    try:
+        if unique[-1] - unique[0] + 1 == unique.size:
+            block = dset[int(unique[0]):int(unique[-1]) + 1]
+        else:
+            block = dset[unique.tolist()]
+    except OSError as e:
+        raise AvelError(f"{source}: key '{dset.name.lstrip('/')}': expected readable data, "
+                        f"found a read error ({_one_line(e)})") from None
+    return block[inverse]
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks on values
 

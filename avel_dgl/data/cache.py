@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from avel_dgl.data.ave import (FEATURE_KEY, N_SEGMENTS, SPECS, VISUAL_FILE, VISUAL_MAP_SHAPE,
-                               open_dataset)
+                               open_dataset, read_rows)
 from avel_dgl.errors import AvelError
 
 CACHE_DIR = ".avel_cache"
@@ -90,13 +90,20 @@ def _os_reason(error: OSError) -> str:
     return error.strerror or " ".join(str(error).split())
 
 
-def _non_finite_message(source: Path, block: np.ndarray, sums: np.ndarray, start: int) -> str:
-    bad = ~np.isfinite(sums)
+def _non_finite_message(source: Path, block: np.ndarray, means: np.ndarray, start: int) -> str:
+    bad = ~np.isfinite(means)
     video, segment = np.unravel_index(np.argmax(bad.any(-1)), bad.shape[:2])
     cell = block[video, segment]
     what = "NaN" if np.isnan(cell).any() else "Inf"
     return (f"{source}: key '{FEATURE_KEY}': expected finite values, found {what} at row "
             f"{start + int(video)}, segment {int(segment)}")
+
+
+def pool_maps(maps: np.ndarray) -> np.ndarray:
+    """Global average pooling (section 3.2): (..., 7, 7, 512) -> (..., 512), the mean of the 49
+    cells summed in float64. Non-finite where any cell is. The cache and new videos both use it."""
+    cells = VISUAL_MAP_SHAPE[0] * VISUAL_MAP_SHAPE[1]
+    return maps.reshape(*maps.shape[:-3], cells, maps.shape[-1]).sum(axis=-2, dtype=np.float64) / cells
 
 
 def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VIDEOS) -> None:
@@ -112,7 +119,6 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
     with open_dataset(source, _visual_spec(source)) as dset:
         n = dset.shape[0]
         fingerprint = _fingerprint(source, dset)
-        cells = VISUAL_MAP_SHAPE[0] * VISUAL_MAP_SHAPE[1]
         # One reused read buffer in the source dtype: read_direct fills it without a copy.
         buffer = np.empty((min(chunk_videos, max(n, 1)), N_SEGMENTS, *VISUAL_MAP_SHAPE), dset.dtype)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
@@ -136,10 +142,10 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
                     except OSError as e:
                         raise AvelError(f"{source}: key '{FEATURE_KEY}': expected readable data, "
                                         f"found a read error near row {start} ({_os_reason(e)})") from None
-                    sums = block.reshape(count, N_SEGMENTS, cells, -1).sum(axis=2, dtype=np.float64)
-                    if not np.isfinite(sums).all():
-                        raise AvelError(_non_finite_message(source, block, sums, start))
-                    pooled[start:start + count] = (sums / cells).astype(np.float32)
+                    means = pool_maps(block)
+                    if not np.isfinite(means).all():
+                        raise AvelError(_non_finite_message(source, block, means, start))
+                    pooled[start:start + count] = means.astype(np.float32)
                 out.attrs.update(fingerprint)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -177,15 +183,5 @@ def read_visual_maps(data_dir: str | Path, rows, source_name: str = VISUAL_FILE)
     """Full 7x7 maps of a few videos, (k, 10, 7, 7, 512) float32, in the order of `rows`
     (repeats allowed). Meant for visualisation: k videos cost k * 2 MB (float64 source)."""
     source = Path(data_dir) / source_name
-    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     with open_dataset(source, _visual_spec(source)) as dset:
-        n = dset.shape[0]
-        outside = (rows < 0) | (rows >= n)
-        if outside.any():
-            raise AvelError(f"rows: expected indices in [0, {n}) of {source}, "
-                            f"found {int(rows[np.argmax(outside)])}")
-        if rows.size == 0:
-            return np.empty((0, N_SEGMENTS, *VISUAL_MAP_SHAPE), np.float32)
-        unique, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
-        maps = dset[unique.tolist()]
-    return maps[inverse].astype(np.float32)
+        return read_rows(dset, rows, str(source)).astype(np.float32)
