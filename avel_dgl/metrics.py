@@ -1,7 +1,9 @@
-"""Segment accuracy: the global accuracy every AVEL paper reports, and a per-class table."""
+"""Segment accuracy: the global accuracy every AVEL paper reports, a per-class table, and the
+confusion matrix."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -24,3 +26,10 @@ def per_class_table(pred: torch.Tensor, target: torch.Tensor) -> pd.DataFrame:
         for c in range(N_CLASSES) if segments[c] > 0
     ]
     return pd.DataFrame(rows, columns=["class", "name", "segments", "correct", "accuracy"])
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """(29, 29) segment counts: entry [i, j] counts segments labelled i and predicted j."""
+    pred, target = pred.reshape(-1), target.reshape(-1)
+    counts = torch.bincount(target * N_CLASSES + pred, minlength=N_CLASSES * N_CLASSES)
+    return counts.reshape(N_CLASSES, N_CLASSES).numpy()

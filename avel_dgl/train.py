@@ -5,7 +5,7 @@ Run directory layout:
     config.json         the resolved config
     metrics.csv         one row per epoch: lr, train loss/acc, val acc, seconds
     best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
-    results.json        best epoch, its val accuracy, and its test accuracy on o-ave and c-ave
+    results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder
     per_class_<set>.csv per-class test accuracy of best.pt on each label set
 """
 
@@ -142,7 +142,8 @@ def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwri
             bar.set_postfix(loss=f"{stats['loss']:.3f}", train=f"{stats['acc']:.3f}", val=f"{val_acc:.3f}",
                             best=f"{best_acc:.3f}@{best_epoch}")
 
-    results = {"seed": t.seed, "best_epoch": best_epoch, "val_acc": best_acc}
+    # The data folder is recorded so `avel-dgl report` can predict on its test split later.
+    results = {"seed": t.seed, "best_epoch": best_epoch, "val_acc": best_acc, "data": str(data_dir.resolve())}
     for label_set in LABEL_SETS:
         results[f"test_acc_{label_set}"] = evaluate_checkpoint(out_dir / "best.pt", data_dir, label_set,
                                                                out_dir / f"per_class_{label_set}.csv")["acc"]

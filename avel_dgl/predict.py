@@ -1,0 +1,242 @@
+"""Using a trained model on videos: segment class probabilities, events merged into intervals in
+seconds, streamed over a data folder or new feature files in chunks so memory stays bounded.
+
+An event is a run of consecutive segments whose most probable class is the same event class
+(background, index 28, is never an event). Segment t covers [t, t + 1) seconds (AVE segments are
+1 s long, section 4), so a run of segments first..last is the interval [first, last + 1) s. Its
+confidence is the mean probability of its class over the run.
+
+Videos come from
+- a data folder: its audio file and the pooled visual cache, rows of one split, all rows, or
+  listed rows (h5 row indices, as in the order files);
+- a pair of feature files for new videos, without labels: audio (N, 10, 128) and visual either
+  full maps (N, 10, 7, 7, 512) (pooled here chunk by chunk, as the cache pools) or pooled
+  (N, 10, 512).
+Either way only one chunk of features and probabilities is in memory at a time, and outputs are
+written row by row to a temporary file that is renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from avel_dgl import engine
+from avel_dgl.data.ave import (AUDIO_DIM, AUDIO_FILE, BACKGROUND, CLASS_NAMES, N_CLASSES, N_SEGMENTS, SPLITS,
+                               VISUAL_DIM, VISUAL_FILE, VISUAL_MAP_SHAPE, check_rows, open_feature, read_order,
+                               read_rows)
+from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
+from avel_dgl.errors import AvelError
+
+SEGMENT_SECONDS = 1.0
+PROB_DECIMALS = 6  # probabilities in the outputs are rounded to this many decimals
+OUTPUT_SUFFIXES = (".json", ".csv")
+
+AUDIO_SHAPE = (N_SEGMENTS, AUDIO_DIM)
+MAP_SHAPE = (N_SEGMENTS, *VISUAL_MAP_SHAPE)
+POOLED_SHAPE = (N_SEGMENTS, VISUAL_DIM)
+
+
+# ---- events from probabilities ---------------------------------------------------------------
+
+def segment_runs(classes) -> list[tuple[int, int, int]]:
+    """Runs of consecutive segments of one event class, background excluded, as
+    (class, first segment, end segment exclusive), in time order."""
+    runs, start = [], 0
+    classes = [int(c) for c in classes]
+    for t in range(1, len(classes) + 1):
+        if t == len(classes) or classes[t] != classes[start]:
+            if classes[start] != BACKGROUND:
+                runs.append((classes[start], start, t))
+            start = t
+    return runs
+
+
+def events_from_probs(probs: np.ndarray) -> list[dict]:
+    """The detected events of one video from its (T, C) segment probabilities: each segment takes
+    its most probable class, runs of one event class merge into [start, end) seconds, and the
+    confidence is the run's mean probability of that class."""
+    return [{"class": c, "name": CLASS_NAMES[c], "start": first * SEGMENT_SECONDS, "end": end * SEGMENT_SECONDS,
+             "confidence": round(float(probs[first:end, c].mean()), PROB_DECIMALS)}
+            for c, first, end in segment_runs(probs.argmax(-1))]
+
+
+# ---- where the videos come from ----------------------------------------------------------------
+
+@dataclass
+class VideoSource:
+    """Feature files to read and the rows of them to predict for, in output order."""
+
+    audio: Path
+    visual: Path  # full maps (N, 10, 7, 7, 512) or pooled (N, 10, 512)
+    rows: np.ndarray
+    description: dict = field(default_factory=dict)  # recorded in the output header
+
+
+def parse_selection(text: str) -> str | np.ndarray:
+    """--split: a split name, 'all', or comma-separated row indices."""
+    text = text.strip()
+    if text in SPLITS or text == "all":
+        return text
+    try:
+        rows = np.array([int(x) for x in text.split(",")], dtype=np.int64)
+    except ValueError:
+        raise AvelError(f"--split: expected one of {', '.join(SPLITS)}, all, or comma-separated row indices "
+                        f"(e.g. 3,17,42), found '{text}'") from None
+    return rows
+
+
+def _count(path: Path, *shapes) -> int:
+    with open_feature(path, *shapes) as dset:
+        return dset.shape[0]
+
+
+def data_folder_source(data_dir: str | Path, selection: str | np.ndarray) -> VideoSource:
+    """Videos of an AVE-format folder: a split's rows, all rows, or the given rows. The visual
+    features come from the pooled cache (built on first use, streaming)."""
+    data_dir = Path(data_dir)
+    audio = data_dir / AUDIO_FILE
+    n = _count(audio, AUDIO_SHAPE)
+    if isinstance(selection, str) and selection == "all":
+        rows = np.arange(n, dtype=np.int64)
+    elif isinstance(selection, str):
+        rows = read_order(data_dir, selection)
+    else:
+        rows = np.asarray(selection, dtype=np.int64)
+    check_rows(rows, n, str(audio))
+    visual = ensure_pooled_cache(data_dir, VISUAL_FILE)
+    split = selection if isinstance(selection, str) else "rows"
+    return VideoSource(audio, visual, rows, {"data": str(data_dir), "split": split})
+
+
+def feature_files_source(audio: str | Path, visual: str | Path) -> VideoSource:
+    """New videos given as an audio file and a visual file (full maps or pooled), no labels."""
+    audio, visual = Path(audio), Path(visual)
+    n_audio = _count(audio, AUDIO_SHAPE)
+    n_visual = _count(visual, MAP_SHAPE, POOLED_SHAPE)
+    if n_audio != n_visual:
+        raise AvelError(f"{visual}: expected {n_audio} videos (as many as {audio}), found {n_visual}")
+    return VideoSource(audio, visual, np.arange(n_audio, dtype=np.int64), {"audio": str(audio), "visual": str(visual)})
+
+
+def read_chunks(source: VideoSource, chunk: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """(rows, audio (b, 10, 128), pooled visual (b, 10, 512)) float32, `chunk` videos at a time."""
+    with open_feature(source.audio, AUDIO_SHAPE) as a, open_feature(source.visual, MAP_SHAPE, POOLED_SHAPE) as v:
+        for start in range(0, len(source.rows), chunk):
+            rows = source.rows[start:start + chunk]
+            audio = read_rows(a, rows, str(source.audio)).astype(np.float32)
+            visual = read_rows(v, rows, str(source.visual))
+            visual = pool_maps(visual) if visual.ndim == 5 else visual.astype(np.float32)
+            for path, x in ((source.audio, audio), (source.visual, visual)):
+                bad = ~np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
+                if bad.any():
+                    raise AvelError(f"{path}: expected finite features, found NaN or inf in row {rows[bad][0]}")
+            yield rows, torch.from_numpy(audio), torch.from_numpy(visual)
+
+
+def predict_probs(model: torch.nn.Module, source: VideoSource,
+                  batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, segment class probabilities (b, 10, 29)) per chunk of `batch_size` videos."""
+    for rows, audio, visual in read_chunks(source, batch_size):
+        logits = engine.feature_logits(model, audio, visual, batch_size)
+        yield rows, torch.softmax(logits, dim=-1).numpy()
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+def check_output(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise AvelError(f"--out: expected a file name ending in .json or .csv, found '{out.name}'")
+    if not out.parent.is_dir():
+        raise AvelError(f"--out: folder {out.parent} does not exist")
+    return out
+
+
+def segments_csv_path(out: Path) -> Path:
+    """A .csv output is two tables: events in OUT.csv, per-segment probabilities beside it."""
+    return out.with_name(out.stem + "_segments.csv")
+
+
+def _video_record(row: int, probs: np.ndarray) -> dict:
+    return {"row": int(row), "events": events_from_probs(probs),
+            "segment_classes": probs.argmax(-1).tolist(),
+            "segment_probs": np.round(probs.astype(np.float64), PROB_DECIMALS).tolist()}
+
+
+def _write_json(chunks, f, header: dict) -> tuple[int, int]:
+    videos = events = 0
+    # The header as JSON with an empty "videos" list last; write it up to that list's "[" and
+    # stream the video records into it.
+    head = json.dumps({**header, "videos": []}, indent=1)
+    f.write(head[:head.rindex("[") + 1] + "\n")
+    for rows, probs in chunks:
+        for row, p in zip(rows, probs):
+            record = _video_record(row, p)
+            f.write((",\n" if videos else "") + json.dumps(record))
+            videos, events = videos + 1, events + len(record["events"])
+    f.write("\n]}\n")
+    return videos, events
+
+
+def _write_csv(chunks, f_events, f_segments) -> tuple[int, int]:
+    ev = csv.writer(f_events)
+    ev.writerow(["row", "class", "name", "start", "end", "confidence"])
+    seg = csv.writer(f_segments)
+    seg.writerow(["row", "segment", "start", "end", "class", "name", *(f"p_{c}" for c in range(N_CLASSES))])
+    videos = events = 0
+    for rows, probs in chunks:
+        for row, p in zip(rows, probs):
+            record = _video_record(row, p)
+            for e in record["events"]:
+                ev.writerow([record["row"], e["class"], e["name"], e["start"], e["end"], e["confidence"]])
+            for t, (c, ps) in enumerate(zip(record["segment_classes"], record["segment_probs"])):
+                seg.writerow([record["row"], t, t * SEGMENT_SECONDS, (t + 1) * SEGMENT_SECONDS, c, CLASS_NAMES[c], *ps])
+            videos, events = videos + 1, events + len(record["events"])
+    return videos, events
+
+
+def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str | Path,
+                      header: dict) -> tuple[list[Path], int, int]:
+    """Stream (rows, probs) chunks into OUT.json (one file) or OUT.csv (+ OUT_segments.csv).
+    Each file is written under a temporary name and renamed only when all videos are in, so a
+    failure leaves no partial output. Returns the files written, the video and event counts."""
+    out = check_output(out)
+    targets = [out] if out.suffix == ".json" else [out, segments_csv_path(out)]
+    tmps = [t.with_name(t.name + ".tmp") for t in targets]
+    try:
+        with ExitStack() as stack:
+            handles = [stack.enter_context(open(t, "w", newline="")) for t in tmps]
+            if out.suffix == ".json":
+                header = {**header, "segment_seconds": SEGMENT_SECONDS, "background": BACKGROUND,
+                          "classes": list(CLASS_NAMES)}
+                videos, events = _write_json(chunks, handles[0], header)
+            else:
+                videos, events = _write_csv(chunks, *handles)
+        for tmp, target in zip(tmps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    return targets, videos, events
+
+
+def predict_to_file(checkpoint: str | Path, source: VideoSource, out: str | Path,
+                    batch_size: int = 256) -> tuple[list[Path], int, int]:
+    """Load a checkpoint, predict every video of `source`, write the events and probabilities."""
+    from avel_dgl.checkpoint import load_model
+
+    check_output(out)
+    if batch_size < 1:
+        raise AvelError(f"--batch-size: expected a positive integer, found {batch_size}")
+    model, _, _ = load_model(checkpoint)
+    header = {"checkpoint": str(checkpoint), "source": source.description}
+    return write_predictions(predict_probs(model, source, batch_size), out, header)

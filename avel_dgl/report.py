@@ -1,0 +1,394 @@
+"""Run reports: one self-contained HTML page (PNGs embedded as data URIs, and also written beside
+it) showing what a training run learned.
+
+Sections: the run's config and results; loss, accuracy and learning-rate curves per epoch; test
+accuracy per class on O-AVE and C-AVE; confusion matrices; and timelines of true vs predicted
+events for a sample of test videos (the best, the worst and typical ones).
+
+Everything comes from the run folder written by `train.train_run` (config.json, metrics.csv,
+results.json, per_class_<set>.csv, best.pt). The confusion matrices and timelines need the test
+split, so they predict with best.pt on the data folder recorded in results.json (or --data). A
+section that cannot be made says why on the page instead of disappearing. metrics.csv is read by
+column name: the curves plot whichever known columns it has.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure  # the object API: no pyplot state, no display backend
+from matplotlib.ticker import MaxNLocator
+
+from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_SEGMENTS
+from avel_dgl.errors import AvelError
+from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
+from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
+
+REPORT_FILE = "report.html"
+LOSS_COLUMNS = ("train_loss", "val_loss")
+ACC_COLUMNS = ("train_acc", "val_acc")
+# Accuracy agreement between results.json and the report's own predictions (float32 round-off).
+ACC_TOLERANCE = 1e-6
+TIMELINE_CHARS_PER_SECOND = 14  # label characters that fit in one second of a timeline at 7 pt
+
+# 28 distinct event colours, none of them grey (background is light grey): tab20 without its
+# grey pair, then every other shade of tab20b.
+CLASS_COLOURS = ([colormaps["tab20"](i) for i in range(20) if i not in (14, 15)]
+                 + [colormaps["tab20b"](i) for i in range(0, 20, 2)] + ["#dddddd"])
+assert len(CLASS_COLOURS) == N_CLASSES
+
+
+def short_name(c: int) -> str:
+    """The class name up to its first comma: 'Male speech, man speaking' -> 'Male speech'."""
+    return CLASS_NAMES[c].split(",")[0]
+
+
+@dataclass
+class SplitPredictions:
+    """best.pt on the test split: probabilities and the labels of one label set."""
+
+    label_set: str
+    rows: np.ndarray  # (N,) h5 rows
+    probs: np.ndarray  # (N, T, C)
+    labels: np.ndarray  # (N, T)
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(-1)
+
+
+@dataclass
+class Section:
+    title: str
+    images: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, png bytes)
+    html: str = ""  # extra HTML under the images (tables)
+    notes: list[str] = field(default_factory=list)  # why something is missing or suspicious
+
+
+# ---- reading the run ------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise AvelError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(value, dict):
+        raise AvelError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
+    """config.json and metrics.csv (required), results.json (optional: an unfinished run has none)."""
+    if not run_dir.is_dir():
+        raise AvelError(f"{run_dir}: run folder not found")
+    config_file, metrics_file, results_file = (run_dir / n for n in ("config.json", "metrics.csv", "results.json"))
+    for f in (config_file, metrics_file):
+        if not f.is_file():
+            raise AvelError(f"{f}: not found (expected a run folder written by `avel-dgl train`)")
+    config = _read_json(config_file)
+    results = _read_json(results_file) if results_file.is_file() else None
+    try:
+        metrics = pd.read_csv(metrics_file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise AvelError(f"{metrics_file}: not a readable CSV ({e})") from None
+    if "epoch" not in metrics.columns:
+        raise AvelError(f"{metrics_file}: expected a column 'epoch', found columns {list(metrics.columns)}")
+    return config, metrics, results
+
+
+def test_predictions(checkpoint: Path, data_dir: Path) -> dict[str, SplitPredictions]:
+    """Probabilities of best.pt on the test split, with the labels of each label set."""
+    from avel_dgl import engine
+    from avel_dgl.checkpoint import load_model
+    from avel_dgl.data.ave import load_split
+
+    model, config, _ = load_model(checkpoint)
+    out, probs = {}, None
+    for label_set in LABEL_SETS:
+        test = load_split(data_dir, "test", label_set)
+        if probs is None:  # the features do not depend on the label set
+            probs = torch.softmax(engine.predict_logits(model, test, config.train.batch_size), -1).numpy()
+        out[label_set] = SplitPredictions(label_set, test.rows.numpy(), probs, test.segment_labels.numpy())
+    return out
+
+
+# ---- figures ----------------------------------------------------------------------------------
+
+def png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def curves_figure(metrics: pd.DataFrame, best_epoch: int | None) -> Figure:
+    """Loss, accuracy and learning rate per epoch; the validation-selected epoch dashed."""
+    panels = [(title, [c for c in cols if c in metrics.columns]) for title, cols in
+              (("loss", LOSS_COLUMNS), ("segment accuracy", ACC_COLUMNS), ("learning rate", ("lr",)))]
+    panels = [(t, cols) for t, cols in panels if cols]
+    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    for ax, (title, cols) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        for col in cols:
+            ax.plot(metrics["epoch"], metrics[col], marker="." if len(metrics) < 30 else None,
+                    label=col.replace("_", " "))
+        if best_epoch is not None and best_epoch > 0:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_figure(tables: dict[str, pd.DataFrame]) -> Figure:
+    """Horizontal bars of per-class test accuracy, one bar per label set."""
+    classes = sorted(set().union(*(t["class"].tolist() for t in tables.values())))
+    y = np.arange(len(classes))
+    height = 0.8 / len(tables)
+    fig = Figure(figsize=(8, 0.28 * len(classes) + 1.2))
+    ax = fig.subplots()
+    for i, (label_set, table) in enumerate(tables.items()):
+        acc = table.set_index("class")["accuracy"].reindex(classes)
+        bars = ax.barh(y + (i - (len(tables) - 1) / 2) * height, acc.to_numpy(), height, label=label_set.upper())
+        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.2f}" for a in acc], fontsize=6, padding=2)
+    ax.set_yticks(y, [f"{short_name(c)} ({c})" for c in classes], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("test segment accuracy (recall of the class)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(tables), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(counts: np.ndarray, title: str) -> Figure:
+    """Row-normalised confusion matrix (each true class's segments sum to 1); empty rows blank."""
+    totals = counts.sum(1, keepdims=True)
+    rates = np.where(totals > 0, counts / np.maximum(totals, 1), np.nan)
+    fig = Figure(figsize=(9.5, 8.5))
+    ax = fig.subplots()
+    im = ax.imshow(rates, cmap=colormaps["Blues"].with_extremes(bad="#eeeeee"), vmin=0, vmax=1)
+    names = [f"{short_name(c)} ({c})" for c in range(N_CLASSES)]
+    ax.set_xticks(range(N_CLASSES), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(N_CLASSES), [f"{n}  [{int(t)}]" for n, t in zip(names, totals[:, 0])], fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class  [test segments; grey rows: none]")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of the true class's segments")
+    fig.tight_layout()
+    return fig
+
+
+def sample_videos(p: SplitPredictions, per_kind: int) -> list[tuple[str, int]]:
+    """(kind, index) of `per_kind` best, worst and typical (nearest the median) test videos.
+    Videos are scored by segment accuracy, ties broken by the mean probability of the true class."""
+    n = len(p.labels)
+    acc = (p.pred == p.labels).mean(1)
+    true_prob = np.take_along_axis(p.probs, p.labels[..., None], -1)[..., 0].mean(1)
+    order = np.lexsort((true_prob, acc))  # ascending: worst first
+    chosen, picks = set(), []
+    median = order[n // 2] if n else None
+    typical = sorted(order, key=lambda i: (abs(acc[i] - acc[median]), abs(true_prob[i] - true_prob[median])))
+    for kind, candidates in (("best", order[::-1]), ("worst", order), ("typical", typical)):
+        for i in [int(i) for i in candidates if int(i) not in chosen][:per_kind]:
+            chosen.add(i)
+            picks.append((kind, i))
+    return picks
+
+
+def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figure:
+    """For each picked video, a 'true' and a 'predicted' lane of event intervals over 0-10 s;
+    segments where prediction and label differ are marked with a red x."""
+    fig = Figure(figsize=(10, 1.35 * len(picks) + 0.4))
+    axes = np.atleast_1d(fig.subplots(len(picks), 1))
+    end = N_SEGMENTS * SEGMENT_SECONDS
+    for ax, (kind, i) in zip(axes, picks):
+        pred, labels, probs = p.pred[i], p.labels[i], p.probs[i]
+        for lane, classes in ((1, labels), (0, pred)):
+            ax.broken_barh([(0, end)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[BACKGROUND])
+            for c, first, stop in segment_runs(classes):
+                x, w = first * SEGMENT_SECONDS, (stop - first) * SEGMENT_SECONDS
+                ax.broken_barh([(x, w)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[c], edgecolor="black",
+                               linewidth=0.5)
+                text = short_name(c) + (f" {probs[first:stop, c].mean():.2f}" if lane == 0 else "")
+                fits = int(w * TIMELINE_CHARS_PER_SECOND)  # shorten names that overflow their bar
+                text = text if len(text) <= fits else text[:max(fits - 1, 1)] + "…"
+                ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=7, clip_on=True)
+        wrong = np.flatnonzero(pred != labels)
+        ax.plot((wrong + 0.5) * SEGMENT_SECONDS, np.full(len(wrong), -0.62), "x", color="red", markersize=5)
+        ax.set_xlim(0, end)
+        ax.set_ylim(-0.8, 1.5)
+        ax.set_xticks(np.arange(N_SEGMENTS + 1) * SEGMENT_SECONDS)
+        ax.set_yticks([0, 1], ["predicted", "true"], fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"{kind}: test video row {p.rows[i]}, {int((pred == labels).sum())}/{N_SEGMENTS} segments "
+                     f"correct", fontsize=8, loc="left")
+    axes[-1].set_xlabel("seconds (grey: background; red x: wrong segment; number: mean confidence)")
+    fig.tight_layout()
+    return fig
+
+
+# ---- HTML -------------------------------------------------------------------------------------
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table class='kv'>{cells}</table>"
+
+
+def _fmt(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def render_html(run_dir: Path, sections: list[Section]) -> str:
+    body = []
+    for s in sections:
+        body.append(f"<section><h2>{html.escape(s.title)}</h2>")
+        body += [f"<p class='note'>{html.escape(n)}</p>" for n in s.notes]
+        for name, data in s.images:
+            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            body.append(f"<figure><img src='{uri}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}"
+                        f"</figcaption></figure>")
+        body.append(s.html + "</section>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>avel-dgl report: {html.escape(run_dir.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; font-size: .9em; margin: .5em 0; }}
+th, td {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; }}
+th {{ background: #f4f4f4; }} td.num, .num td {{ text-align: right; }}
+img {{ max-width: 100%; height: auto; }} figure {{ margin: 1em 0; }}
+figcaption {{ font-size: .8em; color: #666; }}
+.note {{ background: #fff6d6; border-left: 4px solid #e0b000; padding: .4em .8em; }}
+</style></head><body>
+<h1>avel-dgl run report: {html.escape(str(run_dir))}</h1>
+{''.join(body)}
+</body></html>
+"""
+
+
+def summary_section(config: dict, results: dict | None, metrics: pd.DataFrame) -> Section:
+    m, t = config.get("model", {}), config.get("train", {})
+    rows = [("preset", config.get("preset")), ("variant", m.get("variant")), ("task", t.get("task")),
+            ("width / blocks", f"{m.get('width')} / {m.get('blocks')}"), ("epochs run", len(metrics)),
+            ("batch size", t.get("batch_size")), ("optimizer / lr", f"{t.get('optimizer')} / {t.get('lr')}"),
+            ("replicate / link", f"{t.get('replicate')} / {t.get('link')}"), ("seed", t.get("seed"))]
+    section = Section("Run")
+    if results is None:
+        section.notes.append("results.json not found: the run has not finished testing; test figures come from "
+                             "best.pt if it exists.")
+    else:
+        rows += [(k.replace("_", " "), _fmt(v)) for k, v in results.items() if k != "seed"]  # seed: above
+    section.html = _table(rows)
+    return section
+
+
+def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                 per_kind: int = 2) -> tuple[Path, list[str]]:
+    """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report). Returns the HTML
+    path and the notes of sections that are missing or suspicious."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_FILE).is_file():
+        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AvelError(f"--out: {out_dir} is a file; expected a folder for the report")
+    config, metrics, results = read_run(run_dir)
+    best_epoch = results.get("best_epoch") if results else None
+    sections = [summary_section(config, results, metrics)]
+
+    curves = Section("Training curves", [("curves.png", png(curves_figure(metrics, best_epoch)))])
+    if not any(c in metrics.columns for c in LOSS_COLUMNS + ACC_COLUMNS):
+        curves.notes.append(f"metrics.csv has none of the columns {', '.join(LOSS_COLUMNS + ACC_COLUMNS)}.")
+    sections.append(curves)
+
+    # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
+    # accuracy when the run did not write its tables).
+    preds, why_not = None, None
+    data = data_dir if data_dir is not None else (results or {}).get("data")
+    if not (run_dir / "best.pt").is_file():
+        why_not = f"{run_dir / 'best.pt'} not found"
+    elif data is None:
+        why_not = "the data folder is unknown (results.json records none): pass --data DIR"
+    elif not Path(data).is_dir():
+        why_not = f"data folder {data} not found: pass --data DIR"
+    else:
+        preds = test_predictions(run_dir / "best.pt", Path(data))
+
+    per_class = Section("Test accuracy per class")
+    tables = {}
+    for label_set in LABEL_SETS:
+        csv_file = run_dir / f"per_class_{label_set}.csv"
+        if csv_file.is_file():
+            tables[label_set] = pd.read_csv(csv_file)
+        elif preds is not None:
+            p = preds[label_set]
+            tables[label_set] = per_class_table(torch.from_numpy(p.pred), torch.from_numpy(p.labels))
+            per_class.notes.append(f"{csv_file.name} not found: {label_set.upper()} accuracies computed here.")
+    if tables:
+        per_class.images.append(("per_class.png", png(per_class_figure(tables))))
+        merged = pd.concat([t.set_index(["class", "name"])[["segments", "accuracy"]].add_suffix(f" {ls}")
+                            for ls, t in tables.items()], axis=1).reset_index()
+        per_class.html = merged.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="", classes="num",
+                                        border=0)
+    else:
+        per_class.notes.append(f"no per_class_<set>.csv in the run and no predictions ({why_not}).")
+    sections.append(per_class)
+
+    confusion = Section("Confusion matrices (test segments)")
+    timelines = Section("Timelines of test videos: true vs predicted events (O-AVE labels)")
+    if preds is None:
+        confusion.notes.append(f"not made: {why_not}.")
+        timelines.notes.append(f"not made: {why_not}.")
+    else:
+        for label_set, p in preds.items():
+            acc = global_accuracy(torch.from_numpy(p.pred), torch.from_numpy(p.labels))
+            recorded = (results or {}).get(f"test_acc_{label_set}")
+            if recorded is not None and abs(recorded - acc) > ACC_TOLERANCE:
+                confusion.notes.append(f"{label_set.upper()}: best.pt scores {acc:.4f} on {data} here but "
+                                       f"results.json records {recorded:.4f}; the data folder may have changed.")
+            title = f"{label_set.upper()}: {len(p.rows)} videos, global accuracy {acc:.4f} (rows: true, row-normalised)"
+            confusion.images.append((f"confusion_{label_set}.png",
+                                     png(confusion_figure(confusion_matrix(torch.from_numpy(p.pred),
+                                                                           torch.from_numpy(p.labels)), title))))
+        p = preds["o-ave"]
+        if len(p.rows):
+            timelines.images.append(("timelines.png", png(timelines_figure(p, sample_videos(p, per_kind)))))
+        else:
+            timelines.notes.append("the test split is empty.")
+    sections += [confusion, timelines]
+
+    _write_atomic(out_dir, run_dir, sections)
+    return out_dir / REPORT_FILE, [n for s in sections for n in s.notes]
+
+
+def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:
+    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir`."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
+    try:
+        for s in sections:
+            for name, data in s.images:
+                (tmp / name).write_bytes(data)
+        (tmp / REPORT_FILE).write_text(render_html(run_dir, sections), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
