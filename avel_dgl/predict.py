@@ -229,14 +229,10 @@ def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str 
     return targets, videos, events
 
 
-def predict_to_file(checkpoint: str | Path, source: VideoSource, out: str | Path,
-                    batch_size: int = 256) -> tuple[list[Path], int, int]:
-    """Load a checkpoint, predict every video of `source`, write the events and probabilities."""
-    from avel_dgl.checkpoint import load_model
-
-    check_output(out)
+def predict_to_file(model: torch.nn.Module, source: VideoSource, out: str | Path, batch_size: int = 256,
+                    checkpoint: str | Path | None = None) -> tuple[list[Path], int, int]:
+    """Predict every video of `source` with `model`, write the events and probabilities."""
     if batch_size < 1:
         raise AvelError(f"--batch-size: expected a positive integer, found {batch_size}")
-    model, _, _ = load_model(checkpoint)
-    header = {"checkpoint": str(checkpoint), "source": source.description}
+    header = {"checkpoint": None if checkpoint is None else str(checkpoint), "source": source.description}
     return write_predictions(predict_probs(model, source, batch_size), out, header)

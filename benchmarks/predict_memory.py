@@ -29,10 +29,10 @@ torch.set_num_threads(1)
 from avel_dgl.predict import feature_files_source, predict_to_file
 from avel_dgl.checkpoint import load_model
 ckpt, audio, visual, out, batch = sys.argv[1:6]
-load_model(ckpt)  # imports and one model load, so the 'before' peak includes them
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model, _, _ = load_model(ckpt)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports and the model
 start = time.perf_counter()
-_, videos, events = predict_to_file(ckpt, feature_files_source(audio, visual), out, int(batch))
+_, videos, events = predict_to_file(model, feature_files_source(audio, visual), out, int(batch), ckpt)
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"videos": videos, "seconds": seconds, "peak_before_mb": before / 1024, "peak_after_mb": after / 1024}))

@@ -25,7 +25,9 @@ from avel_dgl.errors import AvelError
 def predict(ctx, checkpoint, data_dir, selection, audio, visual, out, batch_size):
     """Detected events (intervals in seconds, class, confidence) and per-segment class
     probabilities for every video of a data folder's split or of new feature files."""
-    from avel_dgl.predict import data_folder_source, feature_files_source, parse_selection, predict_to_file
+    from avel_dgl.checkpoint import load_model
+    from avel_dgl.predict import (check_output, data_folder_source, feature_files_source, parse_selection,
+                                  predict_to_file)
     from avel_dgl.train import set_threads
 
     new_videos = audio is not None or visual is not None
@@ -38,9 +40,12 @@ def predict(ctx, checkpoint, data_dir, selection, audio, visual, out, batch_size
     if new_videos and ctx.get_parameter_source("selection") != click.core.ParameterSource.DEFAULT:
         raise AvelError("--split: only applies to --data (feature files are predicted whole)")
     set_threads()
+    check_output(out)
+    # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
+    model, _, _ = load_model(checkpoint)
     source = (feature_files_source(audio, visual) if new_videos
               else data_folder_source(data_dir, parse_selection(selection)))
-    files, videos, events = predict_to_file(checkpoint, source, out, batch_size)
+    files, videos, events = predict_to_file(model, source, out, batch_size, checkpoint)
     click.echo(f"{videos} videos, {events} events; wrote {' and '.join(map(str, files))}")
 
 
