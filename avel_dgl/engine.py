@@ -36,6 +36,12 @@ def wsel_loss(logits: torch.Tensor, video_labels: torch.Tensor) -> torch.Tensor:
     return F.nll_loss(torch.log(mil_video_probs(logits).clamp_min(1e-8)), video_labels)
 
 
+def task_loss(task: str, logits: torch.Tensor, segment_labels: torch.Tensor,
+              video_labels: torch.Tensor) -> torch.Tensor:
+    """The training objective of `task`: SEL on segment labels, WSEL on video labels."""
+    return sel_loss(logits, segment_labels) if task == "sel" else wsel_loss(logits, video_labels)
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """Row positions of each batch; shuffled when a generator is given. The last batch may be short."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -68,7 +74,7 @@ def train_one_epoch(
             seg_labels = torch.cat([seg_labels, seg_labels])
         g = graph.batch_graph(audio.shape[0], linked=replicas is not None and cfg.link)
         logits = model(g, audio, visual)
-        loss = sel_loss(logits, seg_labels) if cfg.task == "sel" else wsel_loss(logits, video_labels)
+        loss = task_loss(cfg.task, logits, seg_labels, video_labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {steps}")
         optimizer.zero_grad(set_to_none=True)
@@ -102,7 +108,12 @@ def predict_logits(model: torch.nn.Module, data: SplitData, batch_size: int) -> 
     return feature_logits(model, data.audio, data.visual, batch_size)
 
 
-def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int) -> dict:
-    """Global segment accuracy over `data` plus the predictions, for tables and reports."""
-    pred = predict_logits(model, data, batch_size).argmax(-1)
-    return {"acc": global_accuracy(pred, data.segment_labels), "pred": pred}
+def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, task: str | None = None) -> dict:
+    """Global segment accuracy over `data` plus the predictions, for tables and reports; with
+    `task`, also that task's loss (the validation loss curve of a run)."""
+    logits = predict_logits(model, data, batch_size)
+    pred = logits.argmax(-1)
+    out = {"acc": global_accuracy(pred, data.segment_labels), "pred": pred}
+    if task is not None:
+        out["loss"] = task_loss(task, logits, data.segment_labels, data.video_labels).item()
+    return out

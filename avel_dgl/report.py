@@ -309,7 +309,11 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
 
-    curves = Section("Training curves", [("curves.png", png(curves_figure(metrics, best_epoch)))])
+    curves = Section("Training curves", [("curves.png", png(curves_figure(metrics, best_epoch)))],
+                     html="<p>Train loss and accuracy: means over the epoch's batches while learning (dropout "
+                          "on). Validation: the model after the epoch, in eval mode. Loss is the task's "
+                          "objective (SEL: segment cross-entropy; WSEL: MIL video cross-entropy); accuracy is "
+                          "always segment accuracy.</p>")
     if not any(c in metrics.columns for c in LOSS_COLUMNS + ACC_COLUMNS):
         curves.notes.append(f"metrics.csv has none of the columns {', '.join(LOSS_COLUMNS + ACC_COLUMNS)}.")
     sections.append(curves)

@@ -3,7 +3,7 @@ checkpoints and the final test accuracy on O-AVE and C-AVE. Also evaluating a ch
 
 Run directory layout:
     config.json         the resolved config
-    metrics.csv         one row per epoch: lr, train loss/acc, val acc, seconds
+    metrics.csv         one row per epoch: lr, train loss/acc, val acc/loss (the task's loss), seconds
     best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
     results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder
     per_class_<set>.csv per-class test accuracy of best.pt on each label set
@@ -33,7 +33,7 @@ from avel_dgl.errors import AvelError
 from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
 
-METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_acc", "seconds"]
+METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_acc", "val_loss", "seconds"]
 
 
 def set_seed(seed: int) -> None:
@@ -130,9 +130,11 @@ def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwri
             start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             stats = engine.train_one_epoch(model, train, optimizer, scheduler, t, generator, replicas, progress)
-            val_acc = engine.evaluate(model, val, t.batch_size)["acc"]
+            val_stats = engine.evaluate(model, val, t.batch_size, task=t.task)
+            val_acc = val_stats["acc"]
             writer.writerow({"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{stats['loss']:.6f}",
                              "train_acc": f"{stats['acc']:.6f}", "val_acc": f"{val_acc:.6f}",
+                             "val_loss": f"{val_stats['loss']:.6f}",
                              "seconds": f"{time.perf_counter() - start:.2f}"})
             f.flush()
             if val_acc > best_acc:

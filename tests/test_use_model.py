@@ -198,6 +198,18 @@ def test_predict_rejects_bad_input_without_writing(run_dir, ave_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "nan.h5", "v.h5", "v2.h5", "v3.h5"]
 
 
+def test_run_metrics_record_the_validation_loss_of_each_epoch(run_dir, ave_dir):
+    """The report's validation loss curve: metrics.csv's val_loss of the last epoch is the SEL loss
+    of last.pt on the validation split."""
+    import pandas as pd
+
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    model, config, _ = load_model(run_dir / "last.pt")
+    val = load_split(ave_dir, "val")
+    loss = engine.sel_loss(engine.predict_logits(model, val, 64), val.segment_labels).item()
+    assert metrics["val_loss"].iloc[-1] == pytest.approx(loss, abs=1e-5)
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 class _Images(HTMLParser):
