@@ -23,12 +23,11 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no disp
 
 from avel_dgl import graph
 from avel_dgl.checkpoint import load_model
-from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_CLASSES, N_SEGMENTS, VISUAL_DIM,
-                               VISUAL_MAP_SHAPE, onehot_to_index, open_feature, read_rows)
+from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE,
+                               VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)
 from avel_dgl.data.cache import pool_maps, read_visual_maps
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.rgct import RGCT
-from avel_dgl.predict import AUDIO_SHAPE
 
 DISPLAY_SIZE = 112  # 7x7 maps are upsampled bilinearly to this many pixels for display
 DEFAULT_SEGMENTS = 4  # panels rows when --segments is not given
@@ -120,18 +119,23 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out) 
         raise AvelError(f"--segments: expected segment indices in 0..{N_SEGMENTS - 1}, found {bad[0]}")
     model, config, _ = load_model(checkpoint)
     first_rgct(model)  # fail before reading features if the network has no such layer
+    n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE])
+    if not 0 <= row < n:
+        raise AvelError(f"--video: expected a row index in [0, {n}) (the videos of {data_dir}), found {row}")
     rows = np.array([row], dtype=np.int64)
     maps = read_visual_maps(data_dir, rows)  # (1, 10, 7, 7, 512) from the full visual file
-    with open_feature(data_dir / AUDIO_FILE, AUDIO_SHAPE) as a:
+    with open_dataset(data_dir / AUDIO_FILE) as a:
         audio = read_rows(a, rows, str(data_dir / AUDIO_FILE)).astype(np.float32)
+    pooled = pool_maps(maps).astype(np.float32)  # what the model sees (section 3.2)
     with torch.no_grad():
-        logits = model(graph.batch_graph(1), torch.from_numpy(audio), torch.from_numpy(pool_maps(maps)))
+        logits = model(graph.batch_graph(1), torch.from_numpy(audio), torch.from_numpy(pooled))
     probs = torch.softmax(logits[0], dim=-1).numpy()
     pred = probs.argmax(-1)
     truth = None
-    if (data_dir / LABELS_FILE).is_file():
-        with open_feature(data_dir / LABELS_FILE, (N_SEGMENTS, N_CLASSES)) as lab:
-            truth = onehot_to_index(read_rows(lab, rows, str(data_dir / LABELS_FILE))[0], str(data_dir / LABELS_FILE))
+    labels_path = data_dir / LABELS_FILE
+    if labels_path.is_file():
+        with open_dataset(labels_path) as lab:
+            truth = onehot_to_index(read_rows(lab, rows, str(labels_path)), str(labels_path), rows=rows)[0]
     segments = sorted(set(segments)) if segments else default_segments(pred)
     fams = activation_maps(model, torch.from_numpy(maps[0, segments]))
     labels = []

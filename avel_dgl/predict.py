@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
 import torch
 
 from avel_dgl import engine
-from avel_dgl.data.ave import (AUDIO_DIM, AUDIO_FILE, BACKGROUND, CLASS_NAMES, N_CLASSES, N_SEGMENTS, SPLITS,
-                               VISUAL_DIM, VISUAL_FILE, VISUAL_MAP_SHAPE, check_rows, open_feature, read_order,
-                               read_rows)
+from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, N_CLASSES, N_SEGMENTS, SPECS,
+                               SPLITS, VISUAL_DIM, VISUAL_FILE, ArraySpec, check_finite, check_orders,
+                               check_row_counts, inspect_array, open_dataset, read_rows)
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
 from avel_dgl.errors import AvelError
 
@@ -40,9 +41,9 @@ SEGMENT_SECONDS = 1.0
 PROB_DECIMALS = 6  # probabilities in the outputs are rounded to this many decimals
 OUTPUT_SUFFIXES = (".json", ".csv")
 
-AUDIO_SHAPE = (N_SEGMENTS, AUDIO_DIM)
-MAP_SHAPE = (N_SEGMENTS, *VISUAL_MAP_SHAPE)
-POOLED_SHAPE = (N_SEGMENTS, VISUAL_DIM)
+# The layouts of feature files: audio and full maps as in a data folder, or maps already pooled.
+AUDIO_SPEC, MAPS_SPEC = SPECS[AUDIO_FILE], SPECS[VISUAL_FILE]
+POOLED_SPEC = ArraySpec(FEATURE_KEY, ("N", N_SEGMENTS, VISUAL_DIM), "feature")
 
 
 # ---- events from probabilities ---------------------------------------------------------------
@@ -76,7 +77,8 @@ class VideoSource:
     """Feature files to read and the rows of them to predict for, in output order."""
 
     audio: Path
-    visual: Path  # full maps (N, 10, 7, 7, 512) or pooled (N, 10, 512)
+    visual: Path
+    visual_spec: ArraySpec  # MAPS_SPEC (pooled here, chunk by chunk) or POOLED_SPEC
     rows: np.ndarray
     description: dict = field(default_factory=dict)  # recorded in the output header
 
@@ -94,52 +96,67 @@ def parse_selection(text: str) -> str | np.ndarray:
     return rows
 
 
-def _count(path: Path, *shapes) -> int:
-    with open_feature(path, *shapes) as dset:
-        return dset.shape[0]
+def visual_spec_of(path: Path) -> ArraySpec:
+    """New videos' visual file: pooled when its array has rank 3, else full maps (open_dataset
+    then checks the whole header and names what does not fit)."""
+    try:
+        with h5py.File(path, "r") as f:
+            rank = f[FEATURE_KEY].ndim
+    except (OSError, KeyError, AttributeError, TypeError):
+        rank = None  # missing, unreadable or keyless: open_dataset says which
+    return POOLED_SPEC if rank == 3 else MAPS_SPEC
 
 
 def data_folder_source(data_dir: str | Path, selection: str | np.ndarray) -> VideoSource:
     """Videos of an AVE-format folder: a split's rows, all rows, or the given rows. The visual
     features come from the pooled cache (built on first use, streaming)."""
     data_dir = Path(data_dir)
-    audio = data_dir / AUDIO_FILE
-    n = _count(audio, AUDIO_SHAPE)
+    n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE])
     if isinstance(selection, str) and selection == "all":
         rows = np.arange(n, dtype=np.int64)
     elif isinstance(selection, str):
-        rows = read_order(data_dir, selection)
+        rows = check_orders(data_dir, n)[selection]
     else:
         rows = np.asarray(selection, dtype=np.int64)
-    check_rows(rows, n, str(audio))
-    visual = ensure_pooled_cache(data_dir, VISUAL_FILE)
+        outside = (rows < 0) | (rows >= n)
+        if outside.any():
+            raise AvelError(f"--split: expected row indices in [0, {n}) (the videos of {data_dir}), "
+                            f"found {int(rows[np.argmax(outside)])}")
+    visual, _ = ensure_pooled_cache(data_dir, VISUAL_FILE)
     split = selection if isinstance(selection, str) else "rows"
-    return VideoSource(audio, visual, rows, {"data": str(data_dir), "split": split})
+    return VideoSource(data_dir / AUDIO_FILE, visual, POOLED_SPEC, rows, {"data": str(data_dir), "split": split})
 
 
 def feature_files_source(audio: str | Path, visual: str | Path) -> VideoSource:
     """New videos given as an audio file and a visual file (full maps or pooled), no labels."""
     audio, visual = Path(audio), Path(visual)
-    n_audio = _count(audio, AUDIO_SHAPE)
-    n_visual = _count(visual, MAP_SHAPE, POOLED_SHAPE)
+    visual_spec = visual_spec_of(visual)
+    n_audio = inspect_array(audio, AUDIO_SPEC).shape[0]
+    try:
+        n_visual = inspect_array(visual, visual_spec).shape[0]
+    except AvelError as e:
+        if visual_spec is POOLED_SPEC:
+            raise
+        raise AvelError(f"{e} (pooled features {POOLED_SPEC.shape_text()} are accepted too)") from None
     if n_audio != n_visual:
-        raise AvelError(f"{visual}: expected {n_audio} videos (as many as {audio}), found {n_visual}")
-    return VideoSource(audio, visual, np.arange(n_audio, dtype=np.int64), {"audio": str(audio), "visual": str(visual)})
+        raise AvelError(f"{visual}: key '{FEATURE_KEY}': expected {n_audio} rows (as in {audio}), found {n_visual}")
+    return VideoSource(audio, visual, visual_spec, np.arange(n_audio, dtype=np.int64),
+                       {"audio": str(audio), "visual": str(visual)})
 
 
 def read_chunks(source: VideoSource, chunk: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """(rows, audio (b, 10, 128), pooled visual (b, 10, 512)) float32, `chunk` videos at a time."""
-    with open_feature(source.audio, AUDIO_SHAPE) as a, open_feature(source.visual, MAP_SHAPE, POOLED_SHAPE) as v:
+    """(rows, audio (b, 10, 128), pooled visual (b, 10, 512)) float32, `chunk` videos at a time,
+    checked finite (non-finite map cells make their pooled value non-finite)."""
+    with open_dataset(source.audio, AUDIO_SPEC) as a, open_dataset(source.visual, source.visual_spec) as v:
         for start in range(0, len(source.rows), chunk):
             rows = source.rows[start:start + chunk]
-            audio = read_rows(a, rows, str(source.audio)).astype(np.float32)
+            audio = read_rows(a, rows, str(source.audio))
             visual = read_rows(v, rows, str(source.visual))
-            visual = pool_maps(visual) if visual.ndim == 5 else visual.astype(np.float32)
+            if source.visual_spec is MAPS_SPEC:
+                visual = pool_maps(visual)
             for path, x in ((source.audio, audio), (source.visual, visual)):
-                bad = ~np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
-                if bad.any():
-                    raise AvelError(f"{path}: expected finite features, found NaN or inf in row {rows[bad][0]}")
-            yield rows, torch.from_numpy(audio), torch.from_numpy(visual)
+                check_finite(x, str(path), rows=rows)
+            yield rows, torch.from_numpy(audio.astype(np.float32)), torch.from_numpy(visual.astype(np.float32))
 
 
 def predict_probs(model: torch.nn.Module, source: VideoSource,

@@ -178,18 +178,18 @@ def test_predict_rejects_bad_input_without_writing(run_dir, ave_dir, tmp_path):
     audio = write_features(tmp_path / "a.h5", np.zeros((3, 10, 128)))
     out = tmp_path / "p.json"
     check_user_error(cli("predict", "--checkpoint", ckpt, "--audio", audio, "--visual", bad_visual, "--out", out),
-                     str(bad_visual), "(N, 10, 7, 7, 512) or (N, 10, 512)", "(3, 10, 7, 512)")
+                     str(bad_visual), "(N, 10, 7, 7, 512)", "(N, 10, 512)", "(3, 10, 7, 512)")
     short_visual = write_features(tmp_path / "v2.h5", np.zeros((2, 10, 512)))
     check_user_error(cli("predict", "--checkpoint", ckpt, "--audio", audio, "--visual", short_visual, "--out", out),
-                     "expected 3 videos", "found 2")
+                     str(short_visual), "expected 3 rows", "found 2")
     nan_audio = np.zeros((3, 10, 128))
     nan_audio[2, 4, 0] = np.nan
     nan_file = write_features(tmp_path / "nan.h5", nan_audio)
     good_visual = write_features(tmp_path / "v3.h5", np.zeros((3, 10, 512)))
     check_user_error(cli("predict", "--checkpoint", ckpt, "--audio", nan_file, "--visual", good_visual,
-                         "--out", out, "--batch-size", 2), str(nan_file), "row 2")
+                         "--out", out, "--batch-size", 2), str(nan_file), "NaN at row 2, segment 4")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "1,500", "--out", out),
-                     "audio_feature.h5", "0..119", "500")
+                     "--split", "[0, 120)", "500")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "tset", "--out", out),
                      "--split", "tset")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--out", tmp_path / "p.txt"),
@@ -298,6 +298,9 @@ def test_fam_cli_writes_png(run_dir, ave_dir, tmp_path):
     assert matplotlib.image.imread(out).ndim == 3
     check_user_error(cli("fam", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--video", 4,
                          "--segments", "3,10", "--out", tmp_path / "x.png"), "--segments", "10")
+    check_user_error(cli("fam", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--video", 120,
+                         "--out", tmp_path / "x.png"), "--video", "[0, 120)", "120")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fam.png"]
 
 
 def test_fam_queries_average_to_the_models_own_query(run_dir, ave_dir):
