@@ -1,44 +1,127 @@
-"""Checkpoints: atomic writes, and loading a model back with the config it was trained with."""
+"""Checkpoints and run-folder files: atomic writes, and loading a model back with the config it
+was trained with, refusing a checkpoint that does not fit (class count, weight shapes).
+
+Every file a run writes goes through `write_atomic`. A checkpoint is a dict of tensors and plain
+Python values (no pickled objects), read back with `torch.load(weights_only=True)`, so opening a
+checkpoint from elsewhere cannot run code. Keys:
+
+    version, config, classes, model, epoch, val_acc        every checkpoint (best.pt, last.pt)
+    training                                               last.pt only: the resumable state
+                                                           (see avel_dgl/train.py)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
 from avel_dgl import __version__
 from avel_dgl.config import Config
+from avel_dgl.data.ave import N_CLASSES
 from avel_dgl.errors import AvelError
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file, fsync, then rename over `path`: a crash at any instant
-    leaves either the old file or the new one, never a truncated checkpoint."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through a temporary file beside it: write, flush, fsync, rename, fsync the folder.
+
+    A crash at any instant leaves either the previous file or the new one, never a truncated one
+    (at worst a stale `<name>.tmp`, which nothing reads and the next write replaces). A failed
+    write (a full disk, a vanished folder) removes the temporary file and raises an AvelError
+    naming `path`; the previous file stays as it was.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # there may be no temporary file, or no folder for it
+            tmp.unlink()
+        raise AvelError(f"{path}: cannot write ({e.strerror or e}); the previous version, if any, is intact") from None
+    # The rename lives in the folder's metadata: sync it too, or a power cut may undo it.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_atomic(obj: dict, path: str | Path) -> None:
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config: Config, **meta) -> None:
-    save_atomic({"version": __version__, "config": config.to_dict(), "model": model.state_dict(), **meta}, path)
+    save_atomic({"version": __version__, "config": config.to_dict(), "classes": N_CLASSES,
+                 "model": model.state_dict(), **meta}, path)
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict at `path`, or an AvelError saying why it cannot be one of ours."""
     path = Path(path)
     if not path.is_file():
         raise AvelError(f"{path}: checkpoint not found")
+    # torch.save writes a zip archive: a truncated or overwritten file has no complete one, and
+    # damaged bytes inside fail their record's CRC (which torch.load itself does not check).
+    if not zipfile.is_zipfile(path):
+        raise AvelError(f"{path}: not a readable checkpoint, the file is truncated or corrupt "
+                        f"(no complete zip archive)")
+    with zipfile.ZipFile(path) as archive:
+        damaged = archive.testzip()
+    if damaged is not None:
+        raise AvelError(f"{path}: not a readable checkpoint, the file is corrupt (record '{damaged}' "
+                        f"fails its checksum)")
     try:
-        ckpt = torch.load(path, map_location="cpu")
-    except Exception as e:  # torch raises many types for corrupt files
-        raise AvelError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise AvelError(f"{path}: holds pickled Python objects besides tensors, which avel-dgl does not load "
+                        f"(not an avel-dgl checkpoint?)") from None
+    except Exception as e:  # torch raises many types for damaged archives
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise AvelError(f"{path}: not a readable checkpoint, the file is truncated or corrupt ({reason})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise AvelError(f"{path}: not an avel-dgl checkpoint (expected keys 'config' and 'model')")
+    classes = ckpt.get("classes", N_CLASSES)
+    if classes != N_CLASSES:
+        raise AvelError(f"{path}: checkpoint was made for {classes} classes, expected {N_CLASSES} "
+                        f"(28 AVE events + background)")
     return ckpt
+
+
+def checkpoint_config(ckpt: dict, path: str | Path) -> Config:
+    """The Config stored in a checkpoint read by `read_checkpoint`."""
+    try:
+        return Config.from_dict(ckpt["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise AvelError(f"{path}: its config does not fit this avel-dgl version ({e})") from None
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: str | Path, config: Config) -> None:
+    """Load `weights` into `model`, naming the first tensor that is missing, extra or mis-shaped."""
+    expected = model.state_dict()
+    where = f"{path}: weights do not fit the '{config.model.variant}' network of its config"
+    for name, tensor in expected.items():
+        if name not in weights:
+            raise AvelError(f"{where}: tensor '{name}' missing")
+        if weights[name].shape != tensor.shape:
+            raise AvelError(f"{where}: tensor '{name}' expected shape {tuple(tensor.shape)}, "
+                            f"found {tuple(weights[name].shape)}")
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise AvelError(f"{where}: unexpected tensor '{extra[0]}' (and {len(extra) - 1} more)")
+    model.load_state_dict(weights)
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, Config, dict]:
@@ -46,11 +129,8 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, Config, dict]:
     from avel_dgl.nn.dpnet import build
 
     ckpt = read_checkpoint(path)
-    config = Config.from_dict(ckpt["config"])
+    config = checkpoint_config(ckpt, path)
     model = build(config)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-    if missing or unexpected:
-        raise AvelError(f"{path}: weights do not fit the '{config.model.variant}' network of its config "
-                        f"(missing {len(missing)} tensors, unexpected {len(unexpected)})")
+    load_weights(model, ckpt["model"], path, config)
     model.eval()
     return model, config, ckpt
