@@ -10,6 +10,7 @@ beyond the paper default to off in every preset so the paper's structure stays t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 
 from avel_dgl.errors import AvelError
@@ -97,6 +98,19 @@ def replace(config: Config, **overrides) -> Config:
     return Config(config.preset, model, train)
 
 
+def flatten(config: Config) -> dict:
+    """{"preset": ..., "model.width": ..., "train.epochs": ...}: every field under its dotted name."""
+    d = config.to_dict()
+    return {"preset": d["preset"], **{f"{section}.{k}": v for section in ("model", "train")
+                                      for k, v in d[section].items()}}
+
+
+def differences(a: Config, b: Config) -> list[tuple[str, object, object]]:
+    """(dotted field, value in a, value in b) for every field where the two configs differ."""
+    fa, fb = flatten(a), flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in {**fa, **fb} if fa.get(k) != fb.get(k)]
+
+
 def validate(config: Config) -> None:
     """Reject option values that cannot work, with a one-line message naming the option."""
     t, m = config.train, config.model
@@ -106,10 +120,24 @@ def validate(config: Config) -> None:
         raise AvelError(f"--epochs: expected a positive integer, found {t.epochs}")
     if t.batch_size < 1:
         raise AvelError(f"--batch-size: expected a positive integer, found {t.batch_size}")
-    if t.lr <= 0:
+    if not (math.isfinite(t.lr) and t.lr > 0):
         raise AvelError(f"--lr: expected a positive number, found {t.lr}")
-    if m.width < 1 or m.blocks < 1:
-        raise AvelError(f"model: expected positive width and blocks, found width={m.width} blocks={m.blocks}")
+    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+        raise AvelError(f"--weight-decay: expected a number >= 0, found {t.weight_decay}")
+    if not 0 <= t.seed < 2**31:  # DGL takes an int32 seed
+        raise AvelError(f"--seed: expected an integer in [0, 2**31), found {t.seed}")
+    if t.cycle_epochs < 1:
+        raise AvelError(f"train.cycle_epochs: expected a positive integer, found {t.cycle_epochs}")
+    if m.width < 1:
+        raise AvelError(f"--width: expected a positive integer, found {m.width}")
+    if m.blocks < 1:
+        raise AvelError(f"--blocks: expected a positive integer, found {m.blocks}")
+    for name in ("dropout", "input_dropout", "classifier_dropout"):
+        p = getattr(m, name)
+        if not 0 <= p < 1:
+            raise AvelError(f"--{name.replace('_', '-')}: expected a probability in [0, 1), found {p}")
+    if m.kernel_size < 1 or m.kernel_size % 2 == 0:
+        raise AvelError(f"model.kernel_size: expected an odd positive integer, found {m.kernel_size}")
     if t.link and not t.replicate:
         raise AvelError("--link: needs --replicate (link edges join an original and its replica)")
     if t.task == "wsel" and (t.replicate or t.link):
