@@ -1,5 +1,6 @@
 """The `avel-dgl` click group. Commands live in sibling modules; this file only gathers them and
-turns user errors (AvelError, bad options) into one line on stderr and a non-zero exit."""
+turns user errors (AvelError, bad options) into one line on stderr and a non-zero exit.
+Anything else is a bug and raises with its traceback; --debug shows tracebacks for all errors."""
 
 from __future__ import annotations
 
@@ -18,8 +19,14 @@ class _Group(click.Group):
         except AvelError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"avel-dgl: error: {e}", err=True)
-            sys.exit(2)
+            click.echo(f"avel-dgl: {e.kind}: {e}", err=True)
+            sys.exit(e.exit_code)
+        except click.UsageError as e:  # a malformed option of a command: one line too
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            click.echo(f"avel-dgl: error: {e.format_message()}{where}", err=True)
+            sys.exit(e.exit_code)
 
 
 @click.group(cls=_Group)
