@@ -20,6 +20,14 @@ from avel_dgl.metrics import global_accuracy
 ReplicaFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss was NaN or Inf. `step` counts from 1 within the epoch."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"non-finite loss {value} at step {step}")
+        self.step, self.value = step, value
+
+
 def sel_loss(logits: torch.Tensor, segment_labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over every segment: logits (B, T, C), labels (B, T)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), segment_labels.reshape(-1))
@@ -76,7 +84,7 @@ def train_one_epoch(
         logits = model(g, audio, visual)
         loss = task_loss(cfg.task, logits, seg_labels, video_labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {steps}")
+            raise NonFiniteLoss(steps + 1, loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

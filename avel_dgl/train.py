@@ -1,39 +1,62 @@
 """A training run: data, model, optimizer and schedule, the epoch loop, validation-selected
-checkpoints and the final test accuracy on O-AVE and C-AVE. Also evaluating a checkpoint.
+checkpoints, resuming an interrupted run bit for bit, and the final test accuracy on O-AVE and
+C-AVE. Also evaluating a checkpoint.
 
 Run directory layout:
-    config.json         the resolved config
+    config.json         the resolved config (for people; last.pt holds the one in force)
     metrics.csv         one row per epoch: lr, train loss/acc, val acc/loss (the task's loss), seconds
     best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
     results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder
     per_class_<set>.csv per-class test accuracy of best.pt on each label set
+
+Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
+- Every file is written atomically (checkpoint.write_atomic).
+- Resume granularity is one epoch. last.pt holds the whole state after its epoch (`training_state`),
+  and is written once before the first step too (epoch 0), so every run folder can be resumed.
+  A resumed run repeats the interrupted epoch from its start and gives the same per-epoch metrics
+  and final weights as an uninterrupted one, bit for bit on CPU (same machine, thread count and
+  library versions).
+- End of an epoch (`end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
+  with SIGINT/SIGTERM held until all three are done. If the process dies between best.pt and last.pt, the resumed
+  run repeats that epoch and rewrites the same best.pt.
+- SIGINT/SIGTERM at any other moment abandon the step in progress: the run stops with the message
+  `... continue with: avel-dgl train --resume RUN_DIR` and exit code 130/143.
+- A non-finite loss or non-finite weights stop the run before anything of that epoch is written.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import random
 import shutil
+import signal
+import sys
 import time
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dgl
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from avel_dgl import engine
-from avel_dgl.checkpoint import load_model, save_checkpoint
-from avel_dgl.config import Config, validate
-from avel_dgl.data.ave import LABEL_SETS, SplitData, load_noisy, load_split
-from avel_dgl.errors import AvelError
+from avel_dgl import engine, interrupt
+from avel_dgl.checkpoint import (checkpoint_config, load_model, load_weights, read_checkpoint,
+                                 save_checkpoint, write_text_atomic)
+from avel_dgl.config import Config, differences, flatten, replace, validate
+from avel_dgl.data.ave import LABEL_SETS, ORDER_FILES, SplitData, load_noisy, load_split
+from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_acc", "val_loss", "seconds"]
+TIMING_FIELDS = ("seconds",)  # the only columns that differ between two runs of one config
 
 
 def set_seed(seed: int) -> None:
@@ -84,28 +107,42 @@ def training_set(config: Config, data_dir: Path) -> SplitData:
     return train
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise AvelError(f"--out: {out_dir} already holds a run; choose another folder or pass --overwrite")
-        shutil.rmtree(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
+# ---------------------------------------------------------------------------------------------
+# The run in memory, and what last.pt keeps of it
 
 
-def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """Train, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave."""
+@dataclass
+class Run:
+    """A run in memory: its data, the objects `training_state` saves, and its progress."""
+
+    config: Config
+    data_dir: Path
+    out_dir: Path
+    train: SplitData
+    val: SplitData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # shuffles each epoch's batches
+    replicas: object | None  # the replica sampler (SEL with replicate), see data/subevents.py
+    fingerprints: dict  # {"train": crc, "val": crc} of the data, see `data_fingerprint`
+    epoch: int = 0  # epochs completed and saved in last.pt
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    rows: list[dict] = field(default_factory=list)  # metrics.csv rows of epochs 1..epoch
+
+
+def build_run(config: Config, data_dir: Path, out_dir: Path) -> Run:
+    """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
+    bad option or data file leaves nothing behind). Seeds first: model initialisation and the
+    replica sampler draw from the seeded generators."""
     validate(config)
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
     t = config.train
     set_seed(t.seed)
     train, val = training_set(config, data_dir), load_split(data_dir, "val")
-    prepare_out_dir(out_dir, overwrite)
-    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-
+    for split, data in (("train", train), ("val", val)):
+        if len(data) == 0:
+            raise AvelError(f"{data_dir / ORDER_FILES[split]}: the {split} split is empty, expected at least one video")
     model = build(config)
     if t.input_norm == "standardize":
         model.audio_norm.set_stats(train.audio)
@@ -120,36 +157,272 @@ def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwri
 
         replicas = replica_fn(train, data_dir, seed=t.seed)
     generator = torch.Generator().manual_seed(t.seed)
+    fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
+    return Run(config, data_dir, out_dir, train, val, model, optimizer, scheduler, generator, replicas, fingerprints)
 
-    best_acc, best_epoch = -1.0, -1
-    with open(out_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, METRIC_FIELDS)
-        writer.writeheader()
-        bar = tqdm(range(1, t.epochs + 1), desc=f"{config.model.variant} {t.task}", disable=not progress)
-        for epoch in bar:
-            start = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            stats = engine.train_one_epoch(model, train, optimizer, scheduler, t, generator, replicas, progress)
-            val_stats = engine.evaluate(model, val, t.batch_size, task=t.task)
-            val_acc = val_stats["acc"]
-            writer.writerow({"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{stats['loss']:.6f}",
-                             "train_acc": f"{stats['acc']:.6f}", "val_acc": f"{val_acc:.6f}",
-                             "val_loss": f"{val_stats['loss']:.6f}",
-                             "seconds": f"{time.perf_counter() - start:.2f}"})
-            f.flush()
-            if val_acc > best_acc:
-                best_acc, best_epoch = val_acc, epoch
-                save_checkpoint(out_dir / "best.pt", model, config, epoch=epoch, val_acc=val_acc)
-            save_checkpoint(out_dir / "last.pt", model, config, epoch=epoch, val_acc=val_acc)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", train=f"{stats['acc']:.3f}", val=f"{val_acc:.3f}",
-                            best=f"{best_acc:.3f}@{best_epoch}")
 
+def rng_state() -> dict:
+    """Python, numpy and torch generator states, as tensors and plain values (no pickled objects)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """DGL keeps no readable RNG state, so its generator is reseeded from (seed, epoch) at the
+    start of every epoch, fresh or resumed. (No DGL call in training draws from it today.)"""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)  # DGL takes an int32
+
+
+def data_fingerprint(data: SplitData) -> int:
+    """A checksum of a split's rows, features and labels: resuming on other data is refused."""
+    crc = 0
+    for tensor in (data.rows, data.audio, data.visual, data.segment_labels, data.video_labels):
+        crc = zlib.crc32(tensor.numpy().tobytes(), crc)
+    return crc
+
+
+def training_state(run: Run) -> dict:
+    """Everything besides the weights that the next epoch depends on (stored in last.pt)."""
+    replicas = run.replicas.state_dict() if hasattr(run.replicas, "state_dict") else None
+    return {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "generator": run.generator.get_state(), "rng": rng_state(), "replicas": replicas,
+            "best_acc": run.best_acc, "best_epoch": run.best_epoch, "rows": run.rows,
+            "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads()}
+
+
+def restore(run: Run, ckpt: dict, last: Path) -> None:
+    """Put a run built by `build_run` into the state saved in last.pt."""
+    state = ckpt["training"]
+    for split in ("train", "val"):
+        if run.fingerprints[split] != state["data"][split]:
+            raise AvelError(f"--data: the {split} split in {run.data_dir} differs from the one the run in "
+                            f"{run.out_dir} was trained on (different rows, features or labels)")
+    if state["threads"] != torch.get_num_threads():
+        print(f"avel-dgl: warning: {last} was written with {state['threads']} torch threads, now "
+              f"{torch.get_num_threads()}: the resumed run may differ from an uninterrupted one in the "
+              f"last bits", file=sys.stderr)
+    load_weights(run.model, ckpt["model"], last, run.config)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.generator.set_state(state["generator"])
+    if state["replicas"] is not None:
+        run.replicas.load_state_dict(state["replicas"])
+    set_rng_state(state["rng"])
+    run.epoch, run.best_acc, run.best_epoch = ckpt["epoch"], state["best_acc"], state["best_epoch"]
+    run.rows = list(state["rows"])
+
+
+def metrics_text(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def save_last(run: Run, val_acc: float | None = None) -> None:
+    """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds)."""
+    save_checkpoint(run.out_dir / "last.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc,
+                    training=training_state(run))
+    write_text_atomic(run.out_dir / "metrics.csv", metrics_text(run.rows))
+
+
+def end_epoch(run: Run, row: dict, val_acc: float) -> None:
+    """Record a finished epoch and write best.pt (if improved), last.pt and metrics.csv, in this
+    order, with signals held: run.epoch always names the epoch last.pt holds."""
+    with interrupt.deferred():
+        run.rows.append(row)
+        run.epoch = row["epoch"]
+        if val_acc > run.best_acc:
+            run.best_acc, run.best_epoch = val_acc, run.epoch
+            save_checkpoint(run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc)
+        save_last(run, val_acc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting, resuming and running
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Create the run folder. An existing run is replaced only with --overwrite, and a non-empty
+    folder that is not a run never (--overwrite deletes it, and it may be anything)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AvelError(f"--out: {out_dir} is a file, expected a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / "config.json").is_file():
+            raise AvelError(f"--out: {out_dir} is not empty and holds no avel-dgl run; choose a new or empty folder")
+        if not overwrite:
+            raise AvelError(f"--out: {out_dir} already holds a run; continue it with --resume {out_dir}, "
+                            f"replace it with --overwrite, or choose another folder")
+        try:
+            shutil.rmtree(out_dir)
+        except OSError as e:
+            raise AvelError(f"--overwrite: cannot delete {out_dir} ({e.strerror})") from None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
+
+
+def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """Train a new run, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave."""
+    out_dir = Path(out_dir)
+    with interrupt.interruptible():
+        try:
+            run = build_run(config, Path(data_dir), out_dir)
+        except Interrupted as e:
+            raise _stopped(e, None) from None
+
+        def create() -> None:
+            prepare_out_dir(out_dir, overwrite)
+            write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+            save_last(run)  # epoch 0: resumable before the first step
+
+        return _complete(run, create, progress)
+
+
+def resume_run(run_dir: str | Path, data_dir: str | Path | None = None, epochs: int | None = None,
+               expect: dict | None = None, progress: bool = True) -> dict:
+    """Continue the run in `run_dir` from its last.pt (see the module docstring).
+
+    data_dir: defaults to the folder the run was trained on. epochs: train up to this many
+    epochs in all (>= those done). expect: {dotted config field: value} given on the command
+    line; each must equal the run's own value, since a resumed run keeps its config.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
+    last = run_dir / "last.pt"
+    if not last.exists():
+        raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
+                        f"(start again with --out {run_dir} --overwrite)")
+    with interrupt.interruptible():
+        try:
+            ckpt = read_checkpoint(last)
+            if "training" not in ckpt:
+                raise AvelError(f"{last}: holds no training state (a model-only checkpoint); cannot resume")
+            config = checkpoint_config(ckpt, last)
+            check_run_config(config, run_dir, last, expect or {})
+            if epochs is not None:
+                if epochs < ckpt["epoch"]:
+                    raise AvelError(f"--epochs: the run in {run_dir} has already trained {ckpt['epoch']} epochs, "
+                                    f"found {epochs}")
+                config = replace(config, **{"train.epochs": epochs})
+            run = build_run(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir)
+            restore(run, ckpt, last)
+        except Interrupted as e:
+            raise _stopped(e, run_dir) from None
+
+        def reopen() -> None:
+            # Results describe a finished run; finish() writes them again. last.pt is saved
+            # again so that a new --epochs or --data holds from now on.
+            for stale in [run_dir / "results.json", *run_dir.glob("per_class_*.csv")]:
+                stale.unlink(missing_ok=True)
+            write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+            save_last(run, ckpt["val_acc"])
+
+        return _complete(run, reopen, progress)
+
+
+def _complete(run: Run, prepare: Callable[[], None], progress: bool) -> dict:
+    """Write the run folder's starting files (`prepare`, signals held), train the remaining
+    epochs, then test best.pt. A signal on the way stops with a message saying how to continue."""
+    try:
+        with interrupt.deferred():
+            prepare()
+        fit(run, progress)
+        return finish(run)
+    except Interrupted as e:
+        raise _stopped(e, run.out_dir, run) from None
+
+
+def _stopped(e: Interrupted, run_dir: Path | None, run: Run | None = None) -> Interrupted:
+    """The message of a run stopped by a signal: what is on disk, and how to continue."""
+    name = signal.Signals(e.signum).name
+    last = run_dir / "last.pt" if run_dir is not None else None
+    if last is None or not last.exists():
+        return Interrupted(e.signum, f"{name}: stopped before training started; nothing was written")
+    held = f"holds epoch {run.epoch} of {run.config.train.epochs}" if run is not None else "is unchanged"
+    return Interrupted(e.signum, f"{name}: stopped; {last} {held}; continue with: avel-dgl train --resume {run_dir}")
+
+
+def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) -> None:
+    """last.pt must belong to this run (its config.json), and options given on the command line
+    must agree with the run's config. Both name the first differing field."""
+    config_json = run_dir / "config.json"
+    try:
+        recorded = Config.from_dict(json.loads(config_json.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AvelError(f"{config_json}: not a readable run config ({e})") from None
+    # train.epochs may differ: --epochs extends a run, and last.pt is written before config.json.
+    diffs = [d for d in differences(config, recorded) if d[0] != "train.epochs"]
+    if diffs:
+        key, mine, theirs = diffs[0]
+        raise AvelError(f"{last}: made with {key}={mine}, but {config_json} has {key}={theirs} "
+                        f"(a checkpoint of another run?)")
+    flat = flatten(config)
+    for key, value in expect.items():
+        if flat[key] != value:
+            raise AvelError(f"--resume: the run in {run_dir} has {key}={flat[key]}, found {value} on the command "
+                            f"line (a resumed run keeps its config; only --epochs may change)")
+
+
+def fit(run: Run, progress: bool) -> None:
+    """The epoch loop from run.epoch + 1 to config.train.epochs."""
+    t = run.config.train
+    bar = tqdm(range(run.epoch + 1, t.epochs + 1), initial=run.epoch, total=t.epochs,
+               desc=f"{run.config.model.variant} {t.task}", disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        dgl.seed(epoch_seed(t.seed, epoch))
+        lr = run.optimizer.param_groups[0]["lr"]
+        try:
+            stats = engine.train_one_epoch(run.model, run.train, run.optimizer, run.scheduler, t, run.generator,
+                                           run.replicas, progress)
+        except engine.NonFiniteLoss as e:
+            raise AvelError(f"epoch {epoch} step {e.step}: training loss is {e.value}; stopped. "
+                            f"{kept(run)}") from None
+        if not all(torch.isfinite(p).all() for p in run.model.parameters()):
+            raise AvelError(f"epoch {epoch}: weights became NaN or Inf; stopped. {kept(run)}")
+        val_stats = engine.evaluate(run.model, run.val, t.batch_size, task=t.task)
+        val_acc = val_stats["acc"]
+        row = {"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{stats['loss']:.6f}",
+               "train_acc": f"{stats['acc']:.6f}", "val_acc": f"{val_acc:.6f}",
+               "val_loss": f"{val_stats['loss']:.6f}", "seconds": f"{time.perf_counter() - start:.2f}"}
+        end_epoch(run, row, val_acc)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", train=f"{stats['acc']:.3f}", val=f"{val_acc:.3f}",
+                        best=f"{run.best_acc:.3f}@{run.best_epoch}")
+
+
+def kept(run: Run) -> str:
+    """What a stopped run leaves intact, for the error message."""
+    best = f" and best.pt (epoch {run.best_epoch})" if run.best_epoch > 0 else ""
+    return (f"The last good state is in {run.out_dir / 'last.pt'} (epoch {run.epoch}){best}; "
+            f"look for NaN or huge input features, or try a lower --lr")
+
+
+def finish(run: Run) -> dict:
+    """Test best.pt on both label sets and write results.json."""
     # The data folder is recorded so `avel-dgl report` can predict on its test split later.
-    results = {"seed": t.seed, "best_epoch": best_epoch, "val_acc": best_acc, "data": str(data_dir.resolve())}
+    results = {"seed": run.config.train.seed, "best_epoch": run.best_epoch, "val_acc": run.best_acc,
+               "data": str(run.data_dir.resolve())}
     for label_set in LABEL_SETS:
-        results[f"test_acc_{label_set}"] = evaluate_checkpoint(out_dir / "best.pt", data_dir, label_set,
-                                                               out_dir / f"per_class_{label_set}.csv")["acc"]
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        results[f"test_acc_{label_set}"] = evaluate_checkpoint(
+            run.out_dir / "best.pt", run.data_dir, label_set, run.out_dir / f"per_class_{label_set}.csv")["acc"]
+    write_text_atomic(run.out_dir / "results.json", json.dumps(results, indent=2))
     return results
 
 
@@ -162,5 +435,5 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set:
     out = engine.evaluate(model, test, config.train.batch_size)
     table = per_class_table(out["pred"], test.segment_labels)
     if per_class_csv is not None:
-        table.to_csv(per_class_csv, index=False)
+        write_text_atomic(per_class_csv, table.to_csv(index=False))
     return {"acc": out["acc"], "per_class": table, "videos": len(test), "label_set": label_set}
