@@ -62,3 +62,28 @@ def ave_dir(tmp_path_factory) -> Path:
     """A small valid AVE-format folder (120 videos: 96 train, 12 val, 12 test). Read-only: copy it
     (shutil.copytree) before changing anything in it."""
     return write_small_ave(tmp_path_factory.mktemp("ave"))
+
+
+# A DPNet small enough for runs of a few seconds: 96 training videos in 2 batches of 48.
+TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--quiet"]
+TINY_EPOCHS = 2
+TINY_STEPS_PER_EPOCH = 2
+
+
+def invoke(args: list[str]):
+    """Run the avel-dgl CLI in this process; the result has exit_code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="avel-dgl")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(ave_dir, tmp_path_factory) -> Path:
+    """A finished run of the tiny config (seed 0) on `ave_dir`: the reference the fault tests
+    compare resumed runs with. Read-only: copy it before changing anything in it."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    result = invoke(["train", "--data", ave_dir, "--out", run, "--epochs", TINY_EPOCHS, *TINY])
+    assert result.exit_code == 0, result.output
+    return run

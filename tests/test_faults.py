@@ -1,0 +1,326 @@
+"""The fault suite, part 2: table-driven malformed inputs and options. Each case runs the CLI and
+asserts the exact one-line message on stderr, the exit code, that no traceback escaped, and that
+no file in the output area was left half-written (every new or changed file is complete: a
+loadable checkpoint, parseable JSON, a rectangular CSV; no temporary file remains)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from avel_dgl import checkpoint, engine
+from avel_dgl.data.ave import AUDIO_FILE, FEATURE_KEY, LABELS_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE
+from avel_dgl.data.cache import CACHE_DIR
+from conftest import TINY, invoke
+
+
+class Env:
+    """One case's world: good data `ave` (linked), an output area `out`, and helpers that break things."""
+
+    def __init__(self, ave_dir: Path, tiny_run: Path, tmp: Path, monkeypatch):
+        self.ave_dir, self.tiny_run, self.tmp, self.monkeypatch = ave_dir, tiny_run, tmp, monkeypatch
+        self.out = tmp / "out"
+        self.out.mkdir()
+        self.run = self.out / "run"
+        self.data = self.data_with({})
+
+    def data_with(self, broken: dict[str, Callable[[Path], None] | None]) -> Path:
+        """A data folder of links to the good files (and a copy of their pooled cache), except
+        `broken`: name -> writer of the bad file (None: the file is missing)."""
+        folder = self.tmp / ("data" if not broken else "bad_data")
+        folder.mkdir(exist_ok=True)
+        for src in self.ave_dir.iterdir():
+            if src.name == CACHE_DIR:
+                shutil.copytree(src, folder / CACHE_DIR, dirs_exist_ok=True)
+            elif src.name not in broken:
+                (folder / src.name).unlink(missing_ok=True)
+                (folder / src.name).symlink_to(src)
+        for name, write in broken.items():
+            if write is not None:
+                write(folder / name)
+        return folder
+
+    def copy_run(self) -> Path:
+        shutil.copytree(self.tiny_run, self.run)
+        return self.run
+
+    def edit_config_json(self, **fields) -> None:
+        path = self.run / "config.json"
+        config = json.loads(path.read_text())
+        for key, value in fields.items():
+            section, _, name = key.partition(".")
+            (config[section] if name else config)[name or section] = value
+        path.write_text(json.dumps(config))
+
+
+def h5(key: str, value) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with h5py.File(path, "w") as f:
+            f[key] = value
+    return write
+
+
+def _half(path) -> bytes:
+    raw = Path(path).read_bytes()
+    return raw[: len(raw) // 2]
+
+
+def good_labels(env: Env) -> np.ndarray:
+    with h5py.File(env.ave_dir / LABELS_FILE, "r") as f:
+        return f[FEATURE_KEY][()]
+
+
+@dataclass
+class Case:
+    id: str
+    args: Callable[[Env], list]  # CLI arguments; may prepare files first
+    message: Callable[[Env], str]  # the exact line after "avel-dgl: error: "
+    after: Callable[[Env], None] = lambda env: None  # extra assertions on what the failure left
+    code: int = 2
+
+
+def new_run(env: Env, *extra, out: Path | None = None) -> list:
+    return ["train", "--data", env.data, "--out", out or env.run, "--epochs", 2, *TINY, *extra]
+
+
+def bad_data(env: Env, broken: dict) -> list:
+    env.data = env.data_with(broken)
+    return new_run(env)
+
+
+def holds(condition: bool) -> None:
+    assert condition
+
+
+def nothing_written(env: Env) -> None:
+    assert not env.run.exists()
+
+
+def unchanged_run(env: Env) -> None:
+    for name in ("last.pt", "best.pt", "metrics.csv", "config.json"):
+        assert (env.run / name).read_bytes() == (env.tiny_run / name).read_bytes(), name
+
+
+def kept_epoch(last: int, best: int) -> Callable[[Env], None]:
+    """A run stopped during epoch last + 1: last.pt, best.pt and metrics.csv describe epoch `last`."""
+    def check(env: Env) -> None:
+        assert checkpoint.read_checkpoint(env.run / "last.pt")["epoch"] == last
+        assert checkpoint.read_checkpoint(env.run / "best.pt")["epoch"] == best
+        with open(env.run / "metrics.csv") as f:
+            assert [row["epoch"] for row in csv.DictReader(f)] == [str(e) for e in range(1, last + 1)]
+    return check
+
+
+def nan_loss_at(env: Env, call: int) -> None:
+    """The training loss of the `call`-th step is NaN (a model that blows up)."""
+    sel_loss, calls = engine.sel_loss, iter(range(1, 10**6))
+    env.monkeypatch.setattr(engine, "sel_loss",
+                            lambda *a: sel_loss(*a) * (float("nan") if next(calls) == call else 1.0))
+
+
+def disk_full_at_last_pt(env: Env, epoch: int) -> None:
+    """Writing last.pt of `epoch` fails half-way with ENOSPC, as on a full disk."""
+    save = torch.save
+
+    def full(obj, f):
+        if f.name.endswith("last.pt.tmp") and obj["epoch"] == epoch:
+            f.write(b"PK\x03\x04 the first bytes")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(obj, f)
+
+    env.monkeypatch.setattr(torch, "save", full)
+
+
+def eval_checkpoint(env: Env, edit: Callable[[dict], None]) -> list:
+    """evaluate on a copy of the tiny run's best.pt changed by `edit`."""
+    ckpt = torch.load(env.tiny_run / "best.pt", weights_only=True)
+    edit(ckpt)
+    path = env.tmp / "other.pt"
+    torch.save(ckpt, path)
+    return ["evaluate", "--checkpoint", path, "--data", env.data, "--out", env.out / "eval"]
+
+
+def ten_classes(ckpt: dict) -> None:
+    ckpt["classes"] = 10
+    ckpt["model"]["classifier.weight"] = ckpt["model"]["classifier.weight"][:10]
+    ckpt["model"]["classifier.bias"] = ckpt["model"]["classifier.bias"][:10]
+
+
+RESUME_HINT = "(a resumed run keeps its config; only --epochs may change)"
+
+CASES = [
+    # options
+    Case("unknown-preset", lambda e: new_run(e, "--preset", "huge"),
+         lambda e: "--preset: expected one of paper, small, found 'huge'", nothing_written),
+    Case("unknown-variant", lambda e: new_run(e, "--variant", "nope"),
+         lambda e: "--variant: expected one of dpnet, bilstm, found 'nope'", nothing_written),
+    Case("negative-epochs", lambda e: new_run(e, "--epochs", -1),
+         lambda e: "--epochs: expected a positive integer, found -1", nothing_written),
+    Case("zero-batch-size", lambda e: new_run(e, "--batch-size", 0),
+         lambda e: "--batch-size: expected a positive integer, found 0", nothing_written),
+    Case("zero-lr", lambda e: new_run(e, "--lr", 0),
+         lambda e: "--lr: expected a positive number, found 0.0", nothing_written),
+    Case("dropout-above-one", lambda e: new_run(e, "--dropout", 1.5),
+         lambda e: "--dropout: expected a probability in [0, 1), found 1.5", nothing_written),
+    Case("epochs-not-a-number", lambda e: new_run(e, "--epochs", "ten"),
+         lambda e: "Invalid value for '--epochs': 'ten' is not a valid integer. (see avel-dgl train --help)",
+         nothing_written),
+    Case("neither-out-nor-resume", lambda e: ["train", "--data", e.data],
+         lambda e: "train: expected --out RUN_DIR for a new run, or --resume RUN_DIR to continue one"),
+    # the output folder
+    Case("out-not-creatable", lambda e: (e.out.joinpath("file").write_text("x"),
+                                         new_run(e, out=e.out / "file" / "run"))[1],
+         lambda e: f"--out: cannot create {e.out}/file/run (Not a directory)"),
+    Case("out-is-a-file", lambda e: (e.run.write_text("x"), new_run(e))[1],
+         lambda e: f"--out: {e.run} is a file, expected a folder"),
+    Case("existing-run-without-resume-or-overwrite", lambda e: (e.copy_run(), new_run(e))[1],
+         lambda e: f"--out: {e.run} already holds a run; continue it with --resume {e.run}, replace it with "
+                   f"--overwrite, or choose another folder", unchanged_run),
+    Case("overwrite-a-folder-that-is-not-a-run",
+         lambda e: (e.run.mkdir(), (e.run / "notes.txt").write_text("mine"), new_run(e, "--overwrite"))[2],
+         lambda e: f"--out: {e.run} is not empty and holds no avel-dgl run; choose a new or empty folder",
+         lambda e: holds((e.run / "notes.txt").read_text() == "mine")),
+    # resuming
+    Case("resume-and-out", lambda e: ["train", "--resume", e.copy_run(), "--out", e.out / "other"],
+         lambda e: "--resume: continues a run in its own folder, do not also pass --out", unchanged_run),
+    Case("resume-and-overwrite", lambda e: ["train", "--resume", e.copy_run(), "--overwrite"],
+         lambda e: "--overwrite: cannot be combined with --resume (it would delete the run)", unchanged_run),
+    Case("resume-missing-folder", lambda e: ["train", "--resume", e.out / "nowhere"],
+         lambda e: f"--resume: {e.out}/nowhere not found"),
+    Case("resume-folder-without-checkpoint", lambda e: (e.run.mkdir(), ["train", "--resume", e.run])[1],
+         lambda e: f"--resume: {e.run} holds no last.pt, nothing to resume (start again with --out {e.run} "
+                   f"--overwrite)"),
+    Case("resume-corrupt-checkpoint",
+         lambda e: (e.copy_run(), (e.run / "last.pt").write_bytes(b"\x00garbage" * 100), ["train", "--resume", e.run])[2],
+         lambda e: f"{e.run}/last.pt: not a readable checkpoint, the file is truncated or corrupt (no complete zip archive)"),
+    Case("resume-truncated-checkpoint",
+         lambda e: (e.copy_run(), (e.run / "last.pt").write_bytes(_half(e.tiny_run / "last.pt")),
+                    ["train", "--resume", e.run])[2],
+         lambda e: f"{e.run}/last.pt: not a readable checkpoint, the file is truncated or corrupt (no complete zip archive)"),
+    Case("resume-checkpoint-of-another-architecture",
+         lambda e: (e.copy_run(), e.edit_config_json(**{"model.width": 32}), ["train", "--resume", e.run])[2],
+         lambda e: f"{e.run}/last.pt: made with model.width=16, but {e.run}/config.json has model.width=32 "
+                   f"(a checkpoint of another run?)"),
+    Case("resume-checkpoint-of-another-preset",
+         lambda e: (e.copy_run(), e.edit_config_json(preset="paper"), ["train", "--resume", e.run])[2],
+         lambda e: f"{e.run}/last.pt: made with preset=small, but {e.run}/config.json has preset=paper "
+                   f"(a checkpoint of another run?)"),
+    Case("resume-with-another-width", lambda e: ["train", "--resume", e.copy_run(), "--width", 64],
+         lambda e: f"--resume: the run in {e.run} has model.width=16, found 64 on the command line {RESUME_HINT}",
+         unchanged_run),
+    Case("resume-with-another-preset", lambda e: ["train", "--resume", e.copy_run(), "--preset", "paper"],
+         lambda e: f"--resume: the run in {e.run} has preset=small, found paper on the command line {RESUME_HINT}",
+         unchanged_run),
+    Case("resume-with-fewer-epochs", lambda e: ["train", "--resume", e.copy_run(), "--epochs", 1],
+         lambda e: f"--epochs: the run in {e.run} has already trained 2 epochs, found 1", unchanged_run),
+    # checkpoints given to evaluate
+    Case("checkpoint-with-another-class-count", lambda e: eval_checkpoint(e, ten_classes),
+         lambda e: f"{e.tmp}/other.pt: checkpoint was made for 10 classes, expected 29 (28 AVE events + background)"),
+    Case("checkpoint-weights-not-fitting-its-config",
+         lambda e: eval_checkpoint(e, lambda c: c["config"]["model"].update(width=32)),
+         lambda e: f"{e.tmp}/other.pt: weights do not fit the 'dpnet' network of its config: tensor "
+                   f"'layers.0.layer.query.audio.weight' expected shape (3, 512, 32), found (3, 512, 16)"),
+    Case("checkpoint-missing",
+         lambda e: ["evaluate", "--checkpoint", e.out / "none.pt", "--data", e.data],
+         lambda e: f"{e.out}/none.pt: checkpoint not found"),
+    Case("evaluate-out-not-writable",
+         lambda e: (e.out.joinpath("file").write_text("x"),
+                    ["evaluate", "--checkpoint", e.tiny_run / "best.pt", "--data", e.data,
+                     "--out", e.out / "file" / "eval"])[1],
+         lambda e: f"{e.out}/file/eval.csv: cannot write (Not a directory); the previous version, if any, is intact"),
+    # faults during training
+    Case("disk-full-on-checkpoint-write", lambda e: (disk_full_at_last_pt(e, 2), new_run(e))[1],
+         lambda e: f"{e.run}/last.pt: cannot write (No space left on device); the previous version, if any, "
+                   f"is intact", lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 1)),
+    Case("nan-loss", lambda e: (nan_loss_at(e, 3), new_run(e))[1],
+         lambda e: f"epoch 2 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
+                   f"(epoch 1) and best.pt (epoch 1); look for NaN or huge input features, or try a lower --lr",
+         kept_epoch(last=1, best=1)),
+    # data files
+    Case("data-folder-missing", lambda e: (setattr(e, "data", e.out / "nodata"), new_run(e))[1],
+         lambda e: f"{e.out}/nodata/{ORDER_FILES['train']}: file not found", nothing_written),
+    Case("audio-file-missing", lambda e: bad_data(e, {AUDIO_FILE: None}),
+         lambda e: f"{e.data}/{AUDIO_FILE}: file not found", nothing_written),
+    Case("labels-key-missing", lambda e: bad_data(e, {LABELS_FILE: h5("labels", good_labels(e))}),
+         lambda e: f"{e.data}/{LABELS_FILE}: key 'avadataset' not found (found keys: ['labels'])", nothing_written),
+    Case("order-not-hdf5",
+         lambda e: bad_data(e, {ORDER_FILES["train"]: lambda p: p.write_text("1 2 3\n")}),
+         lambda e: f"{e.data}/{ORDER_FILES['train']}: not a readable HDF5 file (Unable to synchronously open file "
+                   f"(file signature not found))", nothing_written),
+    Case("labels-truncated",
+         lambda e: bad_data(e, {LABELS_FILE: lambda p: p.write_bytes(_half(e.ave_dir / LABELS_FILE))}),
+         lambda e: f"{e.data}/{LABELS_FILE}: not a readable HDF5 file (Unable to synchronously open file "
+                   f"(truncated file: eof = {(e.ave_dir / LABELS_FILE).stat().st_size // 2}, sblock->base_addr = 0, "
+                   f"stored_eof = {(e.ave_dir / LABELS_FILE).stat().st_size}))", nothing_written),
+    Case("labels-not-one-hot",
+         lambda e: bad_data(e, {LABELS_FILE: h5(FEATURE_KEY, np.zeros_like(good_labels(e)))}),
+         lambda e: f"{e.data}/{LABELS_FILE}: expected one-hot rows, found an all-zero row at index [0, 0]",
+         nothing_written),
+    Case("labels-with-ten-classes",
+         lambda e: bad_data(e, {LABELS_FILE: h5(FEATURE_KEY, good_labels(e)[..., :10])}),
+         lambda e: f"{e.data}/{LABELS_FILE}: expected last dimension 29, found 10", nothing_written),
+    Case("visual-wrong-shape",
+         lambda e: bad_data(e, {VISUAL_FILE: h5(FEATURE_KEY, np.zeros((120, 10, 512), np.float32))}),
+         lambda e: f"{e.data}/{VISUAL_FILE}: key 'avadataset' expected shape (N, 10, 7, 7, 512), found (120, 10, 512)",
+         nothing_written),
+    Case("nan-features",
+         lambda e: bad_data(e, {AUDIO_FILE: h5(FEATURE_KEY, np.full((120, 10, 128), np.nan, np.float32))}),
+         lambda e: f"epoch 1 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
+                   f"(epoch 0); look for NaN or huge input features, or try a lower --lr"),
+    Case("empty-val-split", lambda e: bad_data(e, {ORDER_FILES["val"]: h5(ORDER_KEY, np.zeros(0, np.int64))}),
+         lambda e: f"{e.data}/{ORDER_FILES['val']}: the val split is empty, expected at least one video",
+         nothing_written),
+]
+
+
+def snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_nothing_half_written(folder: Path, before: dict) -> None:
+    after = snapshot(folder)
+    assert not [p for p in after if p.name.endswith(".tmp")]
+    for path in (p for p, stamp in after.items() if before.get(p) != stamp):
+        if path.suffix == ".pt":
+            checkpoint.read_checkpoint(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            rows = list(csv.reader(path.open()))
+            assert rows and all(len(r) == len(rows[0]) for r in rows), path
+
+
+def test_the_table_has_at_least_twenty_distinct_cases():
+    assert len({c.id for c in CASES}) == len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_fault_gives_one_line_and_leaves_nothing_half_written(case, ave_dir, tiny_run, tmp_path, monkeypatch):
+    env = Env(ave_dir, tiny_run, tmp_path, monkeypatch)
+    args = case.args(env)
+    before = snapshot(env.out)
+    result = invoke(args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr == f"avel-dgl: error: {case.message(env)}\n"
+    assert result.exit_code == case.code
+    assert_nothing_half_written(env.out, before)
+    case.after(env)
+
+
+def test_debug_shows_the_traceback_of_the_same_fault(ave_dir, tmp_path):
+    from avel_dgl.errors import AvelError
+
+    result = invoke(["--debug", "train", "--data", ave_dir, "--out", tmp_path / "run", "--preset", "huge"])
+    assert isinstance(result.exception, AvelError)
+    assert str(result.exception) == "--preset: expected one of paper, small, found 'huge'"
