@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import shutil
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -116,6 +118,21 @@ def nan_loss_at(env: Env, call: int) -> None:
                             lambda *a: sel_loss(*a) * (float("nan") if next(calls) == call else 1.0))
 
 
+def nan_weights_after_step(env: Env, call: int) -> None:
+    """After the `call`-th optimizer step, one weight is NaN (the last step of an epoch, so no
+    later loss sees it)."""
+    step, calls = torch.optim.Adam.step, iter(range(1, 10**6))
+
+    def poisoned(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        if next(calls) == call:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("nan")
+        return out
+
+    env.monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+
+
 def disk_full_at_last_pt(env: Env, epoch: int) -> None:
     """Writing last.pt of `epoch` fails half-way with ENOSPC, as on a full disk."""
     save = torch.save
@@ -135,6 +152,19 @@ def eval_checkpoint(env: Env, edit: Callable[[dict], None]) -> list:
     edit(ckpt)
     path = env.tmp / "other.pt"
     torch.save(ckpt, path)
+    return ["evaluate", "--checkpoint", path, "--data", env.data, "--out", env.out / "eval"]
+
+
+def damaged_checkpoint(env: Env) -> list:
+    """evaluate on a copy of best.pt with one byte flipped inside the first tensor's data record."""
+    path = env.tmp / "damaged.pt"
+    raw = bytearray((env.tiny_run / "best.pt").read_bytes())
+    with zipfile.ZipFile(env.tiny_run / "best.pt") as archive:
+        info = next(i for i in archive.infolist() if "/data/" in i.filename)
+    name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)  # local file header
+    raw[info.header_offset + 30 + name_len + extra_len] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    env.damaged_record = info.filename
     return ["evaluate", "--checkpoint", path, "--data", env.data, "--out", env.out / "eval"]
 
 
@@ -209,6 +239,9 @@ CASES = [
     Case("resume-with-another-preset", lambda e: ["train", "--resume", e.copy_run(), "--preset", "paper"],
          lambda e: f"--resume: the run in {e.run} has preset=small, found paper on the command line {RESUME_HINT}",
          unchanged_run),
+    Case("resume-on-other-data", lambda e: (e.copy_run(), e.bad_data(), ["train", "--resume", e.run, "--data", e.data])[2],
+         lambda e: f"--data: the train split in {e.data} differs from the one the run in {e.run} was trained on "
+                   f"(different rows, features or labels)", unchanged_run),
     Case("resume-with-fewer-epochs", lambda e: ["train", "--resume", e.copy_run(), "--epochs", 1],
          lambda e: f"--epochs: the run in {e.run} has already trained 2 epochs, found 1", unchanged_run),
     # checkpoints given to evaluate
@@ -218,6 +251,9 @@ CASES = [
          lambda e: eval_checkpoint(e, lambda c: c["config"]["model"].update(width=32)),
          lambda e: f"{e.tmp}/other.pt: weights do not fit the 'dpnet' network of its config: tensor "
                    f"'layers.0.layer.query.audio.weight' expected shape (3, 512, 32), found (3, 512, 16)"),
+    Case("checkpoint-with-damaged-bytes", lambda e: damaged_checkpoint(e),
+         lambda e: f"{e.tmp}/damaged.pt: not a readable checkpoint, the file is corrupt (record "
+                   f"'{e.damaged_record}' fails its checksum)"),
     Case("checkpoint-missing",
          lambda e: ["evaluate", "--checkpoint", e.out / "none.pt", "--data", e.data],
          lambda e: f"{e.out}/none.pt: checkpoint not found"),
@@ -232,6 +268,10 @@ CASES = [
                    f"is intact", lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 1)),
     Case("nan-loss", lambda e: (nan_loss_at(e, 3), new_run(e))[1],
          lambda e: f"epoch 2 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
+                   f"(epoch 1) and best.pt (epoch 1); look for NaN or huge input features, or try a lower --lr",
+         kept_epoch(last=1, best=1)),
+    Case("weights-become-nan", lambda e: (nan_weights_after_step(e, 4), new_run(e))[1],
+         lambda e: f"epoch 2: weights became NaN or Inf; stopped. The last good state is in {e.run}/last.pt "
                    f"(epoch 1) and best.pt (epoch 1); look for NaN or huge input features, or try a lower --lr",
          kept_epoch(last=1, best=1)),
     # data files (the messages are data/ave.py's checks; the point here: train stops before writing)
