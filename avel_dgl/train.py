@@ -17,8 +17,8 @@ Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
   and final weights as an uninterrupted one, bit for bit on CPU (same machine, thread count and
   library versions).
 - End of an epoch (`end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
-  with SIGINT/SIGTERM held until all three are done. If the process dies between best.pt and last.pt, the resumed
-  run repeats that epoch and rewrites the same best.pt.
+  with SIGINT/SIGTERM held until all three are done. If the process dies between best.pt and
+  last.pt, the resumed run repeats that epoch and rewrites the same best.pt.
 - SIGINT/SIGTERM at any other moment abandon the step in progress: the run stops with the message
   `... continue with: avel-dgl train --resume RUN_DIR` and exit code 130/143.
 - A non-finite loss or non-finite weights stop the run before anything of that epoch is written.
