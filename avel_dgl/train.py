@@ -34,8 +34,8 @@ import os
 import random
 import shutil
 import signal
-import sys
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,9 +207,8 @@ def restore(run: Run, ckpt: dict, last: Path) -> None:
             raise AvelError(f"--data: the {split} split in {run.data_dir} differs from the one the run in "
                             f"{run.out_dir} was trained on (different rows, features or labels)")
     if state["threads"] != torch.get_num_threads():
-        print(f"avel-dgl: warning: {last} was written with {state['threads']} torch threads, now "
-              f"{torch.get_num_threads()}: the resumed run may differ from an uninterrupted one in the "
-              f"last bits", file=sys.stderr)
+        warnings.warn(f"{last} was written with {state['threads']} torch threads, now {torch.get_num_threads()}: "
+                      f"the resumed run may differ from an uninterrupted one in the last bits", stacklevel=2)
     load_weights(run.model, ckpt["model"], last, run.config)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])

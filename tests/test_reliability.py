@@ -210,3 +210,23 @@ def test_crash_while_saving_leaves_the_previous_checkpoint_loadable(moment, tiny
 
 def _raise(error: BaseException):
     raise error
+
+
+def test_resuming_a_finished_run_on_another_thread_count_warns_and_gives_its_results(tiny_run, tmp_path,
+                                                                                      monkeypatch):
+    from avel_dgl import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setattr(train, "set_threads", lambda processes=1: None)  # keep the count set below
+    threads, written = torch.get_num_threads(), checkpoint.read_checkpoint(run / "last.pt")["training"]["threads"]
+    other = 1 if written != 1 else 2
+    torch.set_num_threads(other)
+    try:
+        resumed = invoke(["train", "--resume", run, "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stderr == (f"avel-dgl: warning: {run}/last.pt was written with {written} torch threads, now "
+                              f"{other}: the resumed run may differ from an uninterrupted one in the last bits\n")
+    assert (run / "results.json").read_text() == (tiny_run / "results.json").read_text()
