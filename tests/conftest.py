@@ -1,7 +1,10 @@
-"""Shared fixtures: a small AVE-format data folder, made once per test session."""
+"""Shared fixtures: a small AVE-format data folder and a tiny reference run (made once per test
+session), and the CLI and fault helpers the tests share."""
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 
 import h5py
@@ -68,6 +71,28 @@ def ave_dir(tmp_path_factory) -> Path:
 TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--quiet"]
 TINY_EPOCHS = 2
 TINY_STEPS_PER_EPOCH = 2
+
+
+def loss_hook(step: int, action):
+    """A stand-in for engine.sel_loss that passes the loss of the `step`-th training step (from 1,
+    over the whole run) through `action(loss) -> loss`: the fault tests' way to strike mid-run."""
+    from avel_dgl import engine
+
+    calls, sel_loss = itertools.count(1), engine.sel_loss
+
+    def hooked(*args):
+        loss = sel_loss(*args)
+        return action(loss) if next(calls) == step else loss
+
+    return hooked
+
+
+def send_signal(signum: int):
+    """A loss_hook action: send this process `signum`, keep the loss."""
+    def action(loss):
+        os.kill(os.getpid(), signum)
+        return loss
+    return action
 
 
 def invoke(args: list[str]):

@@ -24,7 +24,7 @@ import torch
 from avel_dgl import checkpoint, engine
 from avel_dgl.data.ave import AUDIO_FILE, LABELS_FILE, ORDER_FILES, VISUAL_FILE
 from ave_files import ave_arrays, write_ave_dir
-from conftest import TINY, invoke
+from conftest import TINY, invoke, loss_hook
 
 
 class Env:
@@ -111,11 +111,9 @@ def kept_epoch(last: int, best: int) -> Callable[[Env], None]:
     return check
 
 
-def nan_loss_at(env: Env, call: int) -> None:
-    """The training loss of the `call`-th step is NaN (a model that blows up)."""
-    sel_loss, calls = engine.sel_loss, iter(range(1, 10**6))
-    env.monkeypatch.setattr(engine, "sel_loss",
-                            lambda *a: sel_loss(*a) * (float("nan") if next(calls) == call else 1.0))
+def nan_loss_at(env: Env, step: int) -> None:
+    """The training loss of `step` (from 1, over the run) is NaN (a model that blows up)."""
+    env.monkeypatch.setattr(engine, "sel_loss", loss_hook(step, lambda loss: loss * float("nan")))
 
 
 def nan_weights_after_step(env: Env, call: int) -> None:

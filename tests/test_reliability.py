@@ -6,7 +6,6 @@ guarantee to its test.)"""
 from __future__ import annotations
 
 import csv
-import itertools
 import os
 import random
 import shutil
@@ -21,7 +20,7 @@ import torch
 from avel_dgl import checkpoint, engine, interrupt
 from avel_dgl.errors import Interrupted
 from avel_dgl.train import TIMING_FIELDS
-from conftest import TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke
+from conftest import TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = TINY_EPOCHS * TINY_STEPS_PER_EPOCH
@@ -86,14 +85,7 @@ def test_sigkill_at_a_random_step_then_resume_equals_uninterrupted_run(ave_dir, 
 
 def signal_at_step(monkeypatch, step: int, signame: str) -> None:
     """Send this process `signame` when the training loss of `step` (from 1, over the run) is computed."""
-    calls, sel_loss = itertools.count(1), engine.sel_loss
-
-    def signalling_loss(*args):
-        if next(calls) == step:
-            os.kill(os.getpid(), getattr(signal, signame))
-        return sel_loss(*args)
-
-    monkeypatch.setattr(engine, "sel_loss", signalling_loss)
+    monkeypatch.setattr(engine, "sel_loss", loss_hook(step, send_signal(getattr(signal, signame))))
 
 
 def check_stopped_by_signal(signame: str, ave_dir: Path, run: Path, monkeypatch) -> int:
