@@ -75,14 +75,15 @@ TINY_STEPS_PER_EPOCH = 2
 
 def loss_hook(step: int, action):
     """A stand-in for engine.sel_loss that passes the loss of the `step`-th training step (from 1,
-    over the whole run) through `action(loss) -> loss`: the fault tests' way to strike mid-run."""
+    over the whole run) through `action(loss) -> loss`: the fault tests' way to strike mid-run.
+    Validation losses (logits without grad) are not counted."""
     from avel_dgl import engine
 
     calls, sel_loss = itertools.count(1), engine.sel_loss
 
-    def hooked(*args):
-        loss = sel_loss(*args)
-        return action(loss) if next(calls) == step else loss
+    def hooked(logits, *args):
+        loss = sel_loss(logits, *args)
+        return action(loss) if logits.requires_grad and next(calls) == step else loss
 
     return hooked
 
