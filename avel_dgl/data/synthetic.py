@@ -97,17 +97,17 @@ class Knobs:
     # Audio (pre-activation units).
     audio_active: tuple = (8, 8)  # family channels, own channels per class prototype
     audio_bias: tuple = (-0.5, 0.6)  # mean, std of the fixed channel bias
-    audio_signal: float = 0.8
-    audio_nuisance: float = 0.45
-    audio_noise: float = 0.55
-    audio_scale: float = 0.5
+    audio_signal: float = 0.7
+    audio_nuisance: float = 0.35
+    audio_noise: float = 1.2
+    audio_scale: float = 0.35
     # Visual (pre-activation units, per grid cell).
     visual_active: tuple = (24, 24)
-    visual_bias: tuple = (-1.0, 0.5)
-    visual_signal: float = 2.5
-    visual_scene: float = 0.4
+    visual_bias: tuple = (-1.8, 0.5)
+    visual_signal: float = 1.5
+    visual_scene: float = 0.25
     visual_texture: float = 0.5
-    visual_noise: float = 0.8
+    visual_noise: float = 2.2
     visual_scale: float = 2.0
     object_sides: tuple = (2, 3)  # the object's block is h x w cells, h, w drawn from these
 
