@@ -9,19 +9,31 @@ import click
 COMMANDS: list = []
 
 
+def _integer(ctx, param, value):
+    """Whole numbers only; a bad value is a one-line AvelError like every other bad option."""
+    from avel_dgl.errors import AvelError
+
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise AvelError(f"--{param.name}: expected an integer, found {value!r}") from None
+
+
 def _size(path) -> str:
     total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     return f"{total / 2**30:.2f} GiB" if total >= 2**30 else f"{total / 2**20:.1f} MiB"
 
 
 @click.command("make-synthetic")
-@click.option("--out", "out", required=True, help="Folder to write (created; a previous make-synthetic folder is replaced).")
-@click.option("--videos", type=int, default=None,
+@click.option("--out", "out", required=True, metavar="DIR", help="Folder to write (created; a previous make-synthetic folder is replaced).")
+@click.option("--videos", default=None, callback=_integer, metavar="N",
               help="Number of videos [default: 600; with --annotations, all its rows]. 4143 = the real AVE size.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same arrays.")
-@click.option("--annotations", default=None,
+@click.option("--seed", default="0", callback=_integer, metavar="S", show_default=True, help="Same seed, same arrays.")
+@click.option("--annotations", default=None, metavar="FILE",
               help="An AVE Annotations.txt whose classes and spans to use; order files beside it give the splits.")
-@click.option("--visual-dtype", default="float64", show_default=True,
+@click.option("--visual-dtype", default="float64", metavar="float64|float32", show_default=True,
               help="float64 (as the real release) or float32 (half the size).")
 def make_synthetic_command(out, videos, seed, annotations, visual_dtype):
     """Write a complete synthetic AVE-format data folder (features from a documented generative

@@ -329,9 +329,13 @@ def test_cli_writes_a_folder(tmp_path):
     assert ave.load_split(tmp_path / "d", "train").audio.shape[1:] == (10, 128)
 
 
-def test_cli_bad_option_prints_one_line_and_fails(tmp_path):
-    result = CliRunner().invoke(main, ["make-synthetic", "--out", str(tmp_path / "d"), "--videos", "-1"])
+@pytest.mark.parametrize("args, message", [
+    (["--videos", "-1"], "--videos: expected an integer of at least 3 (one video per split), found -1"),
+    (["--videos", "abc"], "--videos: expected an integer, found 'abc'"),
+    (["--visual-dtype", "int8"], "--visual-dtype: expected one of float64, float32, found 'int8'"),
+])
+def test_cli_bad_option_prints_one_line_and_fails(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["make-synthetic", "--out", str(tmp_path / "d"), *args])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
-        "avel-dgl: error: --videos: expected an integer of at least 3 (one video per split), found -1"]
+    assert result.stderr.strip().splitlines() == [f"avel-dgl: error: {message}"]
     assert not (tmp_path / "d").exists()

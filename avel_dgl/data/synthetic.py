@@ -480,13 +480,17 @@ def _staging_folder(out: Path) -> Path:
 
 def _publish(staging: Path, out: Path) -> None:
     """Move the finished folder into place; a previous synthetic folder there is replaced."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old, out)  # put the previous folder back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0,
