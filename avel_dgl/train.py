@@ -68,8 +68,9 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(processes: int = 1) -> None:
-    """Cores divided by processes: oversubscribing the cores makes torch many times slower."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    """Cores divided by processes: oversubscribing the cores makes torch many times slower.
+    Counts the cores this process may run on, so `taskset -c 0 avel-dgl ...` means one thread."""
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
 
 
 def lr_multiplier(epoch: float, cycle_epochs: int, floors: tuple[tuple[int, float], ...]) -> float:
