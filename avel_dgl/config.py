@@ -29,6 +29,7 @@ class ModelConfig:
     input_dropout: float = 0.0  # dropout on the audio/visual inputs of the backbone
     classifier_dropout: float = 0.0  # dropout on the gated features before the classifier
     norm: str = "none"  # "none" | "layer": LayerNorm on each layer's output
+    residual: bool = False  # add each layer's input to its output (where the widths agree)
 
 
 @dataclass

@@ -17,7 +17,7 @@ OVERRIDES = {
     "lr": "train.lr", "optimizer": "train.optimizer", "weight_decay": "train.weight_decay",
     "input_norm": "train.input_norm", "variant": "model.variant", "width": "model.width",
     "blocks": "model.blocks", "dropout": "model.dropout", "input_dropout": "model.input_dropout",
-    "classifier_dropout": "model.classifier_dropout", "norm": "model.norm",
+    "classifier_dropout": "model.classifier_dropout", "norm": "model.norm", "residual": "model.residual",
 }
 
 
@@ -55,6 +55,7 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
 @click.option("--input-dropout", type=float)
 @click.option("--classifier-dropout", type=float)
 @click.option("--norm", type=click.Choice(["none", "layer"]))
+@click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper).")
 @click.option("--replicate/--no-replicate", default=None, help="Replicate augmentation (SEL only).")
 @click.option("--link/--no-link", default=None, help="Link original and replica graphs (needs --replicate).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")

@@ -148,3 +148,16 @@ def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("avel-dgl: error: --link")
 
+
+
+def test_residual_option_adds_identity_paths_where_widths_agree():
+    config = tiny_config(**{"model.blocks": 2, "model.residual": True})
+    model = build(config)
+    wrapped = [type(layer).__name__ for layer in model.layers]
+    assert wrapped == ["GraphLayer", "Residual", "Residual", "Residual"]  # the first changes the width
+    for p in model.layers[1].layer.parameters():
+        torch.nn.init.zeros_(p)  # a zeroed TCN outputs Swish(0) = 0: the block passes its input through
+    a, v = torch.randn(2, 10, 16), torch.randn(2, 10, 16)
+    out_a, out_v = model.layers[1](graph.batch_graph(2), a, v)
+    torch.testing.assert_close(out_a, a)
+    torch.testing.assert_close(out_v, v)

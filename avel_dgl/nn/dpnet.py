@@ -62,6 +62,18 @@ class Normed(nn.Module):
         return self.audio_norm(a), self.visual_norm(v)
 
 
+class Residual(nn.Module):
+    """Adds a layer's input to its output per modality (the `residual` option, beyond the paper)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, g, audio, visual):
+        a, v = self.layer(g, audio, visual)
+        return audio + a, visual + v
+
+
 def rgct_layer(m: ModelConfig, in_dim: int) -> nn.Module:
     return GraphLayer(RGCT(in_dim, m.width, m.dropout))
 
@@ -75,6 +87,8 @@ def sequence(m: ModelConfig, makers: list[Callable[[ModelConfig, int], nn.Module
     layers, in_dim = [], VISUAL_DIM
     for make in makers:
         layer = make(m, in_dim)
+        if m.residual and in_dim == m.width:  # the first layer changes the width: no identity path
+            layer = Residual(layer)
         layers.append(Normed(layer, m.width) if m.norm == "layer" else layer)
         in_dim = m.width
     return layers
