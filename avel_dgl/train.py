@@ -6,7 +6,8 @@ Run directory layout:
     config.json         the resolved config (for people; last.pt holds the one in force)
     metrics.csv         one row per epoch: lr, train loss/acc, val acc/loss (the task's loss), seconds
     best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
-    results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder
+    results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder,
+                        and with replicate the replica counts (replicas, sub-events, fallbacks, copied)
     per_class_<set>.csv per-class test accuracy of best.pt on each label set
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
@@ -34,6 +35,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import time
 import warnings
 import zlib
@@ -126,6 +128,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # shuffles each epoch's batches
     replicas: object | None  # the replica sampler (SEL with replicate), see data/subevents.py
+    subevents: str | None  # the sub-event database file given for replicate (None: the default)
     fingerprints: dict  # {"train": crc, "val": crc} of the data, see `data_fingerprint`
     epoch: int = 0  # epochs completed and saved in last.pt
     best_acc: float = -1.0
@@ -133,10 +136,11 @@ class Run:
     rows: list[dict] = field(default_factory=list)  # metrics.csv rows of epochs 1..epoch
 
 
-def build_run(config: Config, data_dir: Path, out_dir: Path) -> Run:
+def build_run(config: Config, data_dir: Path, out_dir: Path, subevents: Path | None = None) -> Run:
     """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
-    bad option or data file leaves nothing behind). Seeds first: model initialisation and the
-    replica sampler draw from the seeded generators."""
+    bad option, data file or sub-event database leaves nothing behind). Seeds first: model
+    initialisation and the replica sampler draw from the seeded generators. `subevents`: the
+    sub-event database file for replicate (default: see data/subevents.replica_fn)."""
     validate(config)
     t = config.train
     set_seed(t.seed)
@@ -153,10 +157,12 @@ def build_run(config: Config, data_dir: Path, out_dir: Path) -> Run:
     if t.replicate:
         from avel_dgl.data.subevents import replica_fn
 
-        replicas = replica_fn(train, data_dir, seed=t.seed)
+        replicas = replica_fn(train, data_dir, seed=t.seed, subevents=subevents,
+                              note=lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr))
     generator = torch.Generator().manual_seed(t.seed)
     fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
-    return Run(config, data_dir, out_dir, train, val, model, optimizer, scheduler, generator, replicas, fingerprints)
+    return Run(config, data_dir, out_dir, train, val, model, optimizer, scheduler, generator, replicas,
+               None if subevents is None else str(Path(subevents).resolve()), fingerprints)
 
 
 def rng_state() -> dict:
@@ -197,7 +203,8 @@ def training_state(run: Run) -> dict:
     return {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
             "generator": run.generator.get_state(), "rng": rng_state(), "replicas": replicas,
             "best_acc": run.best_acc, "best_epoch": run.best_epoch, "rows": run.rows,
-            "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads()}
+            "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads(),
+            "subevents": run.subevents}
 
 
 def restore(run: Run, ckpt: dict, last: Path) -> None:
@@ -274,12 +281,13 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """Train a new run, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave."""
+              progress: bool = True, subevents: str | Path | None = None) -> dict:
+    """Train a new run, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave.
+    `subevents`: a sub-event database file for replicate (default: see data/subevents.replica_fn)."""
     out_dir = Path(out_dir)
     with interrupt.interruptible():
         try:
-            run = build_run(config, Path(data_dir), out_dir)
+            run = build_run(config, Path(data_dir), out_dir, subevents)
         except Interrupted as e:
             raise _stopped(e, None) from None
 
@@ -318,7 +326,8 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None, epochs: 
                     raise AvelError(f"--epochs: the run in {run_dir} has already trained {ckpt['epoch']} epochs, "
                                     f"found {epochs}")
                 config = replace(config, **{"train.epochs": epochs})
-            run = build_run(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir)
+            run = build_run(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir,
+                            ckpt["training"].get("subevents"))
             restore(run, ckpt, last)
         except Interrupted as e:
             raise _stopped(e, run_dir) from None
@@ -416,6 +425,8 @@ def finish(run: Run) -> dict:
     # The data folder is recorded so `avel-dgl report` can predict on its test split later.
     results = {"seed": run.config.train.seed, "best_epoch": run.best_epoch, "val_acc": run.best_acc,
                "data": str(run.data_dir.resolve())}
+    if run.replicas is not None:  # how often Algorithm 1 re-split or copied (data/subevents.py)
+        results["replicas"] = dict(run.replicas.counts)
     for label_set in LABEL_SETS:
         results[f"test_acc_{label_set}"] = evaluate_checkpoint(
             run.out_dir / "best.pt", run.data_dir, label_set, run.out_dir / f"per_class_{label_set}.csv")["acc"]

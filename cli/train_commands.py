@@ -58,9 +58,12 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
 @click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper).")
 @click.option("--replicate/--no-replicate", default=None, help="Replicate augmentation (SEL only).")
 @click.option("--link/--no-link", default=None, help="Link original and replica graphs (needs --replicate).")
+@click.option("--subevents", type=click.Path(path_type=Path),
+              help="Sub-event database for --replicate (default: <data>/.avel_cache/subevents.h5 if it "
+                   "matches the data, else built in memory).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_dir, out_dir, resume_dir, preset, replicate, link, overwrite, quiet, **options):
+def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, **options):
     """Train a model and test its validation-selected checkpoint on O-AVE and C-AVE.
 
     A new run needs --data and --out; an interrupted one continues with --resume RUN_DIR."""
@@ -72,6 +75,8 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, overwrite, qui
             raise AvelError("--resume: continues a run in its own folder, do not also pass --out")
         if overwrite:
             raise AvelError("--overwrite: cannot be combined with --resume (it would delete the run)")
+        if subevents is not None:
+            raise AvelError("--subevents: a resumed run keeps the sub-event database it started with")
         ctx = click.get_current_context()
         given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
         epochs = options.pop("epochs")
@@ -88,7 +93,9 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, overwrite, qui
         if data_dir is None:
             raise AvelError("--data: a new run needs the AVE-format data folder")
         config = resolve_config(preset, replicate, link, **options)
-        results = train_run(config, data_dir, out_dir, overwrite=overwrite, progress=not quiet)
+        if subevents is not None and not config.train.replicate:
+            raise AvelError("--subevents: only used with --replicate, found replicate off")
+        results = train_run(config, data_dir, out_dir, overwrite=overwrite, progress=not quiet, subevents=subevents)
     click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
                f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {results['test_acc_c-ave']:.4f}; "
                f"seed {results['seed']}; run in {out_dir}")

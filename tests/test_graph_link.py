@@ -1,0 +1,123 @@
+"""Link (eqs 17-21): the linked batch graph's edges and its neighbourhood means, and the engine
+feeding originals, replicas and the linked graph to the model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avel_dgl import engine, graph
+from avel_dgl.config import get_preset
+from avel_dgl.data.ave import SplitData
+
+T = 10
+
+
+def edge_set(g, rel) -> set[tuple[int, int]]:
+    src, dst = g.edges(etype=rel)
+    return set(zip(src.tolist(), dst.tolist()))
+
+
+def pair_pattern(rel, videos: tuple[int, int], t: int = T) -> set[tuple[int, int]]:
+    """Eqs 17-20 for an original/replica pair: the relation's offsets between any of the two
+    videos (source video a, destination video b), including a == b (eqs 1-4 within a video)."""
+    name = rel[1]
+    if name.endswith("forward"):
+        steps = [(s, s + 1) for s in range(t - 1)]
+    elif name.endswith("backward"):
+        steps = [(s, s - 1) for s in range(1, t)]
+    else:
+        steps = [(s, s) for s in range(t)]
+    return {(a * t + s, b * t + d) for a in videos for b in videos for s, d in steps}
+
+
+def test_one_linked_pair_has_the_edges_of_eqs_17_to_20():
+    g = graph.batch_graph(2, linked=True)
+    assert g.num_nodes("audio") == g.num_nodes("visual") == 2 * T
+    for rel in graph.RELATIONS:
+        got = edge_set(g, rel)
+        assert got == pair_pattern(rel, (0, 1)), rel
+        # 4 copies of the within-video pattern: orig->orig, rep->rep, orig->rep, rep->orig
+        assert g.num_edges(rel) == 4 * (T if rel in (graph.AUDIO_TO_VISUAL, graph.VISUAL_TO_AUDIO) else T - 1)
+    # explicit examples: audio 3 of the original receives forward from audio 2 of both videos
+    assert {(2, 3), (12, 3), (2, 13), (12, 13)} <= edge_set(g, graph.AUDIO_FORWARD)
+    assert (0, 19) not in edge_set(g, graph.AUDIO_BACKWARD)  # no wrap-around
+    assert {(4, 4), (14, 4), (4, 14), (14, 14)} <= edge_set(g, graph.VISUAL_TO_AUDIO)
+
+
+def test_linked_batch_pairs_original_b_with_replica_b_plus_half_and_nothing_else():
+    b = 3
+    g = graph.batch_graph(2 * b, linked=True)
+    for rel in graph.RELATIONS:
+        want = set().union(*(pair_pattern(rel, (i, b + i)) for i in range(b)))
+        assert edge_set(g, rel) == want, rel
+        per_pair = T if rel in (graph.AUDIO_TO_VISUAL, graph.VISUAL_TO_AUDIO) else T - 1
+        assert g.num_edges(rel) == 4 * b * per_pair
+
+
+def test_unlinked_batch_has_only_within_video_edges():
+    g = graph.batch_graph(2, linked=False)
+    for rel in graph.RELATIONS:
+        assert edge_set(g, rel) == pair_pattern(rel, (0,)) | pair_pattern(rel, (1,))
+
+
+def test_linked_neighbourhood_means_match_a_hand_computation():
+    # t = 4 segments, scalar features. Original audio 1..4, replica 10..40; original visual
+    # 100..400, replica 1000..4000. Each mean is over the node's neighbours in both videos.
+    g = graph.batch_graph(2, linked=True, t=4)
+    audio = torch.tensor([1., 2, 3, 4, 10, 20, 30, 40])[:, None]
+    visual = torch.tensor([100., 200, 300, 400, 1000, 2000, 3000, 4000])[:, None]
+    na = graph.neighbour_means(g, {"audio": audio, "visual": visual})
+    # audio receives (audio_forward, audio_backward, visual_to_audio), in RELATIONS_INTO order
+    forward = [0, (1 + 10) / 2, (2 + 20) / 2, (3 + 30) / 2]  # segment 0 has no forward neighbour
+    backward = [(2 + 20) / 2, (3 + 30) / 2, (4 + 40) / 2, 0]
+    v2a = [(100 + 1000) / 2, (200 + 2000) / 2, (300 + 3000) / 2, (400 + 4000) / 2]
+    want_audio = torch.tensor([forward, backward, v2a]).T.repeat(2, 1)  # the replica's nodes see the same
+    assert torch.allclose(na["audio"][..., 0], want_audio)
+    v_forward = [0, 550, 1100, 1650]
+    v_backward = [1100, 1650, 2200, 0]
+    a2v = [5.5, 11, 16.5, 22]
+    assert torch.allclose(na["visual"][..., 0], torch.tensor([v_forward, v_backward, a2v]).T.repeat(2, 1))
+
+    # Without the link each video only sees itself.
+    plain = graph.neighbour_means(graph.batch_graph(2, linked=False, t=4), {"audio": audio, "visual": visual})
+    assert plain["audio"][1, 0, 0] == 1 and plain["audio"][5, 0, 0] == 10
+
+
+class Spy(nn.Module):
+    """A linear classifier on audio that records what the engine feeds it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(128, 29)
+        self.calls = []
+
+    def forward(self, g, audio, visual):
+        self.calls.append((g, audio.clone(), visual.clone()))
+        return self.fc(audio)
+
+
+def test_engine_appends_replicas_after_originals_and_uses_the_linked_graph():
+    n = 10
+    data = SplitData(torch.randn(n, T, 128), torch.randn(n, T, 512), torch.randint(0, 29, (n, T)),
+                     torch.zeros(n, dtype=torch.long), torch.arange(n))
+    seen = []
+
+    def replicas(index):
+        rep = (data.audio[index] + 1000, data.visual[index] + 1000)
+        seen.append((index.clone(), *rep))
+        return rep
+
+    for link in (True, False):
+        cfg = get_preset("small").train
+        cfg.batch_size, cfg.link, cfg.replicate = 4, link, True
+        model, seen[:] = Spy(), []
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        engine.train_one_epoch(model, data, opt, sched, cfg, torch.Generator().manual_seed(0), replicas)
+        assert len(model.calls) == 3  # batches of 4, 4, 2
+        for (g, audio, visual), (index, rep_a, rep_v) in zip(model.calls, seen):
+            b = len(index)
+            assert torch.equal(audio, torch.cat([data.audio[index], rep_a]))
+            assert torch.equal(visual, torch.cat([data.visual[index], rep_v]))
+            assert g is graph.batch_graph(2 * b, linked=link)

@@ -1,0 +1,89 @@
+"""`avel-dgl build-subevents` and `avel-dgl train --replicate --link` end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from avel_dgl.data.ave import load_split
+from avel_dgl.data.subevents import build_database, check_database, default_path, load_database
+from cli.main import main
+from conftest import write_small_ave
+
+
+@pytest.fixture
+def data(ave_dir, tmp_path):
+    return shutil.copytree(ave_dir, tmp_path / "ave")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avel-dgl: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_build_subevents_writes_the_default_database_and_a_per_class_table(data):
+    result = run("build-subevents", "--data", data)
+    assert result.exit_code == 0, result.output
+    path = default_path(data)
+    train = load_split(data, "train")
+    db = load_database(path)
+    check_database(db, train, path)
+    rebuilt = build_database(train)
+    assert (db.row == rebuilt.row).all() and (db.start == rebuilt.start).all() and len(db) == len(rebuilt)
+    header = result.output.splitlines()[0].split()
+    assert header[:4] == ["class", "name", "kind", "entries"] and header[4:] == [f"L{n}" for n in range(1, 11)]
+    assert f"{len(train)} training videos" in result.output and f"{len(db)} database entries" in result.output
+    assert f"wrote {path}" in result.output
+
+    again = run("build-subevents", "--data", data, "--out", data / "copy.h5")
+    assert again.exit_code == 0
+    assert (data / "copy.h5").read_bytes() == path.read_bytes()  # deterministic
+
+
+def test_build_subevents_on_a_missing_folder_is_one_line(tmp_path):
+    one_line_error(run("build-subevents", "--data", tmp_path / "nope"), f"{tmp_path / 'nope'}/", "file not found")
+
+
+def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link", "--quiet",
+                 "--width", 32, "--blocks", 1)
+    assert result.exit_code == 0, result.output
+    assert "no sub-event database" in result.stderr  # built in memory, said once
+    assert result.stderr.count("replicate:") == 1
+    results = json.loads((out / "results.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["replicate"] and config["train"]["link"]
+    n_train = len(load_split(data, "train"))
+    assert results["replicas"]["replicas"] == 2 * n_train  # one replica per video per epoch
+    assert 0 <= results["replicas"]["fallbacks"] <= results["replicas"]["sub_events"]
+    assert (out / "best.pt").is_file()
+
+
+def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(data, tmp_path):
+    out = tmp_path / "run"
+    one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", tmp_path / "no.h5"),
+                   "no.h5: sub-event database not found")
+    other = write_small_ave(tmp_path / "other", videos=40, seed=1)
+    assert run("build-subevents", "--data", other).exit_code == 0
+    one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", default_path(other)),
+                   "built from other training data")
+    assert not out.exists()
+
+
+def test_subevents_without_replicate_and_replicate_with_wsel_are_rejected(data, tmp_path):
+    db = default_path(data)
+    assert run("build-subevents", "--data", data).exit_code == 0
+    one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
+    one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
+                   "--replicate/--link", "--task wsel")
