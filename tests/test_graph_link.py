@@ -55,12 +55,6 @@ def test_linked_batch_pairs_original_b_with_replica_b_plus_half_and_nothing_else
         assert g.num_edges(rel) == 4 * b * per_pair
 
 
-def test_unlinked_batch_has_only_within_video_edges():
-    g = graph.batch_graph(2, linked=False)
-    for rel in graph.RELATIONS:
-        assert edge_set(g, rel) == pair_pattern(rel, (0,)) | pair_pattern(rel, (1,))
-
-
 def test_linked_neighbourhood_means_match_a_hand_computation():
     # t = 4 segments, scalar features. Original audio 1..4, replica 10..40; original visual
     # 100..400, replica 1000..4000. Each mean is over the node's neighbours in both videos.
