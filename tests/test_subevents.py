@@ -14,6 +14,7 @@ from avel_dgl.data.subevents import (BACKGROUND_RUN, CONTINUE, END, START, Repli
                                      build_database, check_database, default_path, identify, load_database,
                                      replica_fn, save_database)
 from avel_dgl.errors import AvelError
+from tests.conftest import SHARED_AVE
 
 S, C, E, B = START, CONTINUE, END, BACKGROUND_RUN
 
@@ -307,3 +308,20 @@ def test_replica_fn_uses_the_default_file_builds_in_memory_or_refuses_an_explici
         replica_fn(stale, tmp_path, seed=0, subevents=default_path(tmp_path), note=notes.append)
     with pytest.raises(AvelError, match="missing.h5: sub-event database not found"):
         replica_fn(data, tmp_path, seed=0, subevents=tmp_path / "missing.h5", note=notes.append)
+
+
+@pytest.mark.skipif(not (SHARED_AVE / "labels_closs.h5").is_file(), reason="needs ../shared/ave")
+def test_real_ave_training_labels_give_label_identical_replicas_with_few_fallbacks():
+    # Segment labels of the real train split: the span of labels_closs.h5, the class of mil_labels.h5.
+    rows = h5py.File(SHARED_AVE / "train_order.h5", "r")["order"][()]
+    event = h5py.File(SHARED_AVE / "labels_closs.h5", "r")["avadataset"][()][rows] > 0.5
+    cls = h5py.File(SHARED_AVE / "mil_labels.h5", "r")["avadataset"][()][rows].argmax(1)
+    n = len(rows)
+    data = SplitData(torch.zeros(n, 10, 1), torch.zeros(n, 10, 1), torch.from_numpy(np.where(event, cls[:, None], BG)),
+                     torch.from_numpy(cls), torch.from_numpy(rows.astype(np.int64)))
+    sampler = ReplicaSampler(data, build_database(data), seed=0)
+    video, segment = sampler.sample(torch.arange(n))
+    assert torch.equal(data.segment_labels[video, segment], data.segment_labels)
+    assert torch.equal(data.video_labels[video], data.video_labels[:, None].expand(-1, 10))
+    assert (video != torch.arange(n)[:, None]).all()  # nothing copied from the original
+    assert sampler.counts["fallbacks"] < 0.01 * sampler.counts["sub_events"]  # Algorithm 1 almost always matches
