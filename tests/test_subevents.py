@@ -14,7 +14,7 @@ from avel_dgl.data.subevents import (BACKGROUND_RUN, CONTINUE, END, START, Repli
                                      build_database, check_database, default_path, identify, load_database,
                                      replica_fn, save_database)
 from avel_dgl.errors import AvelError
-from tests.conftest import SHARED_AVE
+from conftest import SHARED_AVE
 
 S, C, E, B = START, CONTINUE, END, BACKGROUND_RUN
 
