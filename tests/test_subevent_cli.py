@@ -1,10 +1,9 @@
-"""`avel-dgl build-subevents` and `avel-dgl train --replicate --link` end to end."""
+"""`avel-dgl build-subevents` and `avel-dgl train --replicate --link` end to end, on synthetic data."""
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 import torch
@@ -13,14 +12,15 @@ from click.testing import CliRunner
 from avel_dgl.checkpoint import read_checkpoint
 from avel_dgl.data.ave import load_split
 from avel_dgl.data.subevents import build_database, check_database, default_path, load_database
+from avel_dgl.data.synthetic import make_synthetic
 from avel_dgl.train import TIMING_FIELDS
 from cli.main import main
-from conftest import write_small_ave
 
 
 @pytest.fixture
-def data(ave_dir, tmp_path):
-    return shutil.copytree(ave_dir, tmp_path / "ave")
+def data(tmp_path):
+    """A fresh synthetic AVE folder per test (build-subevents writes into it)."""
+    return make_synthetic(tmp_path / "syn", videos=100, seed=0, visual_dtype="float32")
 
 
 def run(*args):
@@ -61,7 +61,7 @@ def test_build_subevents_on_a_missing_folder_is_one_line(tmp_path):
 def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
     out = tmp_path / "run"
     result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link", "--quiet",
-                 "--width", 32, "--blocks", 1)
+                 "--width", 16, "--blocks", 1, "--batch-size", 48)
     assert result.exit_code == 0, result.output
     assert "no sub-event database" in result.stderr  # built in memory, said once
     assert result.stderr.count("replicate:") == 1
@@ -78,7 +78,7 @@ def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(d
     out = tmp_path / "run"
     one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", tmp_path / "no.h5"),
                    "no.h5: sub-event database not found")
-    other = write_small_ave(tmp_path / "other", videos=40, seed=1)
+    other = make_synthetic(tmp_path / "other", videos=40, seed=1, visual_dtype="float32")
     assert run("build-subevents", "--data", other).exit_code == 0
     one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", default_path(other)),
                    "built from other training data")
