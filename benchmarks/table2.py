@@ -1,12 +1,13 @@
 """Table 2 layout (section 4.1): base DPNet, +Replicate, +Replicate+Link, several seeds; mean and
 sample standard deviation of the validation-selected test accuracy on O-AVE and C-AVE.
 
-    python benchmarks/table2.py --data DIR --out runs/table2 [--preset small] [--epochs 15] [--seeds 0 1 2]
+    python benchmarks/table2.py --data DIR --out runs/table2 [--preset small] [--epochs 20] [--seeds 0 1 2]
+        [--input-norm none|standardize]
 
 Each (mode, seed) is an ordinary training run (`avel_dgl.train.train_run`) in OUT/<mode>/seed<k>;
 the same run from the command line is
-    avel-dgl train --task sel --preset small --epochs E --seed k --data DIR --out OUT/<mode>/seed<k> \
-        [--no-replicate --no-link | --replicate --no-link | --replicate --link]
+    avel-dgl train --task sel --preset small --epochs E --seed k --input-norm N --data DIR \
+        --out OUT/<mode>/seed<k> [--no-replicate --no-link | --replicate --no-link | --replicate --link]
 A run whose folder already holds results.json for the same config is reused, so an interrupted
 study resumes where it stopped. Runs one after another, one thread each (the CPU is shared).
 """
@@ -27,11 +28,12 @@ MODES = {"base": (False, False), "replicate": (True, False), "replicate+link": (
 LABEL_SETS = ("o-ave", "c-ave")
 
 
-def run_all(data: Path, out: Path, preset: str, epochs: int, seeds: list[int]) -> dict:
+def run_all(data: Path, out: Path, preset: str, epochs: int, seeds: list[int], input_norm: str) -> dict:
     results = {}
     for mode, (rep, link) in MODES.items():
         for seed in seeds:
             config = replace(get_preset(preset), **{"train.epochs": epochs, "train.seed": seed,
+                                                    "train.input_norm": input_norm,
                                                     "train.replicate": rep, "train.link": link})
             run_dir = out / mode / f"seed{seed}"
             done = run_dir / "results.json"
@@ -65,13 +67,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--input-norm", choices=["none", "standardize"], default="none")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = run_all(args.data, args.out, args.preset, args.epochs, args.seeds)
-    print(f"{args.preset} preset, {args.epochs} epochs, seeds {args.seeds}, data {args.data}")
+    results = run_all(args.data, args.out, args.preset, args.epochs, args.seeds, args.input_norm)
+    print(f"{args.preset} preset, {args.epochs} epochs, input norm {args.input_norm}, seeds {args.seeds}, "
+          f"data {args.data}")
     print(table(results, args.seeds))
     for mode in ("replicate", "replicate+link"):
         counts = [results[mode, s].get("replicas", {}) for s in args.seeds]
