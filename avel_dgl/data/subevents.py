@@ -24,7 +24,7 @@ Databases: one per (class, kind, length), entries are references (video row, sta
 never feature copies. Start and end entries have length 2. A continue or background run of
 length L is stored with all its contiguous windows of lengths 1..L (the paper decomposes continues
 into lengths 1..L-1 so that shorter continues of other videos find samples; background gets the
-same treatment so that every background run finds samples too).
+same treatment, so that background runs of other lengths find samples too).
 
 Replica (Algorithm 1): for each sub-event of SEQ_O draw one entry, uniformly, from the database of
 the same class, kind and length, excluding entries of the original video itself (a replica is
