@@ -23,16 +23,27 @@ and reused.
 Link (section 3.4): a batch of B originals followed by their B replicas (2B videos, replica of
 video b at position B + b) gets extra edges between each original and its replica with the same
 six patterns, so every node's temporal and cross-modal neighbourhoods span both videos.
+
+Eq 12 has two interchangeable kernels over the same heterograph: DGL's message passing ("dgl"),
+and a plain torch sparse product whose coordinates are the heterograph's own edge index
+tensors ("torch", a scatter-mean over the same edges). PyPI's
+DGL runs on the CPU only, so on a GPU the torch kernel lets every tensor stay on the device while
+the DGL heterograph (kept on the CPU) still describes the structure. `resolve_kernel` picks one.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from functools import lru_cache
 
 import dgl
 import torch
 
 from avel_dgl.data.ave import N_SEGMENTS
+from avel_dgl.errors import AvelError
+
+log = logging.getLogger(__name__)
 
 AUDIO, VISUAL = "audio", "visual"
 NODE_TYPES = (AUDIO, VISUAL)
@@ -104,20 +115,110 @@ def _batch_template(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
     return _build(videos, True, t)
 
 
+KERNELS = ("auto", "dgl", "torch")
+_kernel = "auto"  # the process-wide choice, set once per run by `set_kernel`
+
+
+@lru_cache(maxsize=None)
+def dgl_supports(device_type: str) -> bool:
+    """Whether the installed DGL can hold a graph on this device type (PyPI's DGL: 'cpu' only)."""
+    if device_type == "cpu":
+        return True
+    try:
+        dgl.graph(([0], [0])).to(device_type)
+        return True
+    except Exception:  # DGL raises DGLError or torch's RuntimeError, depending on the build
+        return False
+
+
+@lru_cache(maxsize=None)
+def _resolve(kernel: str, device_type: str) -> str:
+    if kernel not in KERNELS:
+        raise AvelError(f"--kernel: expected one of {', '.join(KERNELS)}, found '{kernel}'")
+    supported = dgl_supports(device_type)
+    if kernel == "dgl" and not supported:
+        raise AvelError(f"--kernel dgl: the installed DGL {dgl.__version__} cannot run on {device_type}; "
+                        "use --kernel torch or auto")
+    chosen = kernel if kernel != "auto" else ("dgl" if supported else "torch")
+    why = "as asked" if kernel != "auto" else (
+        "DGL supports this device" if supported else f"DGL {dgl.__version__} has no {device_type} support")
+    # lru_cache makes this log line appear once per (kernel, device type) in a process.
+    log.info("graph kernel for eq 12 on %s: %s (%s)", device_type, chosen, why)
+    return chosen
+
+
+def resolve_kernel(device: torch.device | str, kernel: str | None = None) -> str:
+    """'dgl' or 'torch': the kernel for `device` under `kernel` (default: the one `set_kernel` set).
+    'auto' takes DGL where the installed DGL supports the device, else torch."""
+    return _resolve(kernel or _kernel, torch.device(device).type)
+
+
+def set_kernel(kernel: str) -> None:
+    """Choose the eq 12 kernel for this process: 'auto', 'dgl' or 'torch'."""
+    global _kernel
+    if kernel not in KERNELS:
+        raise AvelError(f"--kernel: expected one of {', '.join(KERNELS)}, found '{kernel}'")
+    _kernel = kernel
+
+
+@lru_cache(maxsize=64)
+def _on_device(videos: int, linked: bool, t: int, device: str) -> dgl.DGLHeteroGraph:
+    return _batch_template(videos, linked, t).to(device)
+
+
 def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS, device: torch.device | str = "cpu"):
     """The cached graph of a batch of `videos` videos. With linked=True the batch is B originals
-    followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21."""
-    g = _batch_template(videos, linked, t)
-    return g if torch.device(device).type == "cpu" else g.to(device)
+    followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21.
+
+    With the DGL kernel the graph lives on `device`; with the torch kernel it stays on the CPU
+    (its edge index is copied to the device once, by `neighbour_means`)."""
+    device = torch.device(device)
+    if device.type == "cpu" or resolve_kernel(device) == "torch":
+        return _batch_template(videos, linked, t)
+    return _on_device(videos, linked, t, str(device))
 
 
-def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+# graph -> {device: mean matrix}. Weak keys: an entry lives as long as its (cached) template.
+_mean_matrix_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+
+
+def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tensor:
+    """Eq 12 as a sparse (nodes * R, nodes) matrix over the node order [audio nodes; visual nodes]:
+    row node * R + r holds 1 / |neighbours| at each neighbour of that node under its r-th relation
+    (RELATIONS_INTO order). Its coordinates are g.edges() of each relation; built once per graph
+    and device, then reused by every step."""
+    device = torch.device(device)
+    per_device = _mean_matrix_cache.setdefault(g, {})
+    if device not in per_device:
+        offset = {AUDIO: 0, VISUAL: g.num_nodes(AUDIO)}
+        nodes = g.num_nodes(AUDIO) + g.num_nodes(VISUAL)
+        relations = len(RELATIONS_INTO[AUDIO])
+        rows, cols = [], []
+        for ntype in NODE_TYPES:
+            for r, rel in enumerate(RELATIONS_INTO[ntype]):
+                src, dst = g.edges(etype=rel)
+                rows.append((dst.cpu() + offset[ntype]) * relations + r)
+                cols.append(src.cpu() + offset[rel[0]])
+        rows, cols = torch.cat(rows), torch.cat(cols)
+        degree = torch.bincount(rows, minlength=nodes * relations)
+        values = 1.0 / degree[rows].to(torch.float32)
+        matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes))
+        per_device[device] = matrix.coalesce().to(device)
+    return per_device[device]
+
+
+def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
+                    kernel: str | None = None) -> dict[str, torch.Tensor]:
     """Eq 12 for every node and relation: the mean of the node's neighbours under each relation.
 
     feats: {ntype: (N_ntype, D)}. Returns {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO order.
     A node with no neighbour under a relation (the first segment has no forward neighbour, the
-    last none backward) gets a zero vector there.
+    last none backward) gets a zero vector there. `kernel` ('dgl' | 'torch') overrides the
+    process-wide choice; both give the same result.
     """
+    device = feats[AUDIO].device
+    if resolve_kernel(device, kernel) == "torch":
+        return _neighbour_means_torch(g, feats)
     out = {}
     with g.local_scope():
         for ntype, h in feats.items():
@@ -129,3 +230,12 @@ def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> di
                 means.append(g.nodes[ntype].data.pop("agg"))
             out[ntype] = torch.stack(means, dim=1)
     return out
+
+
+def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Eq 12 for all six relations as one sparse product: the scatter-mean over g's edges."""
+    h = torch.cat([feats[AUDIO], feats[VISUAL]])  # (N_audio + N_visual, D)
+    matrix = mean_matrix(g, h.device)
+    means = torch.sparse.mm(matrix.to(h.dtype), h).view(h.shape[0], -1, h.shape[1])  # (nodes, R, D)
+    n_audio = feats[AUDIO].shape[0]
+    return {AUDIO: means[:n_audio], VISUAL: means[n_audio:]}
