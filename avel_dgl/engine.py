@@ -1,16 +1,21 @@
 """One epoch of training, evaluation, and the SEL / WSEL losses. Works on dense tensors; the
-graph of each batch comes from `graph.batch_graph` (cached per batch shape)."""
+graph of each batch comes from `graph.batch_graph` (cached per batch shape).
+
+Each batch is moved to the model's device once; within a step nothing comes back to the host
+but the finite-loss flag. Under torch.distributed each rank trains on its share of every global
+batch and evaluates its share of the rows (see distributed.py); metrics are combined across
+ranks, so every rank returns the same numbers.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from avel_dgl import graph
+from avel_dgl import distributed, graph
 from avel_dgl.config import TrainConfig
 from avel_dgl.data.ave import SplitData
 from avel_dgl.metrics import global_accuracy
@@ -69,46 +74,54 @@ def train_one_epoch(
     """One pass over `data` in shuffled batches. For SEL with replicas, each batch of B videos is
     extended by their B replicas (2B videos, labels repeated), joined by link edges if cfg.link."""
     model.train()
-    total_loss, correct, segments, steps = 0.0, 0, 0, 0
-    batches = batch_indices(len(data), cfg.batch_size, generator)
-    bar = tqdm(batches, total=math.ceil(len(data) / cfg.batch_size), leave=False, disable=not progress,
-               desc="train")
-    for index in bar:
+    device = next(model.parameters()).device
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    segments, steps = 0, 0
+    batches = distributed.shard(batch_indices(len(data), cfg.batch_size, generator))
+    bar = tqdm(batches, leave=False, disable=not progress, desc="train")
+    for index, scale in bar:
         audio, visual = data.audio[index], data.visual[index]
         seg_labels, video_labels = data.segment_labels[index], data.video_labels[index]
         if replicas is not None:
             rep_audio, rep_visual = replicas(index)
             audio, visual = torch.cat([audio, rep_audio]), torch.cat([visual, rep_visual])
             seg_labels = torch.cat([seg_labels, seg_labels])
-        g = graph.batch_graph(audio.shape[0], linked=replicas is not None and cfg.link)
+        audio, visual, seg_labels, video_labels = (x.to(device) for x in (audio, visual, seg_labels, video_labels))
+        g = graph.batch_graph(audio.shape[0], linked=replicas is not None and cfg.link, device=device)
         logits = model(g, audio, visual)
         loss = task_loss(cfg.task, logits, seg_labels, video_labels)
-        if not torch.isfinite(loss):
+        if not distributed.all_true(torch.isfinite(loss)):  # every rank stops at the same step
             raise NonFiniteLoss(steps + 1, loss.item())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # scale is 1 in a one-process run; with K ranks it makes DDP's gradient average the
+        # gradient of the global batch's mean loss (distributed.shard).
+        (loss * scale).backward()
         optimizer.step()
         scheduler.step()
         steps += 1
-        total_loss += loss.item()
-        correct += (logits.argmax(-1) == seg_labels).sum().item()
+        total_loss += loss.detach() * scale
+        correct += (logits.argmax(-1) == seg_labels).sum()
         segments += seg_labels.numel()
-        bar.set_postfix(loss=f"{total_loss / steps:.4f}")
+    # The mean over steps of the global batch loss, and accuracy over every rank's segments.
+    loss_sum, correct, segments = distributed.all_reduce_sum(
+        torch.stack([total_loss, correct.double(), torch.tensor(float(segments), device=device)])).tolist()
     # In WSEL the segment accuracy uses labels the model never trained on; it is logged for insight.
-    return {"loss": total_loss / max(steps, 1), "acc": correct / max(segments, 1)}
+    return {"loss": loss_sum / distributed.world_size() / max(steps, 1), "acc": correct / max(segments, 1)}
 
 
 @torch.no_grad()
 def feature_logits(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
                    batch_size: int) -> torch.Tensor:
     """(N, T, C) logits for videos given by audio (N, T, 128) and pooled visual (N, T, 512)
-    features, in order, with the model in eval mode. Needs no labels (new videos)."""
+    features, in order, with the model in eval mode, on the model's device. Needs no labels (new videos)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for index in batch_indices(audio.shape[0], batch_size, None):
-        g = graph.batch_graph(len(index))
-        out.append(model(g, audio[index], visual[index]))
-    return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0)
+        g = graph.batch_graph(len(index), device=device)
+        out.append(model(g, audio[index].to(device), visual[index].to(device)))
+    return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0, device=device)
 
 
 def predict_logits(model: torch.nn.Module, data: SplitData, batch_size: int) -> torch.Tensor:
@@ -117,11 +130,22 @@ def predict_logits(model: torch.nn.Module, data: SplitData, batch_size: int) -> 
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, task: str | None = None) -> dict:
-    """Global segment accuracy over `data` plus the predictions, for tables and reports; with
-    `task`, also that task's loss (the validation loss curve of a run)."""
-    logits = predict_logits(model, data, batch_size)
-    pred = logits.argmax(-1)
+    """Global segment accuracy over `data` plus the predictions (N, T) on the CPU, for tables and
+    reports; with `task`, also that task's loss (the validation loss curve of a run).
+
+    Under torch.distributed each rank predicts its share of the rows; the predictions are
+    gathered and the loss summed across ranks, so every rank returns the numbers of all rows."""
+    rows = distributed.shard_rows(len(data))
+    part = data.subset(rows)
+    logits = predict_logits(model, part, batch_size)
+    device = logits.device
+    if len(rows) == 0:  # fewer rows than ranks: this rank has none, but joins the collectives
+        logits = torch.zeros(0, data.audio.shape[1], 1, device=device)
+    pred = distributed.gather_rows(logits.argmax(-1), len(data)).cpu()
     out = {"acc": global_accuracy(pred, data.segment_labels), "pred": pred}
     if task is not None:
-        out["loss"] = task_loss(task, logits, data.segment_labels, data.video_labels).item()
+        # Both tasks' losses are means over rows (of T segments each): sum rows' shares, divide once.
+        loss = task_loss(task, logits, part.segment_labels.to(device), part.video_labels.to(device)) * len(rows) \
+            if len(rows) else torch.zeros((), device=device)
+        out["loss"] = distributed.all_reduce_sum(loss).item() / len(data)
     return out

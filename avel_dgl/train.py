@@ -2,8 +2,9 @@
 checkpoints, resuming an interrupted run bit for bit, and the final test accuracy on O-AVE and
 C-AVE. Also evaluating a checkpoint.
 
-Run directory layout:
+Run directory layout (under torch.distributed, rank 0 alone writes it):
     config.json         the resolved config (for people; last.pt holds the one in force)
+    runtime.json        device, eq 12 kernel, processes, backend, global and per-process batch
     metrics.csv         one row per epoch: lr, train loss/acc, val acc/loss (the task's loss), seconds
     best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
     results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder,
@@ -23,6 +24,10 @@ Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
 - SIGINT/SIGTERM at any other moment abandon the step in progress: the run stops with the message
   `... continue with: avel-dgl train --resume RUN_DIR` and exit code 130/143.
 - A non-finite loss or non-finite weights stop the run before anything of that epoch is written.
+
+Data-parallel runs (docs/DISTRIBUTED.md): every rank builds the same run and runs the same loop;
+rank 0 alone writes files, and last.pt also keeps each rank's own random streams, so a resumed
+run with the same process count continues as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -48,7 +54,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avel_dgl import engine, interrupt
+from avel_dgl import distributed, engine, graph, interrupt
 from avel_dgl.checkpoint import (checkpoint_config, load_model, load_weights, read_checkpoint,
                                  save_checkpoint, write_text_atomic)
 from avel_dgl.config import Config, differences, flatten, replace, validate
@@ -56,6 +62,8 @@ from avel_dgl.data.ave import LABEL_SETS, SplitData, load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
+
+log = logging.getLogger(__name__)
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_acc", "val_loss", "seconds"]
 TIMING_FIELDS = ("seconds",)  # the only columns that differ between two runs of one config
@@ -134,35 +142,65 @@ class Run:
     best_acc: float = -1.0
     best_epoch: int = -1
     rows: list[dict] = field(default_factory=list)  # metrics.csv rows of epochs 1..epoch
+    net: torch.nn.Module | None = None  # what trains: DDP around `model` under torch.distributed; None: `model`
+    runtime: dict = field(default_factory=dict)  # device, kernel, processes (runtime.json), see `runtime_info`
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.model
 
 
-def build_run(config: Config, data_dir: Path, out_dir: Path, subevents: Path | None = None) -> Run:
+def runtime_info(device: torch.device, kernel: str, batch_size: int) -> dict:
+    """Where and how a run computes: logged when it starts and kept in runtime.json."""
+    k = distributed.world_size()
+    return {"device": str(device), "kernel": kernel, "processes": k, "backend": distributed.backend(),
+            "global_batch": batch_size, "per_process_batch": -(-batch_size // k),
+            "torch": torch.__version__, "dgl": dgl.__version__}
+
+
+def build_run(config: Config, data_dir: Path, out_dir: Path, subevents: Path | None = None, device: str = "auto",
+              kernel: str = "auto") -> Run:
     """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
     bad option, data file or sub-event database leaves nothing behind). Seeds first: model
     initialisation and the replica sampler draw from the seeded generators. `subevents`: the
-    sub-event database file for replicate (default: see data/subevents.replica_fn)."""
+    sub-event database file for replicate (default: see data/subevents.replica_fn).
+
+    device: 'auto' | 'cpu' | 'cuda'; kernel: the eq 12 kernel, 'auto' | 'dgl' | 'torch'. Under
+    torchrun (inside `distributed.process_group`) this builds one rank of a data-parallel run."""
     validate(config)
     t = config.train
+    device = distributed.resolve_device(device)
+    graph.set_kernel(kernel)
+    runtime = runtime_info(device, graph.resolve_kernel(device), t.batch_size)
+    log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
+             "(%(per_process_batch)d per process)", runtime)
     set_seed(t.seed)
-    train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
+    with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
+        train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
     model = build(config)
     if t.input_norm == "standardize":
         model.audio_norm.set_stats(train.audio)
         model.visual_norm.set_stats(train.visual)
     elif t.input_norm != "none":
         raise AvelError(f"--input-norm: expected none or standardize, found '{t.input_norm}'")
+    model.to(device)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, math.ceil(len(train) / t.batch_size))
+    scheduler = make_scheduler(optimizer, config, distributed.steps_per_epoch(len(train), t.batch_size))
     replicas = None
     if t.replicate:
         from avel_dgl.data.subevents import replica_fn
 
-        replicas = replica_fn(train, data_dir, seed=t.seed, subevents=subevents,
-                              note=lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr))
-    generator = torch.Generator().manual_seed(t.seed)
+        # Each rank draws its own replicas, reproducibly; rank 0's are a one-process run's.
+        note = (lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr)) if distributed.is_main() \
+            else (lambda msg: None)
+        replicas = replica_fn(train, data_dir, seed=t.seed + distributed.rank(), subevents=subevents, note=note)
+    if distributed.rank() > 0:
+        set_seed(t.seed + distributed.rank())  # own dropout masks; the model was built identically
+    generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
     fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
     return Run(config, data_dir, out_dir, train, val, model, optimizer, scheduler, generator, replicas,
-               None if subevents is None else str(Path(subevents).resolve()), fingerprints)
+               None if subevents is None else str(Path(subevents).resolve()), fingerprints,
+               net=distributed.wrap(model), runtime=runtime)
 
 
 def rng_state() -> dict:
@@ -198,13 +236,17 @@ def data_fingerprint(data: SplitData) -> int:
 
 
 def training_state(run: Run) -> dict:
-    """Everything besides the weights that the next epoch depends on (stored in last.pt)."""
+    """Everything besides the weights that the next epoch depends on (stored in last.pt).
+    Called on every rank: with several, "ranks" keeps each rank's own random streams."""
     replicas = run.replicas.state_dict() if hasattr(run.replicas, "state_dict") else None
-    return {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-            "generator": run.generator.get_state(), "rng": rng_state(), "replicas": replicas,
-            "best_acc": run.best_acc, "best_epoch": run.best_epoch, "rows": run.rows,
-            "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads(),
-            "subevents": run.subevents}
+    state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+             "generator": run.generator.get_state(), "rng": rng_state(), "replicas": replicas,
+             "best_acc": run.best_acc, "best_epoch": run.best_epoch, "rows": run.rows,
+             "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads(),
+             "subevents": run.subevents}
+    if distributed.world_size() > 1:
+        state["ranks"] = distributed.all_gather_object({"rng": state["rng"], "replicas": replicas})
+    return state
 
 
 def restore(run: Run, ckpt: dict, last: Path) -> None:
@@ -214,16 +256,24 @@ def restore(run: Run, ckpt: dict, last: Path) -> None:
         if run.fingerprints[split] != state["data"][split]:
             raise AvelError(f"--data: the {split} split in {run.data_dir} differs from the one the run in "
                             f"{run.out_dir} was trained on (different rows, features or labels)")
-    if state["threads"] != torch.get_num_threads():
+    if state["threads"] != torch.get_num_threads() and distributed.is_main():
         warnings.warn(f"{last} was written with {state['threads']} torch threads, now {torch.get_num_threads()}: "
                       f"the resumed run may differ from an uninterrupted one in the last bits", stacklevel=2)
     load_weights(run.model, ckpt["model"], last, run.config)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.generator.set_state(state["generator"])
-    if state["replicas"] is not None:
-        run.replicas.load_state_dict(state["replicas"])
-    set_rng_state(state["rng"])
+    # This rank's random streams; a rank the saved run did not have keeps its fresh ones.
+    ranks = state.get("ranks", [{"rng": state["rng"], "replicas": state["replicas"]}])
+    if len(ranks) != distributed.world_size() and distributed.is_main():
+        warnings.warn(f"{last} was written by {len(ranks)} process(es), now {distributed.world_size()}: the same "
+                      f"global batches, but the resumed run's dropout and replicas differ from an uninterrupted "
+                      f"one's", stacklevel=2)
+    if distributed.rank() < len(ranks):
+        own = ranks[distributed.rank()]
+        if own["replicas"] is not None:
+            run.replicas.load_state_dict(own["replicas"])
+        set_rng_state(own["rng"])
     run.epoch, run.best_acc, run.best_epoch = ckpt["epoch"], state["best_acc"], state["best_epoch"]
     run.rows = list(state["rows"])
 
@@ -237,10 +287,13 @@ def metrics_text(rows: list[dict]) -> str:
 
 
 def save_last(run: Run, val_acc: float | None = None) -> None:
-    """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds)."""
-    save_checkpoint(run.out_dir / "last.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc,
-                    training=training_state(run))
-    write_text_atomic(run.out_dir / "metrics.csv", metrics_text(run.rows))
+    """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds).
+    Called on every rank (the state gathers each rank's streams); rank 0 writes."""
+    training = training_state(run)
+    if distributed.is_main():
+        save_checkpoint(run.out_dir / "last.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc,
+                        training=training)
+        write_text_atomic(run.out_dir / "metrics.csv", metrics_text(run.rows))
 
 
 def end_epoch(run: Run, row: dict, val_acc: float) -> None:
@@ -249,9 +302,10 @@ def end_epoch(run: Run, row: dict, val_acc: float) -> None:
     with interrupt.deferred():
         run.rows.append(row)
         run.epoch = row["epoch"]
-        if val_acc > run.best_acc:
+        if val_acc > run.best_acc:  # val_acc is the same on every rank, so is this choice
             run.best_acc, run.best_epoch = val_acc, run.epoch
-            save_checkpoint(run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc)
+            if distributed.is_main():
+                save_checkpoint(run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc)
         save_last(run, val_acc)
 
 
@@ -281,26 +335,32 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
-              progress: bool = True, subevents: str | Path | None = None) -> dict:
+              progress: bool = True, subevents: str | Path | None = None, device: str = "auto",
+              kernel: str = "auto") -> dict:
     """Train a new run, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave.
-    `subevents`: a sub-event database file for replicate (default: see data/subevents.replica_fn)."""
+    `subevents`: a sub-event database file for replicate (default: see data/subevents.replica_fn).
+    device and kernel: see `build_run`."""
     out_dir = Path(out_dir)
     with interrupt.interruptible():
         try:
-            run = build_run(config, Path(data_dir), out_dir, subevents)
+            run = build_run(config, Path(data_dir), out_dir, subevents, device, kernel)
         except Interrupted as e:
             raise _stopped(e, None) from None
 
-        def create() -> None:
+        def files() -> None:
             prepare_out_dir(out_dir, overwrite)
             write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+            write_text_atomic(out_dir / "runtime.json", json.dumps(run.runtime, indent=2))
+
+        def create() -> None:
+            distributed.main_only(files)
             save_last(run)  # epoch 0: resumable before the first step
 
         return _complete(run, create, progress)
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None, epochs: int | None = None,
-               expect: dict | None = None, progress: bool = True) -> dict:
+               expect: dict | None = None, progress: bool = True, device: str = "auto", kernel: str = "auto") -> dict:
     """Continue the run in `run_dir` from its last.pt (see the module docstring).
 
     data_dir: defaults to the folder the run was trained on. epochs: train up to this many
@@ -327,18 +387,21 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None, epochs: 
                                     f"found {epochs}")
                 config = replace(config, **{"train.epochs": epochs})
             run = build_run(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir,
-                            ckpt["training"].get("subevents"))
+                            ckpt["training"].get("subevents"), device, kernel)
             restore(run, ckpt, last)
         except Interrupted as e:
             raise _stopped(e, run_dir) from None
 
-        def reopen() -> None:
-            # Results describe a finished run; finish() writes them again. last.pt is saved
-            # again so that a new --epochs or --data holds from now on.
+        def files() -> None:
+            # Results describe a finished run; finish() writes them again.
             for stale in [run_dir / "results.json", *run_dir.glob("per_class_*.csv")]:
                 stale.unlink(missing_ok=True)
             write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-            save_last(run, ckpt["val_acc"])
+            write_text_atomic(run_dir / "runtime.json", json.dumps(run.runtime, indent=2))
+
+        def reopen() -> None:
+            distributed.main_only(files)
+            save_last(run, ckpt["val_acc"])  # again, so that a new --epochs or --data holds from now on
 
         return _complete(run, reopen, progress)
 
@@ -349,7 +412,7 @@ def _complete(run: Run, prepare: Callable[[], None], progress: bool) -> dict:
     try:
         with interrupt.deferred():
             prepare()
-        fit(run, progress)
+        fit(run, progress and distributed.is_main())
         return finish(run)
     except Interrupted as e:
         raise _stopped(e, run.out_dir, run) from None
@@ -396,7 +459,7 @@ def fit(run: Run, progress: bool) -> None:
         dgl.seed(epoch_seed(t.seed, epoch))
         lr = run.optimizer.param_groups[0]["lr"]
         try:
-            stats = engine.train_one_epoch(run.model, run.train, run.optimizer, run.scheduler, t, run.generator,
+            stats = engine.train_one_epoch(run.net, run.train, run.optimizer, run.scheduler, t, run.generator,
                                            run.replicas, progress)
         except engine.NonFiniteLoss as e:
             raise AvelError(f"epoch {epoch} step {e.step}: training loss is {e.value}; stopped. "
@@ -421,24 +484,30 @@ def kept(run: Run) -> str:
 
 
 def finish(run: Run) -> dict:
-    """Test best.pt on both label sets and write results.json."""
+    """Test best.pt on both label sets and write results.json. Every rank tests its share of the
+    rows of best.pt (read from the shared run folder); rank 0 writes."""
     # The data folder is recorded so `avel-dgl report` can predict on its test split later.
     results = {"seed": run.config.train.seed, "best_epoch": run.best_epoch, "val_acc": run.best_acc,
                "data": str(run.data_dir.resolve())}
-    if run.replicas is not None:  # how often Algorithm 1 re-split or copied (data/subevents.py)
-        results["replicas"] = dict(run.replicas.counts)
+    if run.replicas is not None:  # how often Algorithm 1 re-split or copied, summed over every rank's draws
+        per_rank = distributed.all_gather_object(dict(run.replicas.counts))
+        results["replicas"] = {key: sum(counts[key] for counts in per_rank) for key in per_rank[0]}
+    distributed.barrier()  # best.pt is complete before any rank reads it
     for label_set in LABEL_SETS:
+        per_class_csv = run.out_dir / f"per_class_{label_set}.csv" if distributed.is_main() else None
         results[f"test_acc_{label_set}"] = evaluate_checkpoint(
-            run.out_dir / "best.pt", run.data_dir, label_set, run.out_dir / f"per_class_{label_set}.csv")["acc"]
-    write_text_atomic(run.out_dir / "results.json", json.dumps(results, indent=2))
+            run.out_dir / "best.pt", run.data_dir, label_set, per_class_csv, next(run.model.parameters()).device)["acc"]
+    if distributed.is_main():
+        write_text_atomic(run.out_dir / "results.json", json.dumps(results, indent=2))
     return results
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set: str,
-                        per_class_csv: str | Path | None = None) -> dict:
+                        per_class_csv: str | Path | None = None, device: torch.device | str = "cpu") -> dict:
     """Test-split global segment accuracy of a checkpoint on a label set ('o-ave' or 'c-ave'),
     and the per-class table (written to `per_class_csv` if given)."""
     model, config, _ = load_model(checkpoint)
+    model.to(device)
     test = load_split(data_dir, "test", label_set)
     out = engine.evaluate(model, test, config.train.batch_size)
     table = per_class_table(out["pred"], test.segment_labels)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -63,31 +66,43 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
                    "matches the data, else built in memory).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, **options):
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: this process's GPU if torch sees one, else the CPU.")
+@click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
+              help="Eq 12 kernel: DGL message passing, or a torch sparse product over the same graph "
+                   "(auto: DGL where the installed DGL supports the device).")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Data-parallel processes on this machine, launched through torchrun (docs/DISTRIBUTED.md).")
+def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, device, kernel, nproc,
+          **options):
     """Train a model and test its validation-selected checkpoint on O-AVE and C-AVE.
 
-    A new run needs --data and --out; an interrupted one continues with --resume RUN_DIR."""
+    A new run needs --data and --out; an interrupted one continues with --resume RUN_DIR.
+    Under torchrun each process is one rank of a data-parallel run; --batch-size stays the global batch."""
+    from avel_dgl import distributed
     from avel_dgl.train import resume_run, set_threads, train_run
 
-    set_threads()
-    if resume_dir is not None:
-        if out_dir is not None:
-            raise AvelError("--resume: continues a run in its own folder, do not also pass --out")
-        if overwrite:
-            raise AvelError("--overwrite: cannot be combined with --resume (it would delete the run)")
-        if subevents is not None:
-            raise AvelError("--subevents: a resumed run keeps the sub-event database it started with")
-        ctx = click.get_current_context()
-        given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
-        epochs = options.pop("epochs")
-        expect = {OVERRIDES[k]: v for k, v in options.items() if k in given}
-        for name, value, key in (("preset", preset, "preset"), ("replicate", replicate, "train.replicate"),
-                                 ("link", link, "train.link")):
-            if name in given:
-                expect[key] = value
-        results = resume_run(resume_dir, data_dir, epochs, expect, progress=not quiet)
-        out_dir = resume_dir
-    else:
+    ctx = click.get_current_context()
+    if nproc is not None and nproc > 1:
+        sys.exit(distributed.launch(nproc, command_line(ctx, exclude={"nproc"})))
+
+    def run() -> dict:
+        set_threads(distributed.local_world_size())
+        if resume_dir is not None:
+            if out_dir is not None:
+                raise AvelError("--resume: continues a run in its own folder, do not also pass --out")
+            if overwrite:
+                raise AvelError("--overwrite: cannot be combined with --resume (it would delete the run)")
+            if subevents is not None:
+                raise AvelError("--subevents: a resumed run keeps the sub-event database it started with")
+            given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
+            epochs = options.pop("epochs")
+            expect = {OVERRIDES[k]: v for k, v in options.items() if k in given}
+            for name, value, key in (("preset", preset, "preset"), ("replicate", replicate, "train.replicate"),
+                                     ("link", link, "train.link")):
+                if name in given:
+                    expect[key] = value
+            return resume_run(resume_dir, data_dir, epochs, expect, progress=not quiet, device=device, kernel=kernel)
         if out_dir is None:
             raise AvelError("train: expected --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
         if data_dir is None:
@@ -95,10 +110,55 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
         config = resolve_config(preset, replicate, link, **options)
         if subevents is not None and not config.train.replicate:
             raise AvelError("--subevents: only used with --replicate, found replicate off")
-        results = train_run(config, data_dir, out_dir, overwrite=overwrite, progress=not quiet, subevents=subevents)
-    click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
-               f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {results['test_acc_c-ave']:.4f}; "
-               f"seed {results['seed']}; run in {out_dir}")
+        return train_run(config, data_dir, out_dir, overwrite=overwrite, progress=not quiet, subevents=subevents,
+                         device=device, kernel=kernel)
+
+    main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
+    if main_rank:  # one copy of the run's log lines (device, kernel)
+        show_log()
+    try:
+        with distributed.process_group(device):
+            results = run()
+    except AvelError as e:
+        # After the group is joined every rank meets the same error: rank 0 prints it once.
+        if main_rank or distributed.world_size() == 1:
+            raise
+        sys.exit(e.exit_code)
+    if main_rank:
+        click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
+                   f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {results['test_acc_c-ave']:.4f}; "
+                   f"seed {results['seed']}; run in {resume_dir or out_dir}")
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as `avel-dgl: <message>` lines on stdout (stderr is for the one-line errors)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"avel-dgl: {record.getMessage()}")
+
+
+def show_log() -> None:
+    logger = logging.getLogger("avel_dgl")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.setLevel(logging.INFO)
+
+
+def command_line(ctx: click.Context, exclude: set[str]) -> list[str]:
+    """The command's name and the options the user gave (not defaults: a resumed run compares
+    given options with its config), without `exclude`: what each launched process runs."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in exclude or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+            continue
+        if param.is_flag and param.secondary_opts:  # --x/--no-x
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        else:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 @click.command()
@@ -108,14 +168,18 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--out", "out_prefix", type=click.Path(path_type=Path),
               help="Write OUT.json and OUT.csv (default: eval_<split> beside the checkpoint).")
-def evaluate(label_set, checkpoint, data_dir, out_prefix):
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the GPU if torch sees one, else the CPU.")
+def evaluate(label_set, checkpoint, data_dir, out_prefix, device):
     """Global segment accuracy over the test split, and a per-class table."""
     from avel_dgl.checkpoint import write_text_atomic
+    from avel_dgl.distributed import resolve_device
     from avel_dgl.train import evaluate_checkpoint, set_threads
 
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
-    result = evaluate_checkpoint(checkpoint, data_dir, label_set, out_prefix.with_suffix(".csv"))
+    result = evaluate_checkpoint(checkpoint, data_dir, label_set, out_prefix.with_suffix(".csv"),
+                                 resolve_device(device))
     table = result["per_class"]
     summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from avel_dgl import graph
+from avel_dgl import distributed, graph
 from avel_dgl.errors import AvelError
 
 
@@ -79,3 +79,65 @@ def test_torch_kernel_graph_stays_the_cpu_template_on_a_gpu_device():
         pytest.skip("this DGL runs on CUDA: the graph moves there instead")
     # No CUDA needed: with the torch kernel the DGL graph is never moved; only its matrix is.
     assert graph.batch_graph(4, device="cuda") is graph.batch_graph(4)
+
+
+def test_resolve_device(monkeypatch):
+    assert distributed.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(AvelError, match="--device cuda: torch sees no CUDA device"):
+        distributed.resolve_device("cuda")
+    with pytest.raises(AvelError, match="--device: expected one of auto, cpu, cuda, found 'tpu'"):
+        distributed.resolve_device("tpu")
+    # Under torchrun each process takes the GPU of its local rank.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.resolve_device("auto") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(AvelError, match="process 2 on this machine needs GPU 2, found 2 GPUs"):
+        distributed.resolve_device("cuda")
+
+
+def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
+    """With the torch kernel (the one a GPU gets), count the calls that copy a tensor to the host,
+    made by our code or DGL's: they must not grow with the number of steps."""
+    import sys
+
+    from avel_dgl import engine
+    from avel_dgl.config import get_preset, replace
+    from avel_dgl.data.ave import load_split
+    from avel_dgl.nn.dpnet import build
+    from avel_dgl.train import make_optimizer, make_scheduler
+
+    transfers = []
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def method(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            # torch.optim reads its step counters with .item(); they live on the CPU by design.
+            if "torch/optim" not in caller:
+                transfers.append((name, caller))
+            return original(self, *args, **kwargs)
+        return method
+
+    for name in ("item", "cpu", "tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    monkeypatch.setattr(graph, "_kernel", "torch")
+    config = replace(get_preset("small"), **{"model.width": 8, "model.blocks": 1, "train.batch_size": 4})
+    data = load_split(ave_dir, "train")
+    counts = []
+    # The first epoch builds the batch-of-4 graph and its matrix (once per shape, not counted);
+    # then an epoch of one step, and one of three.
+    for videos in (4, 4, 12):
+        model = build(config)
+        optimizer = make_optimizer(model, config)
+        transfers.clear()
+        engine.train_one_epoch(model, data.subset(torch.arange(videos)), optimizer,
+                               make_scheduler(optimizer, config, 3), config.train, torch.Generator())
+        counts.append(len(transfers))
+    # Once per epoch, the combined metrics; never per step. (The finite-loss check is a sync of
+    # one flag, not counted here.)
+    assert counts[1:] == [1, 1], transfers

@@ -1,0 +1,236 @@
+"""Data-parallel training on torch.distributed: the process group torchrun describes, the device
+each process uses, rank shards of batches and evaluation rows, agreement of metrics across
+ranks, rank-0-only side effects, and the single-machine launcher behind `train --nproc K`.
+
+Outside torchrun (no WORLD_SIZE in the environment) every function here is the identity of a
+one-process run: rank 0 of 1, whole batches, no communication.
+
+The data-parallel rule (docs/DISTRIBUTED.md): --batch-size is the global batch. Every rank draws
+the same shuffled order from the shared seed, each global batch is split across the ranks, and
+each rank's loss is scaled so that DDP's gradient average equals the gradient of the global
+batch's mean loss. So K processes take the same optimizer steps as one process with the same
+batch, and the learning rate needs no rescaling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+
+from avel_dgl.errors import AvelError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes logs, checkpoints and results."""
+    return rank() == 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def local_world_size() -> int:
+    """Processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto': this process's GPU if torch sees one, else the CPU. 'cuda': this process's GPU
+    (cuda:LOCAL_RANK under torchrun), an error if there is none. 'cpu': the CPU."""
+    if name not in DEVICES:
+        raise AvelError(f"--device: expected one of {', '.join(DEVICES)}, found '{name}'")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise AvelError("--device cuda: torch sees no CUDA device on this machine; use --device cpu or auto")
+    if local_rank() >= torch.cuda.device_count():
+        raise AvelError(f"--device cuda: process {local_rank()} on this machine needs GPU {local_rank()}, "
+                        f"found {torch.cuda.device_count()} GPUs")
+    return torch.device("cuda", local_rank())
+
+
+@contextlib.contextmanager
+def process_group(device_name: str = "auto") -> Iterator[torch.device]:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA) for the duration of the
+    block and yield this process's device. Outside torchrun: just the device."""
+    device = resolve_device(device_name)
+    if not launched() or dist.is_initialized():
+        yield device
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # On an error the group is left as it is: the process ends, and torchrun stops the others.
+    yield device
+    # Every rank finishes its last collective before any rank tears its group down: without this
+    # barrier, gloo's teardown hung now and then on a rank whose partner had already left.
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def backend() -> str:
+    return dist.get_backend() if dist.is_initialized() else "none"
+
+
+def wrap(model: torch.nn.Module) -> torch.nn.Module:
+    """DistributedDataParallel around `model` (already on its device) when there are several
+    ranks; the model itself otherwise. Buffers are not broadcast each step: the only buffers are
+    input statistics, identical on every rank."""
+    if world_size() == 1:
+        return model
+    device = next(model.parameters()).device
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+
+
+def shard(batches: Iterable[torch.Tensor], rank_: int | None = None,
+          world: int | None = None) -> list[tuple[torch.Tensor, float]]:
+    """This rank's share of each global batch, with its loss scale.
+
+    Share: rows rank, rank + K, ... of the batch. Scale: share size * K / batch size, so that the
+    average of the K ranks' scaled mean losses (what DDP's gradient average differentiates) is the
+    mean loss of the global batch. A last batch too small to give each rank a video joins the
+    batch before it, so every video is still seen once per epoch.
+    """
+    r = rank() if rank_ is None else rank_
+    k = world_size() if world is None else world
+    batches = list(batches)
+    if k > 1 and len(batches) > 1 and len(batches[-1]) < k:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    if any(len(b) < k for b in batches):
+        raise AvelError(f"--batch-size: each of the {k} processes needs at least one video of every batch, "
+                        f"found a batch of {min(len(b) for b in batches)} videos")
+    return [(b[r::k], len(b[r::k]) * k / len(b)) for b in batches]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over n videos (the number of global batches `shard` makes)."""
+    return len(shard(torch.arange(n).split(batch_size), 0))
+
+
+def shard_rows(n: int) -> torch.Tensor:
+    """This rank's rows of an n-row evaluation set: rank, rank + K, ..."""
+    return torch.arange(rank(), n, world_size())
+
+
+def gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
+    """Reassemble the full (n, ...) tensor from every rank's `shard_rows` part, on every rank."""
+    k = world_size()
+    if k == 1:
+        return local
+    per_rank = -(-n // k)  # ceil: shards differ in length by at most one; pad to equal sizes
+    padded = local.new_zeros((per_rank, *local.shape[1:]))
+    padded[: len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(k)]
+    dist.all_gather(parts, padded)
+    # parts[r][j] is row r + j * k
+    return torch.stack(parts, dim=1).reshape(per_rank * k, *local.shape[1:])[:n]
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over all ranks, on every rank (a copy; `x` is left as it was)."""
+    x = x.clone()
+    if world_size() > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def all_true(flag: torch.Tensor) -> bool:
+    """Whether a boolean scalar is true on every rank, so that all ranks take the same branch."""
+    if world_size() > 1:
+        flag = flag.to(torch.int32)  # gloo reduces no bool tensors
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
+
+
+def all_gather_object(obj: object) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (picklable objects; small ones)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block before the other ranks do: what it leaves on disk (the pooled visual
+    cache) is then found by the others instead of being written by all of them at once."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def main_only(fn: Callable[..., object], *args, **kwargs) -> None:
+    """Run fn on rank 0 only. A user error there is raised on every rank, so no rank is left
+    waiting for a partner that stopped; every rank leaves after rank 0 has finished."""
+    error = None
+    if is_main():
+        try:
+            fn(*args, **kwargs)
+        except AvelError as e:
+            error = str(e)
+    if world_size() > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise AvelError(error)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run `python -m cli.main <argv>` as nproc ranks on this machine through torchrun's launcher
+    (what `torchrun --standalone --nproc_per_node nproc` does). Returns the exit status: 0, or a
+    failed rank's. A user error is printed by the rank itself, as one line."""
+    import logging
+    import sys
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if launched():
+        raise AvelError("--nproc: this process was already started by torchrun; drop --nproc")
+    # Threads per rank: cores divided by ranks (torchrun would set 1 and warn about it).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # The launcher's own log would repeat, at length, a failure the rank has reported.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=1)
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", "cli.main", *argv)
+    except ChildFailedError as e:
+        rank_, failure = e.get_first_failure()
+        if failure.exitcode == 2:  # an AvelError: rank 0 has printed it
+            return 2
+        raise AvelError(f"--nproc: rank {rank_} of {nproc} failed with exit code {failure.exitcode} "
+                        "(its output is above)") from None
+    return 0
