@@ -218,7 +218,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     if launched():
         raise AvelError("--nproc: this process was already started by torchrun; drop --nproc")
     # Threads per rank: cores divided by ranks (torchrun would set 1 and warn about it).
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
     # The launcher's own log would repeat, at length, a failure the rank has reported.
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed.elastic"):

@@ -92,7 +92,8 @@ def train_one_epoch(
         logits = model(g, audio, visual)
         loss = task_loss(cfg.task, logits, seg_labels, video_labels)
         if not distributed.all_true(torch.isfinite(loss)):  # every rank stops at the same step
-            raise NonFiniteLoss(steps + 1, loss.item())
+            mean = distributed.all_reduce_sum(loss.detach()) / distributed.world_size()  # NaN/Inf if any is
+            raise NonFiniteLoss(steps + 1, mean.item())
         optimizer.zero_grad(set_to_none=True)
         # scale is 1 in a one-process run; with K ranks it makes DDP's gradient average the
         # gradient of the global batch's mean loss (distributed.shard).
@@ -144,8 +145,9 @@ def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, task: str
     pred = distributed.gather_rows(logits.argmax(-1), len(data)).cpu()
     out = {"acc": global_accuracy(pred, data.segment_labels), "pred": pred}
     if task is not None:
-        # Both tasks' losses are means over rows (of T segments each): sum rows' shares, divide once.
-        loss = task_loss(task, logits, part.segment_labels.to(device), part.video_labels.to(device)) * len(rows) \
-            if len(rows) else torch.zeros((), device=device)
+        # Both tasks' losses are means over rows (of T segments each): sum rows' shares, divide once
+        # (in float64, so that one process gets exactly its mean back).
+        loss = task_loss(task, logits, part.segment_labels.to(device), part.video_labels.to(device)).double() \
+            * len(rows) if len(rows) else torch.zeros((), dtype=torch.float64, device=device)
         out["loss"] = distributed.all_reduce_sum(loss).item() / len(data)
     return out

@@ -171,7 +171,7 @@ def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS, device: 
     followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21.
 
     With the DGL kernel the graph lives on `device`; with the torch kernel it stays on the CPU
-    (its edge index is copied to the device once, by `neighbour_means`)."""
+    (its `mean_matrix` goes to the device instead, once)."""
     device = torch.device(device)
     if device.type == "cpu" or resolve_kernel(device) == "torch":
         return _batch_template(videos, linked, t)

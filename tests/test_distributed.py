@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from avel_dgl.config import get_preset, replace
 from avel_dgl.data.ave import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import build
+from avel_dgl.train import make_optimizer, make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "train.epochs": 2, "train.batch_size": 35}
@@ -89,6 +92,18 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
         distributed.main_only(_refuse)
     except AvelError as e:
         seen["error"] = str(e)
+    # A NaN loss on rank 1 alone stops both ranks at the same step (rank 0 would otherwise wait
+    # in DDP's all-reduce for a rank that has left).
+    config = replace(get_preset("small"), **TINY)
+    train = load_split(data_dir, "train").subset(torch.arange(8))
+    if rank == 1:
+        train.audio[:] = float("nan")
+    optimizer = make_optimizer(model, config)
+    try:
+        engine.train_one_epoch(distributed.wrap(model), train, optimizer, make_scheduler(optimizer, config, 1),
+                               config.train, torch.Generator().manual_seed(0))
+    except engine.NonFiniteLoss as e:
+        seen["nan"] = (e.step, math.isnan(e.value))
     # The CLI in a joined group: a user error met by every rank is printed by rank 0 alone.
     from click.testing import CliRunner
 
@@ -109,13 +124,20 @@ def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tm
         port = s.getsockname()[1]
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.json").write_text("{}")  # a run folder: --out refuses it
-    mp.spawn(_worker, args=(2, port, ave_dir, tmp_path), nprocs=2, join=True)
+    ranks = mp.spawn(_worker, args=(2, port, ave_dir, tmp_path), nprocs=2, join=False)
+    deadline = time.monotonic() + 300  # a hung collective fails the test instead of the suite
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the 2-process group did not finish within 300 s")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["rows"].tolist() == [0, 2, 4, 6] and ranks[1]["rows"].tolist() == [1, 3, 5]
     for seen in ranks:
         assert seen["gathered"].tolist() == [0, 10, 20, 30, 40, 50, 60]
         assert seen["sum"].item() == 3.0
         assert seen["error"] == "--out: rank 0 cannot write"  # raised on rank 1 too: nobody waits
+        assert seen["nan"] == (1, True)
     # Each rank evaluated half of the rows; both report the metrics of all of them, and the
     # same numbers a single process gets.
     for seen in ranks:
