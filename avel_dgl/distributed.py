@@ -176,32 +176,47 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextlib.contextmanager
-def main_first() -> Iterator[None]:
-    """Rank 0 runs the block before the other ranks do: what it leaves on disk (the pooled visual
-    cache) is then found by the others instead of being written by all of them at once."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
+def _share_main_error(error: AvelError | None) -> None:
+    """Raise rank 0's user error (None: there was none) on every rank: rank 0 its own exception,
+    the others the same message, so no rank goes on to wait for a partner that has stopped."""
+    message = None if error is None else str(error)
+    if world_size() > 1:
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        message = box[0]
+    if error is not None:
+        raise error
+    if message is not None:
+        raise AvelError(message)
 
 
 def main_only(fn: Callable[..., object], *args, **kwargs) -> None:
-    """Run fn on rank 0 only. A user error there is raised on every rank, so no rank is left
-    waiting for a partner that stopped; every rank leaves after rank 0 has finished."""
+    """Run fn on rank 0 only; every rank leaves after it has finished, and a user error there is
+    raised on every rank."""
     error = None
     if is_main():
         try:
             fn(*args, **kwargs)
         except AvelError as e:
-            error = str(e)
-    if world_size() > 1:
-        box = [error]
-        dist.broadcast_object_list(box, src=0)
-        error = box[0]
-    if error is not None:
-        raise AvelError(error)
+            error = e
+    _share_main_error(error)
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block before the other ranks do: what it leaves on disk (the pooled visual
+    cache) is then found by the others instead of being written by all of them at once. A user
+    error in rank 0's block is raised on every rank before theirs runs."""
+    if not is_main():
+        _share_main_error(None)
+        yield
+        return
+    error = None
+    try:
+        yield
+    except AvelError as e:
+        error = e
+    _share_main_error(error)
 
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -212,6 +227,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     import sys
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -227,6 +243,8 @@ def launch(nproc: int, argv: list[str]) -> int:
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=1)
     try:
         elastic_launch(config, sys.executable)("-u", "-m", "cli.main", *argv)
+    except SignalException as e:  # Ctrl-C or SIGTERM: the launcher has stopped the ranks, and rank 0
+        return 128 + e.sigval     # has said where its run stands and how to resume it
     except ChildFailedError as e:
         rank_, failure = e.get_first_failure()
         if failure.exitcode == 2:  # an AvelError: rank 0 has printed it

@@ -290,10 +290,13 @@ def save_last(run: Run, val_acc: float | None = None) -> None:
     """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds).
     Called on every rank (the state gathers each rank's streams); rank 0 writes."""
     training = training_state(run)
-    if distributed.is_main():
+
+    def write() -> None:
         save_checkpoint(run.out_dir / "last.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc,
                         training=training)
         write_text_atomic(run.out_dir / "metrics.csv", metrics_text(run.rows))
+
+    distributed.main_only(write)
 
 
 def end_epoch(run: Run, row: dict, val_acc: float) -> None:
@@ -304,8 +307,8 @@ def end_epoch(run: Run, row: dict, val_acc: float) -> None:
         run.epoch = row["epoch"]
         if val_acc > run.best_acc:  # val_acc is the same on every rank, so is this choice
             run.best_acc, run.best_epoch = val_acc, run.epoch
-            if distributed.is_main():
-                save_checkpoint(run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc)
+            distributed.main_only(save_checkpoint, run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch,
+                                  val_acc=val_acc)
         save_last(run, val_acc)
 
 
@@ -492,14 +495,24 @@ def finish(run: Run) -> dict:
     if run.replicas is not None:  # how often Algorithm 1 re-split or copied, summed over every rank's draws
         per_rank = distributed.all_gather_object(dict(run.replicas.counts))
         results["replicas"] = {key: sum(counts[key] for counts in per_rank) for key in per_rank[0]}
-    distributed.barrier()  # best.pt is complete before any rank reads it
-    for label_set in LABEL_SETS:
-        per_class_csv = run.out_dir / f"per_class_{label_set}.csv" if distributed.is_main() else None
-        results[f"test_acc_{label_set}"] = evaluate_checkpoint(
-            run.out_dir / "best.pt", run.data_dir, label_set, per_class_csv, next(run.model.parameters()).device)["acc"]
-    if distributed.is_main():
+    tables = {}
+    for label_set in LABEL_SETS:  # best.pt is complete: its writer, main_only, waited for rank 0
+        out = evaluate_checkpoint(run.out_dir / "best.pt", run.data_dir, label_set,
+                                  device=next(run.model.parameters()).device)
+        results[f"test_acc_{label_set}"], tables[label_set] = out["acc"], out["per_class"]
+
+    def write() -> None:
+        for label_set, table in tables.items():
+            write_per_class(run.out_dir / f"per_class_{label_set}.csv", table)
         write_text_atomic(run.out_dir / "results.json", json.dumps(results, indent=2))
+
+    distributed.main_only(write)
     return results
+
+
+def write_per_class(path: str | Path, table) -> None:
+    """A `per_class_table` as CSV, written atomically."""
+    write_text_atomic(path, table.to_csv(index=False))
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set: str,
@@ -512,5 +525,5 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set:
     out = engine.evaluate(model, test, config.train.batch_size)
     table = per_class_table(out["pred"], test.segment_labels)
     if per_class_csv is not None:
-        write_text_atomic(per_class_csv, table.to_csv(index=False))
+        write_per_class(per_class_csv, table)
     return {"acc": out["acc"], "per_class": table, "videos": len(test), "label_set": label_set}

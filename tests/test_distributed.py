@@ -92,6 +92,14 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
         distributed.main_only(_refuse)
     except AvelError as e:
         seen["error"] = str(e)
+    order = []
+    try:
+        with distributed.main_first():  # rank 0 runs the block first; its user error stops every rank
+            order.append(rank)
+            if rank == 0:
+                raise AvelError("--data: rank 0 cannot read it")
+    except AvelError as e:
+        seen["first"] = (order, str(e))
     # A NaN loss on rank 1 alone stops both ranks at the same step (rank 0 would otherwise wait
     # in DDP's all-reduce for a rank that has left).
     config = replace(get_preset("small"), **TINY)
@@ -138,6 +146,8 @@ def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tm
         assert seen["sum"].item() == 3.0
         assert seen["error"] == "--out: rank 0 cannot write"  # raised on rank 1 too: nobody waits
         assert seen["nan"] == (1, True)
+    assert ranks[0]["first"] == ([0], "--data: rank 0 cannot read it")
+    assert ranks[1]["first"] == ([], "--data: rank 0 cannot read it")  # rank 1's block never ran
     # Each rank evaluated half of the rows; both report the metrics of all of them, and the
     # same numbers a single process gets.
     for seen in ranks:
@@ -209,21 +219,27 @@ def test_two_processes_with_a_resume_match_one_at_the_same_global_batch_and_seed
         assert float(r1["train_acc"]) == pytest.approx(float(r2["train_acc"]), abs=1 / 960)  # one segment
 
 
-def test_launcher_maps_a_failed_rank_to_one_line(monkeypatch):
+def test_launcher_maps_failed_or_stopped_ranks_to_an_exit_status(monkeypatch):
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
     from torch.distributed.launcher import api
 
-    def fails_with(exitcode):
+    def launcher_raising(error):
         def launcher(config, entrypoint):
             def run(*args):
-                raise ChildFailedError("cli.main", {1: ProcessFailure(1, 1, exitcode, "<N/A>")})
+                raise error
             return run
         return launcher
 
+    def failure(exitcode):
+        return ChildFailedError("cli.main", {1: ProcessFailure(1, 1, exitcode, "<N/A>")})
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # launch() would set it for the ranks
-    monkeypatch.setattr(api, "elastic_launch", fails_with(2))
+    monkeypatch.setattr(api, "elastic_launch", launcher_raising(failure(2)))
     assert distributed.launch(2, ["train"]) == 2  # a user error: the rank has printed it
-    monkeypatch.setattr(api, "elastic_launch", fails_with(-9))
+    monkeypatch.setattr(api, "elastic_launch", launcher_raising(SignalException("got signal: 2", sigval=2)))
+    assert distributed.launch(2, ["train"]) == 130  # Ctrl-C: rank 0 has printed how to resume
+    monkeypatch.setattr(api, "elastic_launch", launcher_raising(failure(-9)))
     with pytest.raises(AvelError, match=r"--nproc: rank 1 of 2 failed with exit code -9 \(its output is above\)"):
         distributed.launch(2, ["train"])
 
