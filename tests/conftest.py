@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-# Two cores on every machine here: one test process gets them both.
-torch.set_num_threads(2)
+# One torch thread: the tests run tiny models, where a second thread gains little and, on a
+# machine busy with other work, oversubscription makes steps tens of times slower.
+torch.set_num_threads(1)
 
 SHARED_AVE = Path(__file__).resolve().parents[1].parent / "shared" / "ave"
 

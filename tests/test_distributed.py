@@ -27,8 +27,10 @@ from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "train.epochs": 2, "train.batch_size": 35}
-TINY_OPTIONS = ["--width", "16", "--blocks", "1", "--dropout", "0", "--batch-size", "35", "--quiet"]  # and --epochs
+TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "model.input_dropout": 0.0,
+        "model.classifier_dropout": 0.0, "train.epochs": 2, "train.batch_size": 35}
+TINY_OPTIONS = ["--width", "16", "--blocks", "1", "--dropout", "0", "--input-dropout", "0", "--classifier-dropout", "0",
+                "--batch-size", "35", "--quiet"]  # and --epochs
 # K=2 against K=1 (same global batch and seed, dropout off): the largest parameter difference
 # allowed after 2 epochs. Only the order of float additions differs; 8.7e-7 was measured.
 PARAM_TOLERANCE = 1e-4

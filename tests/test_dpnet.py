@@ -18,7 +18,9 @@ from cli.main import main
 
 
 def tiny_config(**overrides):
-    base = {"model.width": 16, "model.blocks": 1, "train.epochs": 2, "train.batch_size": 16}
+    """The small preset, tiny, with the paper's plain structure (no extra norm or dropout)."""
+    base = {"model.width": 16, "model.blocks": 1, "train.epochs": 2, "train.batch_size": 16, "model.norm": "none",
+            "model.input_dropout": 0.0, "model.classifier_dropout": 0.0}
     return replace(get_preset("small"), **{**base, **overrides})
 
 
@@ -36,6 +38,14 @@ def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
     audio, visual = random_batch()
     logits = model(graph.batch_graph(3), audio, visual)
     assert logits.shape == (3, 10, N_CLASSES)
+
+
+def test_small_preset_adds_the_measured_regularisation_to_the_same_structure():
+    m, t = get_preset("small").model, get_preset("small").train
+    assert (m.variant, m.kernel_size, m.dropout) == ("dpnet", 3, 0.2)
+    assert (m.norm, m.input_dropout, m.classifier_dropout, t.input_norm) == ("layer", 0.5, 0.5, "standardize")
+    model = build(get_preset("small"))
+    assert [type(layer.layer.layer).__name__ for layer in model.layers] == ["RGCT", "TCN"] * m.blocks
 
 
 def test_paper_preset_transcribes_section_4():
