@@ -207,7 +207,7 @@ def test_span_sampler_matches_the_real_annotations_distribution():
 
 @needs_real
 def test_span_sampler_agrees_with_the_real_file():
-    real = synthetic.read_annotations(REAL_AVE / ave.ANNOTATIONS_FILE)[1]
+    real = synthetic.annotated_videos(REAL_AVE / ave.ANNOTATIONS_FILE)[1]
     ours = synthetic.sample_spans(np.random.default_rng(0), 20000)
 
     def summary(spans):
@@ -258,10 +258,10 @@ def test_annotations_mode_handles_quirks_and_makes_splits_without_order_files(tm
 
 
 @pytest.mark.parametrize("line, message", [
-    ("Bark&id&good&0", "line 2: expected 5 fields"),
+    ("Bark&id&good&0", "line 2: expected 5 '&'-separated fields"),
     ("Dog&id&good&0&10", "line 2: expected one of the 28 AVE categories, found 'Dog'"),
     ("Bark&id&good&a&10", "line 2: expected integer StartTime and EndTime"),
-    ("Bark&id&good&5&11", "line 2: expected 0 <= StartTime <= EndTime <= 10, found 5 and 11"),
+    ("Bark&id&good&5&11", "line 2: expected 0 <= StartTime <= EndTime <= 10, found 5&11"),
 ])
 def test_malformed_annotation_line_is_one_line_error_and_writes_nothing(tmp_path, line, message):
     source = tmp_path / "Annotations.txt"

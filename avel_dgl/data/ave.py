@@ -403,7 +403,7 @@ def read_annotations(path: str | Path):
     if not path.is_file():
         raise AvelError(f"{path}: file not found (expected lines {form})")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # tolerate a byte-order mark
     except UnicodeDecodeError as e:
         raise AvelError(f"{path}: expected UTF-8 text, found undecodable bytes ({e.reason})") from None
     while lines and not lines[-1].strip():  # trailing blank lines only; inner ones shift rows

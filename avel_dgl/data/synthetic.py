@@ -50,7 +50,7 @@ from avel_dgl.data.ave import (
     ANNOTATIONS_FILE, AUDIO_DIM, AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, LABELS_FILE,
     MIL_LABELS_FILE, N_CLASSES, N_EVENTS, N_SEGMENTS, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
     NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, RIGHT_LABELS_FILE, SPLITS, VISUAL_DIM, VISUAL_FILE,
-    VISUAL_MAP_SHAPE, read_array,
+    VISUAL_MAP_SHAPE, read_annotations, read_array,
 )
 from avel_dgl.errors import AvelError
 
@@ -221,46 +221,24 @@ def random_plan(seed: int, videos: int, knobs: Knobs = KNOBS) -> Plan:
     )
 
 
-def read_annotations(path: Path) -> tuple[np.ndarray, np.ndarray, list, list]:
-    """Classes, spans, VideoIDs and qualities of an AVE Annotations.txt, row i = line i.
-
-    Tolerates the real file's quirks: repeated VideoIDs, an empty span (0&0), trailing blank
-    lines, a byte-order mark and CRLF line ends."""
+def annotated_videos(path: Path) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Classes, spans, VideoIDs and qualities of an AVE Annotations.txt, row i = line i, read by
+    the data layer's parser (`ave.read_annotations`); errors name the --annotations option."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise AvelError(f"--annotations {path}: expected a readable UTF-8 text file ({reason})") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
+        frame = read_annotations(path)
+    except AvelError as e:
+        raise AvelError(f"--annotations {e}") from None
+    if frame.empty:
         raise AvelError(f"--annotations {path}: expected 'Category&VideoID&Quality&StartTime&EndTime' "
                         f"lines, found an empty file")
-    classes, spans, ids, qualities = [], [], [], []
-    for number, line in enumerate(lines, start=1):
-        fields = [f.strip() for f in line.split("&")]
-        where = f"--annotations {path} line {number}"
-        if len(fields) != 5:
-            raise AvelError(f"{where}: expected 5 fields 'Category&VideoID&Quality&StartTime&EndTime', "
-                            f"found {len(fields)} in {line.strip()!r}")
-        category, video_id, quality, start, end = fields
-        if category not in CLASS_NAMES[:N_EVENTS]:
-            raise AvelError(f"{where}: expected one of the 28 AVE categories, found {category!r}")
-        try:
-            start, end = int(start), int(end)
-        except ValueError:
-            raise AvelError(f"{where}: expected integer StartTime and EndTime, found {fields[3]!r} and "
-                            f"{fields[4]!r}") from None
-        if not 0 <= start <= end <= N_SEGMENTS:
-            raise AvelError(f"{where}: expected 0 <= StartTime <= EndTime <= {N_SEGMENTS}, "
-                            f"found {start} and {end}")
-        classes.append(CLASS_NAMES.index(category))
-        spans.append((start, end))
-        ids.append(video_id)
-        qualities.append(quality)
-    return (np.asarray(classes, dtype=np.int64), np.asarray(spans, dtype=np.int64).reshape(-1, 2),
-            ids, qualities)
+    unknown = ~frame["category"].isin(CLASS_NAMES[:N_EVENTS])
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise AvelError(f"--annotations {path}: line {row + 1}: expected one of the 28 AVE categories, "
+                        f"found {frame['category'].iloc[row]!r}")
+    classes = frame["category"].map(CLASS_NAMES.index).to_numpy(dtype=np.int64)
+    spans = frame[["start", "end"]].to_numpy(dtype=np.int64).reshape(-1, 2)
+    return classes, spans, frame["video_id"].tolist(), frame["quality"].tolist()
 
 
 def read_orders_beside(path: Path, file_rows: int, keep: int) -> dict | None:
@@ -292,7 +270,7 @@ def read_orders_beside(path: Path, file_rows: int, keep: int) -> dict | None:
 
 
 def annotation_plan(seed: int, path: Path, videos: int | None) -> Plan:
-    classes, spans, ids, qualities = read_annotations(path)
+    classes, spans, ids, qualities = annotated_videos(path)
     rows = len(classes)
     if videos is not None and videos > rows:
         raise AvelError(f"--videos: expected at most {rows} (the rows of --annotations {path}), found {videos}")
