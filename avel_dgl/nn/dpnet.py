@@ -6,9 +6,13 @@
     fuse  G = F * a + (1 - F) * v                      (eq 10)
     logits = FC(G) over 29 classes; softmax in the loss (eq 11)
 
-Every network of the ablation study shares the stem, gate and classifier; variants differ only
-in the list of layers `VARIANTS[name](config)` returns. All layers map (audio, visual) dense
-(B, T, D) tensors to (B, T, width); graph layers flatten them to the graph's node order.
+Every network of the ablation study (Table 3: RGAT, RGCT or TCN only, one pass of each
+perspective in either order, parallel blocks, either order inside a block) shares the stem, gate
+and classifier; variants differ only in the list of layers `VARIANTS[name](config)` returns. All
+layers map (audio, visual) dense (B, T, D) tensors to (B, T, width); graph layers flatten them to
+the graph's node order. Single-perspective variants take as many layers, up to the DPNet's
+count, as bring their parameter count closest to the DPNet's (`matched_depth`), since Table 3
+compares similarly sized networks.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from torch import nn
 from avel_dgl.config import Config, ModelConfig
 from avel_dgl.data.ave import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.errors import AvelError
+from avel_dgl.nn.rgat import RGAT
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
 
 
 class GraphLayer(nn.Module):
-    """Runs a node-level graph layer (RGCT) on dense (B, T, D) audio and visual features."""
+    """Runs a node-level graph layer (RGCT, RGAT) on dense (B, T, D) audio and visual features."""
 
     def __init__(self, layer: nn.Module):
         super().__init__()
@@ -74,12 +79,39 @@ class Residual(nn.Module):
         return audio + a, visual + v
 
 
+class ParallelLayer(nn.Module):
+    """The Parallel Perspective Block (PPBlock, Table 3 row 6), split-transform-merge: every branch
+    (RGCT and TCN) takes the block's input, and their outputs are averaged per modality."""
+
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, g, audio, visual):
+        outs = [branch(g, audio, visual) for branch in self.branches]
+        return (torch.stack([a for a, _ in outs]).mean(0), torch.stack([v for _, v in outs]).mean(0))
+
+
+# Heads of the RGAT baseline: the width must be a multiple of it.
+RGAT_HEADS = 4
+
+
 def rgct_layer(m: ModelConfig, in_dim: int) -> nn.Module:
     return GraphLayer(RGCT(in_dim, m.width, m.dropout))
 
 
 def tcn_layer(m: ModelConfig, in_dim: int) -> nn.Module:
     return StreamLayer(TCN(in_dim, m.width, m.kernel_size))
+
+
+def rgat_layer(m: ModelConfig, in_dim: int) -> nn.Module:
+    if m.width % RGAT_HEADS:
+        raise AvelError(f"--width: the rgat variant needs a multiple of its {RGAT_HEADS} heads, found {m.width}")
+    return GraphLayer(RGAT(in_dim, m.width, RGAT_HEADS, m.dropout))
+
+
+def parallel_block(m: ModelConfig, in_dim: int) -> nn.Module:
+    return ParallelLayer([rgct_layer(m, in_dim), tcn_layer(m, in_dim)])
 
 
 def sequence(m: ModelConfig, makers: list[Callable[[ModelConfig, int], nn.Module]]) -> list[nn.Module]:
@@ -94,15 +126,101 @@ def sequence(m: ModelConfig, makers: list[Callable[[ModelConfig, int], nn.Module
     return layers
 
 
+def backbone_params(m: ModelConfig, makers: list[Callable[[ModelConfig, int], nn.Module]]) -> int:
+    """Parameters of the layers `sequence(m, makers)` would build (counted on the meta device,
+    so nothing is allocated)."""
+    with torch.device("meta"):
+        return sum(p.numel() for layer in sequence(m, makers) for p in layer.parameters())
+
+
+def matched_depth(m: ModelConfig, make: Callable[[ModelConfig, int], nn.Module]) -> int:
+    """How many `make` layers, at most the DPNet's 2 * m.blocks, bring a single-perspective
+    backbone closest in parameters to the DPNet backbone of the same config (Table 3 compares
+    similarly sized networks).
+
+    The cap matters for the cheap layers (TCN, RGAT): matching their parameters exactly takes
+    12-17 layers, and such deep stacks without residual paths barely train (docs/RESULTS.md has
+    the measurement), which would measure depth instead of perspective. Capped, they keep the
+    DPNet's depth with fewer parameters; `avel-dgl ablate --dry-run` reports every count.
+    """
+    target = backbone_params(m, [rgct_layer, tcn_layer] * m.blocks)
+    first = backbone_params(m, [make])
+    later = backbone_params(m, [make, make]) - first
+    return min(2 * m.blocks, 1 + max(0, round((target - first) / later)))
+
+
 def dpnet_graph_first(m: ModelConfig) -> list[nn.Module]:
-    """The paper's DPNet: each DPBlock is RGCT then TCN (eq 7), B blocks (eq 8)."""
+    """The paper's DPNet: each DPBlock is RGCT then TCN (eq 7), B blocks (eq 8). Table 3 row 8."""
     return sequence(m, [rgct_layer, tcn_layer] * m.blocks)
 
 
-# name -> function(ModelConfig) -> list of layers. The ablation variants register here too.
+def dpnet_graph_second(m: ModelConfig) -> list[nn.Module]:
+    """DPNet with the order inside each block swapped: TCN then RGCT (Table 3 row 7)."""
+    return sequence(m, [tcn_layer, rgct_layer] * m.blocks)
+
+
+def dpnet_parallel(m: ModelConfig) -> list[nn.Module]:
+    """DPNet of B PPBlocks, RGCT and TCN in parallel inside each (Table 3 row 6). Same layers as
+    the DPNet, so the same size up to the first TCN's wider input."""
+    return sequence(m, [parallel_block] * m.blocks)
+
+
+def tcn_then_rgct(m: ModelConfig) -> list[nn.Module]:
+    """One pass of each perspective: B TCN layers, then B RGCT layers (Table 3 row 4). The
+    DPNet's layers in another order, so similarly sized."""
+    return sequence(m, [tcn_layer] * m.blocks + [rgct_layer] * m.blocks)
+
+
+def rgct_then_tcn(m: ModelConfig) -> list[nn.Module]:
+    """One pass of each perspective: B RGCT layers, then B TCN layers (Table 3 row 5)."""
+    return sequence(m, [rgct_layer] * m.blocks + [tcn_layer] * m.blocks)
+
+
+def rgct_only(m: ModelConfig) -> list[nn.Module]:
+    """Graph perspective only: RGCT layers, as many as match the DPNet's size (Table 3 row 2)."""
+    return sequence(m, [rgct_layer] * matched_depth(m, rgct_layer))
+
+
+def rgat_only(m: ModelConfig) -> list[nn.Module]:
+    """Graph perspective only, with RGAT instead of RGCT, depth matched to the DPNet's size
+    (Table 3 row 1)."""
+    return sequence(m, [rgat_layer] * matched_depth(m, rgat_layer))
+
+
+def tcn_only(m: ModelConfig) -> list[nn.Module]:
+    """Sequential stream perspective only: separate audio and visual TCN stacks, no graph, depth
+    matched to the DPNet's size (Table 3 row 3)."""
+    return sequence(m, [tcn_layer] * matched_depth(m, tcn_layer))
+
+
+# name -> function(ModelConfig) -> list of layers, in Table 3's row order. Every variant shares
+# the stem, the gate (eqs 9-10) and the classifier (eq 11) of AVELNet.
 VARIANTS: dict[str, Callable[[ModelConfig], list[nn.Module]]] = {
+    "rgat": rgat_only,
+    "rgct": rgct_only,
+    "tcn": tcn_only,
+    "tcn-rgct": tcn_then_rgct,
+    "rgct-tcn": rgct_then_tcn,
+    "dpnet-parallel": dpnet_parallel,
+    "dpnet-graph-second": dpnet_graph_second,
     "dpnet": dpnet_graph_first,
 }
+
+
+def layer_kind(layer: nn.Module) -> str:
+    """A layer's short name for tables: 'RGCT', 'RGAT', 'TCN', or 'RGCT||TCN' for a PPBlock."""
+    if isinstance(layer, (Normed, Residual)):
+        return layer_kind(layer.layer)
+    if isinstance(layer, ParallelLayer):
+        return "||".join(layer_kind(branch) for branch in layer.branches)
+    return type(layer.layer).__name__
+
+
+def uses_graph(m: ModelConfig) -> bool:
+    """Whether the variant m.variant has a graph layer (without one, Link changes nothing)."""
+    with torch.device("meta"):
+        layers = VARIANTS[m.variant](m)
+    return any(isinstance(module, GraphLayer) for layer in layers for module in layer.modules())
 
 
 class InputNorm(nn.Module):
