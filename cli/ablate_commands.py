@@ -1,3 +1,49 @@
-"""Placeholder: commands of this area are not written yet."""
+"""`avel-dgl ablate`: the perspective-combination study of Table 3 on the user's data."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from avel_dgl.nn.dpnet import VARIANTS
+from cli.train_commands import resolve_config
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="AVE-format data folder.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Grid folder: one run folder per cell and seed, table.csv and table.md. Rerun to resume.")
+@click.option("--variants", default="all", show_default=True,
+              help=f"'all' or a comma list of: {', '.join(VARIANTS)}.")
+@click.option("--tasks", default="sel,wsel", show_default=True,
+              help="sel (columns SEL Base, +Rep., +Link), wsel (column WSEL), or both.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per cell, with seeds 0..K-1.")
+@click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
+@click.option("--epochs", type=int, help="Override the preset's epoch count.")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float, help="Base learning rate.")
+@click.option("--width", type=int)
+@click.option("--blocks", type=int, help="DPBlocks; the other variants are sized to match.")
+@click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
+@click.option("--quiet", is_flag=True, help="No per-epoch progress bars.")
+def ablate(data_dir, out_dir, variants, tasks, seeds, preset, dry_run, quiet, **options):
+    """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
+    several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
+    from avel_dgl import ablate as grid
+    from avel_dgl.config import validate
+    from avel_dgl.train import set_threads
+
+    set_threads()
+    base = resolve_config(preset, False, False, **options)
+    validate(base)
+    names, columns = grid.parse_variants(variants), grid.parse_tasks(tasks)
+    if dry_run:
+        grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
+        return
+    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, echo=click.echo, progress=not quiet)
+    click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
+
+
+COMMANDS = [ablate]

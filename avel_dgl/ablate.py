@@ -1,0 +1,355 @@
+"""The perspective-combination study (Table 3): a grid of network variants x table columns x
+seeds, one training run per cell and seed, resumable, summarised as mean ± std tables.
+
+Columns are Table 3's: WSEL, SEL Base, SEL + Rep. (replicas in training), SEL + Link (replicas
+joined to their originals by link edges). Every number is the test accuracy of the checkpoint
+with the best validation accuracy (`train.train_run`), on O-AVE and on C-AVE.
+
+Layout under the grid folder:
+    ablate.json                    the data folder and base config the grid was made with
+    <variant>/<column>/seed<k>/    one `train_run` folder per cell and seed
+    table.csv                      one row per label set, variant and column (status, seeds, mean, std, values)
+    table.md                       Table 3's layout, once per label set
+
+A run folder with a complete results.json is done and is never trained again; one without (an
+interrupted run) is trained again from scratch. A resume must use the same data folder and base
+config (ablate.json); the variants, tasks and seeds may change.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from avel_dgl.config import Config, replace
+from avel_dgl.data.ave import LABEL_SETS, SPLITS, load_noisy, load_split
+from avel_dgl.errors import AvelError
+from avel_dgl.nn.dpnet import VARIANTS, build, layer_kind, uses_graph
+from avel_dgl.train import train_run
+
+MANIFEST = "ablate.json"
+RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # folder name
+    title: str  # Table 3 header
+    task: str
+    replicate: bool
+    link: bool
+
+
+COLUMNS = (
+    Column("wsel", "WSEL", "wsel", False, False),
+    Column("sel", "SEL Base", "sel", False, False),
+    Column("sel-rep", "+Rep.", "sel", True, False),
+    Column("sel-link", "+Link", "sel", True, True),
+)
+TASKS = {"wsel": ("wsel",), "sel": ("sel", "sel-rep", "sel-link")}  # --tasks value -> its columns
+
+# Table 3's row labels for each variant (rows follow VARIANTS' order).
+NETWORKS = {
+    "rgat": ("RGAT only", "One perspective"),
+    "rgct": ("RGCT only", "One perspective"),
+    "tcn": ("TCN only", "One perspective"),
+    "tcn-rgct": ("TCN -> RGCT", "Two perspectives"),
+    "rgct-tcn": ("RGCT -> TCN", "Two perspectives"),
+    "dpnet-parallel": ("DPNet w/ PPBlock", "Block-wise two perspectives"),
+    "dpnet-graph-second": ("DPNet w/ Graph Second", "Block-wise two perspectives"),
+    "dpnet": ("DPNet w/ Graph First", "Block-wise two perspectives"),
+}
+
+
+def parse_variants(text: str) -> list[str]:
+    """'all' or a comma list of variant names -> names in Table 3's row order."""
+    if text.strip() == "all":
+        return list(VARIANTS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise AvelError(f"--variants: expected 'all' or a comma list of {', '.join(VARIANTS)}, "
+                        f"found '{text}'")
+    return [v for v in VARIANTS if v in names]
+
+
+def parse_tasks(text: str) -> list[str]:
+    """A comma list of sel and wsel -> the names of the columns to run, in table order."""
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    if not tasks or any(t not in TASKS for t in tasks):
+        raise AvelError(f"--tasks: expected a comma list of sel, wsel, found '{text}'")
+    wanted = {c for t in tasks for c in TASKS[t]}
+    return [c.name for c in COLUMNS if c.name in wanted]
+
+
+def replicate_available() -> bool:
+    """Whether this build can train with replicas (the sub-event sampler module is present)."""
+    return importlib.util.find_spec("avel_dgl.data.subevents") is not None
+
+
+def column(name: str) -> Column:
+    return next(c for c in COLUMNS if c.name == name)
+
+
+def cell_config(base: Config, variant: str, column_name: str, seed: int) -> Config:
+    c = column(column_name)
+    return replace(base, **{"model.variant": variant, "train.task": c.task, "train.replicate": c.replicate,
+                            "train.link": c.link, "train.seed": seed})
+
+
+def applicable(base: Config, variant: str, column_name: str) -> bool:
+    """Link joins graphs: for a network without a graph layer (TCN only) the cell is N/A."""
+    return not column(column_name).link or uses_graph(replace(base, **{"model.variant": variant}).model)
+
+
+def run_dir(out_dir: Path, variant: str, column_name: str, seed: int) -> Path:
+    return Path(out_dir) / variant / column_name / f"seed{seed}"
+
+
+def read_results(folder: Path) -> dict | None:
+    """The run's results.json, or None when the run is unfinished (missing or incomplete file)."""
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and all(k in results for k in RESULT_KEYS) else None
+
+
+def _manifest(data_dir: Path, base: Config) -> dict:
+    """What every cell of a grid shares; the fields a cell sets itself are left out."""
+    config = base.to_dict()
+    del config["model"]["variant"]
+    for key in ("task", "seed", "replicate", "link"):
+        del config["train"][key]
+    return json.loads(json.dumps({"data": str(Path(data_dir).resolve()), "config": config}))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_grid_folder(out_dir: Path, data_dir: Path, base: Config, write: bool) -> None:
+    """Refuse to mix runs of different settings in one grid folder; record them for a new one."""
+    out_dir, wanted = Path(out_dir), _manifest(data_dir, base)
+    path = out_dir / MANIFEST
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text())
+        except ValueError:
+            raise AvelError(f"{path}: not readable JSON; choose another --out") from None
+        old, new = _flatten(found), _flatten(wanted)
+        diffs = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                 if old.get(k) != new.get(k)]
+        if diffs:
+            raise AvelError(f"--out: {out_dir} holds a grid made with other settings ({'; '.join(diffs[:3])}); "
+                            "choose another --out or the same settings")
+        return
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise AvelError(f"--out: {out_dir} exists and holds no {MANIFEST}; choose a new or empty folder")
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=2))
+
+
+def check_data(data_dir: Path, columns: list[str]) -> None:
+    """Read every split (and the noisy videos for WSEL) once, so bad data fails before any run."""
+    if not Path(data_dir).is_dir():
+        raise AvelError(f"--data: {data_dir} is not a folder")
+    for split in SPLITS:
+        for label_set in LABEL_SETS if split == "test" else ("o-ave",):
+            load_split(data_dir, split, label_set)
+    if "wsel" in columns:
+        load_noisy(data_dir)
+
+
+def describe(layers: list) -> str:
+    """'RGCT -> TCN x2' style summary of a layer list: a repeated period, else runs of kinds."""
+    kinds = [layer_kind(layer) for layer in layers]
+    for period in (1, 2):
+        repeats = len(kinds) // period
+        if repeats > 1 and kinds == kinds[:period] * repeats:
+            return f"({' -> '.join(kinds[:period])}) x{repeats}" if period > 1 else f"{kinds[0]} x{repeats}"
+    runs: list[list] = []
+    for kind in kinds:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
+    return " -> ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in runs)
+
+
+def variant_summary(base: Config, variant: str) -> dict:
+    """Layers and parameter count of a variant under the base config (built on the meta device)."""
+    config = replace(base, **{"model.variant": variant})
+    with torch.device("meta"):
+        model = build(config)
+    return {"layers": describe(list(model.layers)), "params": sum(p.numel() for p in model.parameters())}
+
+
+@dataclass
+class Cell:
+    variant: str
+    column: str
+    seed: int
+    folder: Path
+
+
+def plan(base: Config, out_dir: Path, variants: list[str], columns: list[str], seeds: int) -> list[Cell]:
+    """The runs of the grid, seed-major (a stopped grid has whole tables for its first seeds)."""
+    return [Cell(v, c, s, run_dir(out_dir, v, c, s)) for s in range(seeds) for v in variants for c in columns
+            if applicable(base, v, c)]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _trainable(columns: list[str], echo: Callable[[str], None]) -> list[str]:
+    if any(column(c).replicate for c in columns) and not replicate_available():
+        echo("note: this build cannot train with replicas (avel_dgl.data.subevents is missing); "
+             "the +Rep. and +Link cells stay 'not run'")
+        return [c for c in columns if not column(c).replicate]
+    return columns
+
+
+def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
+            echo: Callable[[str], None] = print) -> None:
+    """Say what the grid would train, with each variant's layers and size; train and write nothing."""
+    columns = _trainable(columns, echo)
+    check_grid_folder(out_dir, data_dir, base, write=False)
+    cells = plan(base, out_dir, variants, columns, seeds)
+    echo(f"{'variant':20} {'layers':24} {'params':>11}  runs done/planned")
+    for variant in variants:
+        info = variant_summary(base, variant)
+        mine = [c for c in cells if c.variant == variant]
+        done = sum(read_results(c.folder) is not None for c in mine)
+        echo(f"{variant:20} {info['layers']:24} {info['params']:>11,}  {done}/{len(mine)}")
+    done = sum(read_results(c.folder) is not None for c in cells)
+    echo(f"grid: {len(cells)} runs, {done} done, {len(cells) - done} to train")
+
+
+def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
+             echo: Callable[[str], None] = print, progress: bool = False) -> list[dict]:
+    """Train every unfinished run of the grid, then write the tables. Returns the table rows."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    columns = _trainable(columns, echo)
+    check_data(data_dir, columns)
+    check_grid_folder(out_dir, data_dir, base, write=True)
+    cells = plan(base, out_dir, variants, columns, seeds)
+    todo = [cell for cell in cells if read_results(cell.folder) is None]
+    echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
+         f"{len(cells) - len(todo)} done before, {len(todo)} to train")
+    seconds: dict[str, list[float]] = {}  # variant -> durations of runs trained now
+    for i, cell in enumerate(todo, 1):
+        start = time.perf_counter()
+        # A folder without results.json is an interrupted run: start it again from scratch.
+        results = train_run(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
+                            overwrite=True, progress=progress)
+        seconds.setdefault(cell.variant, []).append(time.perf_counter() - start)
+        write_tables(out_dir, summarize(base, out_dir, variants, seeds))
+        everything = [s for v in seconds.values() for s in v]
+        left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in todo[i:])
+        echo(f"[{len(cells) - len(todo) + i}/{len(cells)}] {cell.variant} {cell.column} seed {cell.seed}: "
+             f"val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
+             f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(seconds[cell.variant][-1])}); "
+             + (f"about {_minutes(left)} left" if i < len(todo) else "grid finished"))
+    rows = summarize(base, out_dir, variants, seeds)
+    write_tables(out_dir, rows)
+    return rows
+
+
+def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:
+    """One row per label set, variant and column over seeds 0..seeds-1: mean and sample std (%)."""
+    rows = []
+    info = {v: variant_summary(base, v) for v in variants}
+    for label_set in LABEL_SETS:
+        for number, variant in enumerate(VARIANTS, 1):
+            if variant not in variants:
+                continue
+            network, setting = NETWORKS.get(variant, (variant, ""))
+            for c in COLUMNS:
+                values = []
+                for seed in range(seeds):
+                    results = read_results(run_dir(out_dir, variant, c.name, seed))
+                    if results is not None:
+                        values.append(100 * results[f"test_acc_{label_set}"])
+                if not applicable(base, variant, c.name):
+                    status = "N/A"
+                else:
+                    status = "done" if len(values) == seeds else "partial" if values else "not run"
+                rows.append({
+                    "label_set": label_set, "row": number, "network": network, "setting": setting,
+                    "variant": variant, **info[variant], "column": c.name, "title": c.title, "status": status,
+                    "seeds": len(values), "of_seeds": seeds,
+                    "mean_pct": round(statistics.mean(values), 4) if values else None,
+                    "std_pct": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+                    "values_pct": ";".join(f"{x:.4f}" for x in values),
+                })
+    return rows
+
+
+def _cell_text(row: dict, best: bool) -> str:
+    if row["status"] in ("N/A", "not run"):
+        return row["status"]
+    text = f"{row['mean_pct']:.2f}"
+    if row["std_pct"] is not None:
+        text += f" ± {row['std_pct']:.2f}"
+    if best:
+        text = f"**{text}**"
+    if row["status"] == "partial":
+        text += f" ({row['seeds']}/{row['of_seeds']} seeds)"
+    return text
+
+
+def markdown(rows: list[dict]) -> str:
+    """Table 3's layout, one table per label set; the best mean of each column in bold."""
+    parts = []
+    for label_set in LABEL_SETS:
+        mine = [r for r in rows if r["label_set"] == label_set]
+        if not mine:
+            continue
+        seeds = mine[0]["of_seeds"]
+        best = {c.name: max((r["mean_pct"] for r in mine if r["column"] == c.name and r["mean_pct"] is not None),
+                            default=None) for c in COLUMNS}
+        parts.append(f"{label_set.upper()}: test accuracy (%) of the validation-selected checkpoint, "
+                     f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}\n")
+        parts.append("| # | Network | Perspective setting | Layers | Params | "
+                     + " | ".join(c.title for c in COLUMNS) + " |")
+        parts.append("|---|---|---|---|---:|" + "---:|" * len(COLUMNS))
+        for variant in dict.fromkeys(r["variant"] for r in mine):
+            cells = {r["column"]: r for r in mine if r["variant"] == variant}
+            first = next(iter(cells.values()))
+            texts = [_cell_text(cells[c.name], cells[c.name]["mean_pct"] == best[c.name]) for c in COLUMNS]
+            parts.append(f"| {first['row']} | {first['network']} | {first['setting']} | {first['layers']} | "
+                         f"{first['params'] / 1e6:.2f}M | " + " | ".join(texts) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+CSV_FIELDS = ["label_set", "row", "network", "setting", "variant", "layers", "params", "column", "title",
+              "status", "seeds", "of_seeds", "mean_pct", "std_pct", "values_pct"]
+
+
+def write_tables(out_dir: Path, rows: list[dict]) -> None:
+    """table.csv and table.md, each written to a temporary name and renamed into place."""
+    out_dir = Path(out_dir)
+    tmp = out_dir / "table.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out_dir / "table.csv")
+    tmp = out_dir / "table.md.tmp"
+    tmp.write_text(markdown(rows))
+    tmp.replace(out_dir / "table.md")

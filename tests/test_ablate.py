@@ -1,0 +1,158 @@
+"""`avel-dgl ablate`: a tiny grid end to end, resume after an interrupted run, the aggregation,
+and one-line errors for bad options."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+from click.testing import CliRunner
+
+from avel_dgl import ablate, engine
+from avel_dgl.config import get_preset, replace
+from cli.main import main
+
+# 1 epoch, narrow and shallow: the grid's mechanics, not its accuracy, are under test.
+TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]
+TINY = {"train.epochs": 1, "model.width": 64, "model.blocks": 1, "train.batch_size": 32}
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def read_table(out):
+    with open(out / "table.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_grid_end_to_end(ave_dir, tmp_path):
+    out = tmp_path / "grid"
+    result = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "tcn,dpnet", "--tasks", "sel,wsel",
+                     "--seeds", 2, *TINY_OPTIONS)
+    assert result.exit_code == 0, result.output + result.stderr
+    rep = ablate.replicate_available()
+    trained = 2 * 2 * (4 if rep else 2) - (2 if rep else 0)  # seeds x variants x columns, tcn +Link N/A
+    assert f"[{trained}/{trained}]" in result.output and "left" in result.output
+
+    rows = read_table(out)
+    assert len(rows) == 2 * 2 * 4  # label sets x variants x columns
+    for row in rows:
+        expected = "N/A" if (row["variant"], row["column"]) == ("tcn", "sel-link") else \
+            "done" if rep or row["column"] in ("sel", "wsel") else "not run"
+        assert row["status"] == expected, row
+        if expected != "done":
+            assert row["seeds"] == "0" and row["mean_pct"] == ""
+            continue
+        values = [100 * json.loads((out / row["variant"] / row["column"] / f"seed{s}" / "results.json")
+                                   .read_text())[f"test_acc_{row['label_set']}"] for s in range(2)]
+        assert float(row["mean_pct"]) == pytest.approx(statistics.mean(values), abs=1e-3)
+        assert float(row["std_pct"]) == pytest.approx(statistics.stdev(values), abs=1e-3)
+
+    md = (out / "table.md").read_text()
+    assert "| # | Network | Perspective setting | Layers | Params | WSEL | SEL Base | +Rep. | +Link |" in md
+    assert "O-AVE" in md and "C-AVE" in md
+    tcn_row = next(line for line in md.splitlines() if "TCN only" in line)
+    assert tcn_row.rstrip().endswith("| N/A |")
+    assert " ± " in tcn_row
+
+
+def test_resume_redoes_only_the_interrupted_run(ave_dir, tmp_path, monkeypatch):
+    out = tmp_path / "grid"
+    base = replace(get_preset("small"), **TINY)
+    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2)
+    calls = {"n": 0}
+    real_epoch = engine.train_one_epoch
+
+    def epoch_then_interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third run (one epoch each) is stopped in its first epoch
+            raise KeyboardInterrupt
+        return real_epoch(*a, **k)
+
+    monkeypatch.setattr(engine, "train_one_epoch", epoch_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ablate.run_grid(*args, echo=lambda s: None)
+    cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
+    finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells[:2]}
+    interrupted = cells[2].folder
+    assert interrupted.is_dir() and (interrupted / "config.json").is_file()
+    assert not (interrupted / "results.json").exists()
+
+    trained = []
+    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
+    real_run = ablate.train_run
+    monkeypatch.setattr(ablate, "train_run", lambda config, data, folder, **k: trained.append(folder)
+                        or real_run(config, data, folder, **k))
+    lines = []
+    rows = ablate.run_grid(*args, echo=lines.append)
+    assert trained == [c.folder for c in cells[2:]]
+    assert any("2 done before, 2 to train" in line for line in lines)
+    assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
+    assert ablate.read_results(interrupted) is not None
+    assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
+
+
+def test_summary_mean_std_and_partial_cells(tmp_path):
+    """Aggregation over hand-written results: mean, sample std, and a cell missing a seed."""
+    base = replace(get_preset("small"), **TINY)
+    accs = {("dpnet", 0): 0.70, ("dpnet", 1): 0.74, ("dpnet", 2): 0.75, ("rgct", 0): 0.61}
+    for (variant, seed), acc in accs.items():
+        folder = ablate.run_dir(tmp_path, variant, "sel", seed)
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(
+            {"seed": seed, "best_epoch": 1, "val_acc": acc, "test_acc_o-ave": acc, "test_acc_c-ave": acc / 2}))
+    ablate.run_dir(tmp_path, "rgct", "sel", 1).mkdir(parents=True)  # an interrupted run: not counted
+    rows = {(r["label_set"], r["variant"], r["column"]): r for r in ablate.summarize(base, tmp_path, ["rgct", "dpnet"], 3)}
+    dpnet = rows["o-ave", "dpnet", "sel"]
+    assert dpnet["status"] == "done" and dpnet["seeds"] == 3
+    assert dpnet["mean_pct"] == pytest.approx(73.0, abs=1e-3)
+    assert dpnet["std_pct"] == pytest.approx(statistics.stdev([70, 74, 75]), abs=1e-3)
+    assert rows["c-ave", "dpnet", "sel"]["mean_pct"] == pytest.approx(36.5, abs=1e-3)
+    rgct = rows["o-ave", "rgct", "sel"]
+    assert (rgct["status"], rgct["seeds"], rgct["std_pct"]) == ("partial", 1, None)
+    assert rows["o-ave", "rgct", "wsel"]["status"] == "not run"
+    md = ablate.markdown(list(rows.values()))
+    assert "**73.00 ± 2.65**" in md and "61.00 (1/3 seeds)" in md
+
+
+def test_dry_run_lists_variants_and_trains_nothing(ave_dir, tmp_path):
+    out = tmp_path / "grid"
+    result = run_cli("ablate", "--data", ave_dir, "--out", out, "--dry-run", *TINY_OPTIONS)
+    assert result.exit_code == 0, result.stderr
+    for variant in ("rgat", "rgct", "tcn", "tcn-rgct", "rgct-tcn", "dpnet-parallel", "dpnet-graph-second", "dpnet"):
+        assert any(line.startswith(variant + " ") for line in result.output.splitlines())
+    assert "RGCT -> TCN " in result.output and "x1" not in result.output  # one block: no repeat count
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "dpnet,nope"], "--variants: expected 'all' or a comma list of"),
+    (["--tasks", "sel,strong"], "--tasks: expected a comma list of sel, wsel, found 'sel,strong'"),
+    (["--preset", "huge"], "--preset: expected one of"),
+])
+def test_bad_options_fail_with_one_line(ave_dir, tmp_path, args, message):
+    result = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("avel-dgl: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "grid").exists()
+
+
+def test_resume_with_other_settings_is_refused(ave_dir, tmp_path):
+    out = tmp_path / "grid"
+    first = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
+                    "--seeds", 1, *TINY_OPTIONS)
+    assert first.exit_code == 0, first.stderr
+    again = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
+                    "--seeds", 1, *TINY_OPTIONS, "--epochs", "2")
+    assert again.exit_code == 2
+    assert "train.epochs: 1 there, 2 now" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_missing_data_fails_before_any_run(tmp_path):
+    result = run_cli("ablate", "--data", tmp_path / "nowhere", "--out", tmp_path / "grid", *TINY_OPTIONS)
+    assert result.exit_code == 2 and "--data:" in result.stderr
+    assert not (tmp_path / "grid").exists()
