@@ -78,7 +78,10 @@ def test_matched_depth_is_the_closest_in_parameters_up_to_the_dpnet_depth(make, 
     m = tiny("dpnet", **{"model.width": width, "model.blocks": blocks}).model
     target = backbone_params(m, [rgct_layer, tcn_layer] * blocks)
     gap = {d: abs(backbone_params(m, [make] * d) - target) for d in range(1, 2 * blocks + 1)}
-    assert gap[matched_depth(m, make)] == min(gap.values())
+    assert gap[matched_depth(m, make, 2 * blocks)] == min(gap.values())
+    uncapped = matched_depth(m, make, None)
+    gap = {d: abs(backbone_params(m, [make] * d) - target) for d in (uncapped - 1, uncapped, uncapped + 1) if d}
+    assert gap[uncapped] == min(gap.values())
 
 
 def test_parallel_block_averages_its_branches():

@@ -133,20 +133,21 @@ def backbone_params(m: ModelConfig, makers: list[Callable[[ModelConfig, int], nn
         return sum(p.numel() for layer in sequence(m, makers) for p in layer.parameters())
 
 
-def matched_depth(m: ModelConfig, make: Callable[[ModelConfig, int], nn.Module]) -> int:
-    """How many `make` layers, at most the DPNet's 2 * m.blocks, bring a single-perspective
-    backbone closest in parameters to the DPNet backbone of the same config (Table 3 compares
-    similarly sized networks).
+def matched_depth(m: ModelConfig, make: Callable[[ModelConfig, int], nn.Module], max_depth: int | None) -> int:
+    """How many `make` layers (at most max_depth) bring a single-perspective backbone closest in
+    parameters to the DPNet backbone of the same config: Table 3 compares similarly sized networks.
 
-    The cap matters for the cheap layers (TCN, RGAT): matching their parameters exactly takes
-    12-17 layers, and such deep stacks without residual paths barely train (docs/RESULTS.md has
-    the measurement), which would measure depth instead of perspective. Capped, they keep the
-    DPNet's depth with fewer parameters; `avel-dgl ablate --dry-run` reports every count.
+    The variants cap it at the DPNet's 2 * m.blocks layers. The cap matters for the cheap layers
+    (TCN, RGAT): matching their parameters exactly takes 12-17 layers, and such deep stacks without
+    residual paths barely train (docs/RESULTS.md, scripts/depth_check.py), which would measure depth
+    instead of perspective. Capped, they keep the DPNet's depth with fewer parameters;
+    `avel-dgl ablate --dry-run` reports every count.
     """
     target = backbone_params(m, [rgct_layer, tcn_layer] * m.blocks)
     first = backbone_params(m, [make])
     later = backbone_params(m, [make, make]) - first
-    return min(2 * m.blocks, 1 + max(0, round((target - first) / later)))
+    depth = 1 + max(0, round((target - first) / later))
+    return depth if max_depth is None else min(max_depth, depth)
 
 
 def dpnet_graph_first(m: ModelConfig) -> list[nn.Module]:
@@ -178,19 +179,19 @@ def rgct_then_tcn(m: ModelConfig) -> list[nn.Module]:
 
 def rgct_only(m: ModelConfig) -> list[nn.Module]:
     """Graph perspective only: RGCT layers, as many as match the DPNet's size (Table 3 row 2)."""
-    return sequence(m, [rgct_layer] * matched_depth(m, rgct_layer))
+    return sequence(m, [rgct_layer] * matched_depth(m, rgct_layer, 2 * m.blocks))
 
 
 def rgat_only(m: ModelConfig) -> list[nn.Module]:
     """Graph perspective only, with RGAT instead of RGCT, depth matched to the DPNet's size
     (Table 3 row 1)."""
-    return sequence(m, [rgat_layer] * matched_depth(m, rgat_layer))
+    return sequence(m, [rgat_layer] * matched_depth(m, rgat_layer, 2 * m.blocks))
 
 
 def tcn_only(m: ModelConfig) -> list[nn.Module]:
     """Sequential stream perspective only: separate audio and visual TCN stacks, no graph, depth
     matched to the DPNet's size (Table 3 row 3)."""
-    return sequence(m, [tcn_layer] * matched_depth(m, tcn_layer))
+    return sequence(m, [tcn_layer] * matched_depth(m, tcn_layer, 2 * m.blocks))
 
 
 # name -> function(ModelConfig) -> list of layers, in Table 3's row order. Every variant shares
