@@ -12,15 +12,18 @@ Layout under the grid folder:
     table.md                       Table 3's layout, once per label set
 
 A run folder with a complete results.json is done and is never trained again; one without (an
-interrupted run) is trained again from scratch. A resume must use the same data folder and base
-config (ablate.json); the variants, tasks and seeds may change.
+interrupted run) is resumed from its last.pt, or trained again from scratch if it cannot be. A
+resume must use the same data folder and base config (ablate.json); the variants, tasks and seeds
+may change.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
+import signal
 import statistics
 import time
 from dataclasses import dataclass
@@ -29,11 +32,13 @@ from typing import Callable
 
 import torch
 
-from avel_dgl.config import Config, replace
+from avel_dgl import interrupt
+from avel_dgl.checkpoint import write_text_atomic
+from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.ave import LABEL_SETS, SPLITS, load_noisy, load_split
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.nn.dpnet import VARIANTS, build, layer_kind, uses_graph
-from avel_dgl.train import train_run
+from avel_dgl.train import resume_run, train_run
 
 MANIFEST = "ablate.json"
 RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
@@ -123,43 +128,34 @@ def read_results(folder: Path) -> dict | None:
     return results if isinstance(results, dict) and all(k in results for k in RESULT_KEYS) else None
 
 
-def _manifest(data_dir: Path, base: Config) -> dict:
-    """What every cell of a grid shares; the fields a cell sets itself are left out."""
-    config = base.to_dict()
-    del config["model"]["variant"]
-    for key in ("task", "seed", "replicate", "link"):
-        del config["train"][key]
-    return json.loads(json.dumps({"data": str(Path(data_dir).resolve()), "config": config}))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+def _shared(base: Config) -> Config:
+    """The config every cell of a grid shares: the fields a cell sets itself at fixed values."""
+    return replace(base, **{"model.variant": "dpnet", "train.task": "sel", "train.replicate": False,
+                            "train.link": False, "train.seed": 0})
 
 
 def check_grid_folder(out_dir: Path, data_dir: Path, base: Config, write: bool) -> None:
     """Refuse to mix runs of different settings in one grid folder; record them for a new one."""
-    out_dir, wanted = Path(out_dir), _manifest(data_dir, base)
+    out_dir, data = Path(out_dir), str(Path(data_dir).resolve())
     path = out_dir / MANIFEST
     if path.is_file():
         try:
             found = json.loads(path.read_text())
-        except ValueError:
-            raise AvelError(f"{path}: not readable JSON; choose another --out") from None
-        old, new = _flatten(found), _flatten(wanted)
-        diffs = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
-                 if old.get(k) != new.get(k)]
+            diffs = [(k, theirs, mine) for k, mine, theirs in differences(_shared(base), Config.from_dict(found["config"]))]
+            if found["data"] != data:
+                diffs.insert(0, ("data", found["data"], data))
+        except (ValueError, KeyError, TypeError):
+            raise AvelError(f"{path}: not a readable grid record; choose another --out") from None
         if diffs:
-            raise AvelError(f"--out: {out_dir} holds a grid made with other settings ({'; '.join(diffs[:3])}); "
+            text = "; ".join(f"{k}: {theirs!r} there, {mine!r} now" for k, theirs, mine in diffs[:3])
+            raise AvelError(f"--out: {out_dir} holds a grid made with other settings ({text}); "
                             "choose another --out or the same settings")
         return
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise AvelError(f"--out: {out_dir} exists and holds no {MANIFEST}; choose a new or empty folder")
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(wanted, indent=2))
+        write_text_atomic(path, json.dumps({"data": data, "config": _shared(base).to_dict()}, indent=2))
 
 
 def check_data(data_dir: Path, columns: list[str]) -> None:
@@ -251,22 +247,45 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
          f"{len(cells) - len(todo)} done before, {len(todo)} to train")
     seconds: dict[str, list[float]] = {}  # variant -> durations of runs trained now
-    for i, cell in enumerate(todo, 1):
-        start = time.perf_counter()
-        # A folder without results.json is an interrupted run: start it again from scratch.
-        results = train_run(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
-                            overwrite=True, progress=progress)
-        seconds.setdefault(cell.variant, []).append(time.perf_counter() - start)
-        write_tables(out_dir, summarize(base, out_dir, variants, seeds))
-        everything = [s for v in seconds.values() for s in v]
-        left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in todo[i:])
-        echo(f"[{len(cells) - len(todo) + i}/{len(cells)}] {cell.variant} {cell.column} seed {cell.seed}: "
-             f"val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
-             f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(seconds[cell.variant][-1])}); "
-             + (f"about {_minutes(left)} left" if i < len(todo) else "grid finished"))
+    done = len(cells) - len(todo)
+    with interrupt.interruptible():  # SIGINT/SIGTERM anywhere in the grid: one line, exit 130/143
+        try:
+            for i, cell in enumerate(todo, 1):
+                start = time.perf_counter()
+                results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir,
+                                     cell.folder, echo, progress)
+                seconds.setdefault(cell.variant, []).append(time.perf_counter() - start)
+                done += 1
+                write_tables(out_dir, summarize(base, out_dir, variants, seeds))
+                everything = [s for v in seconds.values() for s in v]
+                left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in todo[i:])
+                echo(f"[{done}/{len(cells)}] {cell.variant} {cell.column} seed {cell.seed}: "
+                     f"val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
+                     f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(seconds[cell.variant][-1])}); "
+                     + (f"about {_minutes(left)} left" if i < len(todo) else "grid finished"))
+        except Interrupted as e:
+            raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: grid stopped with {done} of "
+                                        f"{len(cells)} runs done; run the same avel-dgl ablate command again "
+                                        f"to continue") from None
     rows = summarize(base, out_dir, variants, seeds)
     write_tables(out_dir, rows)
     return rows
+
+
+def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool) -> dict:
+    """Train one run of the grid. A folder left by an interrupted run is resumed from its last.pt
+    (bit for bit, `train.resume_run`), after checking that it was made with this very config;
+    one that cannot be resumed is trained again from scratch."""
+    if (folder / "last.pt").is_file():
+        try:
+            results = resume_run(folder, data_dir, expect=flatten(config), progress=progress)
+            echo(f"resumed the interrupted run in {folder}")
+            return results
+        except Interrupted:
+            raise
+        except AvelError as e:
+            echo(f"note: cannot resume {folder} ({e}); training it again from scratch")
+    return train_run(config, data_dir, folder, overwrite=True, progress=progress)
 
 
 def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:
@@ -342,14 +361,10 @@ CSV_FIELDS = ["label_set", "row", "network", "setting", "variant", "layers", "pa
 
 
 def write_tables(out_dir: Path, rows: list[dict]) -> None:
-    """table.csv and table.md, each written to a temporary name and renamed into place."""
-    out_dir = Path(out_dir)
-    tmp = out_dir / "table.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out_dir / "table.csv")
-    tmp = out_dir / "table.md.tmp"
-    tmp.write_text(markdown(rows))
-    tmp.replace(out_dir / "table.md")
+    """table.csv and table.md, each written atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(out_dir) / "table.csv", text.getvalue())
+    write_text_atomic(Path(out_dir) / "table.md", markdown(rows))

@@ -26,6 +26,7 @@ from cli.train_commands import resolve_config
 @click.option("--lr", type=float, help="Base learning rate.")
 @click.option("--width", type=int)
 @click.option("--blocks", type=int, help="DPBlocks; the other variants are sized to match.")
+@click.option("--input-norm", type=click.Choice(["none", "standardize"]))
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress bars.")
 def ablate(data_dir, out_dir, variants, tasks, seeds, preset, dry_run, quiet, **options):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import statistics
 
 import pytest
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 
 from avel_dgl import ablate, engine
 from avel_dgl.config import get_preset, replace
+from avel_dgl.errors import Interrupted
 from cli.main import main
+from conftest import loss_hook, send_signal
 
 # 1 epoch, narrow and shallow: the grid's mechanics, not its accuracy, are under test.
 TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]
@@ -59,39 +62,48 @@ def test_tiny_grid_end_to_end(ave_dir, tmp_path):
     assert " ± " in tcn_row
 
 
-def test_resume_redoes_only_the_interrupted_run(ave_dir, tmp_path, monkeypatch):
+def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
+    """SIGINT in the third run stops the grid with one message; the same call again keeps the two
+    finished runs, resumes the interrupted one from its last.pt and trains the last one."""
     out = tmp_path / "grid"
     base = replace(get_preset("small"), **TINY)
     args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2)
-    calls = {"n": 0}
-    real_epoch = engine.train_one_epoch
-
-    def epoch_then_interrupt(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the third run (one epoch each) is stopped in its first epoch
-            raise KeyboardInterrupt
-        return real_epoch(*a, **k)
-
-    monkeypatch.setattr(engine, "train_one_epoch", epoch_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    # 96 training videos in batches of 32: 3 steps a run, so step 7 is the third run's first step
+    monkeypatch.setattr(engine, "sel_loss", loss_hook(7, send_signal(signal.SIGINT)))
+    with pytest.raises(Interrupted, match="grid stopped with 2 of 4 runs done; run the same avel-dgl ablate"):
         ablate.run_grid(*args, echo=lambda s: None)
     cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
     finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells[:2]}
     interrupted = cells[2].folder
-    assert interrupted.is_dir() and (interrupted / "config.json").is_file()
-    assert not (interrupted / "results.json").exists()
+    assert (interrupted / "last.pt").is_file() and not (interrupted / "results.json").exists()
+    assert (out / "table.md").is_file()  # tables are written after every finished run
 
-    trained = []
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
-    real_run = ablate.train_run
-    monkeypatch.setattr(ablate, "train_run", lambda config, data, folder, **k: trained.append(folder)
-                        or real_run(config, data, folder, **k))
-    lines = []
+    monkeypatch.undo()
+    trained, lines = [], []
+    real_cell = ablate.train_cell
+    monkeypatch.setattr(ablate, "train_cell", lambda config, data, folder, *a: trained.append(folder)
+                        or real_cell(config, data, folder, *a))
     rows = ablate.run_grid(*args, echo=lines.append)
     assert trained == [c.folder for c in cells[2:]]
-    assert any("2 done before, 2 to train" in line for line in lines)
+    assert "grid: 4 runs (2 variants, columns sel, 2 seeds); 2 done before, 2 to train" in lines
+    assert f"resumed the interrupted run in {interrupted}" in lines
     assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
     assert ablate.read_results(interrupted) is not None
+    assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
+
+
+def test_a_run_that_cannot_resume_is_trained_again(ave_dir, tmp_path):
+    out = tmp_path / "grid"
+    base = replace(get_preset("small"), **TINY)
+    ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, echo=lambda s: None)
+    folder = ablate.run_dir(out, "dpnet", "sel", 0)
+    (folder / "results.json").unlink()
+    (folder / "last.pt").write_bytes(b"not a checkpoint")
+    lines = []
+    rows = ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, echo=lines.append)
+    assert any(line.startswith(f"note: cannot resume {folder}") and "training it again from scratch" in line
+               for line in lines)
+    assert ablate.read_results(folder) is not None
     assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
 
 
