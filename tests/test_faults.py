@@ -23,6 +23,7 @@ import torch
 
 from avel_dgl import checkpoint, engine
 from avel_dgl.data.ave import AUDIO_FILE, LABELS_FILE, ORDER_FILES, VISUAL_FILE
+from avel_dgl.nn.dpnet import VARIANTS
 from ave_files import ave_arrays, write_ave_dir
 from conftest import TINY, invoke, loss_hook
 
@@ -179,7 +180,7 @@ CASES = [
     Case("unknown-preset", lambda e: new_run(e, "--preset", "huge"),
          lambda e: "--preset: expected one of paper, small, found 'huge'", nothing_written),
     Case("unknown-variant", lambda e: new_run(e, "--variant", "nope"),
-         lambda e: "--variant: expected one of dpnet, bilstm, found 'nope'", nothing_written),
+         lambda e: f"--variant: expected one of {', '.join([*VARIANTS, 'bilstm'])}, found 'nope'", nothing_written),
     Case("negative-epochs", lambda e: new_run(e, "--epochs", -1),
          lambda e: "--epochs: expected a positive integer, found -1", nothing_written),
     Case("zero-batch-size", lambda e: new_run(e, "--batch-size", 0),
