@@ -4,6 +4,7 @@ the depth that matches the DPNet's parameter count exactly and at the capped dep
 docs/RESULTS.md.
 
     python scripts/depth_check.py --data DIR --out DIR [--preset small] [--epochs 15] [--seed 0]
+                                  [--input-norm none|standardize]
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def main() -> None:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--input-norm", choices=["none", "standardize"], default="none")
     args = parser.parse_args()
     set_threads()
-    base = replace(get_preset(args.preset), **{"train.epochs": args.epochs, "train.seed": args.seed})
+    base = replace(get_preset(args.preset), **{"train.epochs": args.epochs, "train.seed": args.seed,
+                                               "train.input_norm": args.input_norm})
     print("network   depth  params      best val  test o-ave  train loss first -> last epoch")
     for name, make in (("tcn", dpnet.tcn_layer), ("rgat", dpnet.rgat_layer)):
         for label, max_depth in (("matched", None), ("capped", 2 * base.model.blocks)):
