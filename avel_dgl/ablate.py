@@ -350,7 +350,8 @@ def markdown(rows: list[dict]) -> str:
             cells = {r["column"]: r for r in mine if r["variant"] == variant}
             first = next(iter(cells.values()))
             texts = [_cell_text(cells[c.name], cells[c.name]["mean_pct"] == best[c.name]) for c in COLUMNS]
-            parts.append(f"| {first['row']} | {first['network']} | {first['setting']} | {first['layers']} | "
+            layers = first["layers"].replace("|", "\\|")  # a PPBlock's 'RGCT||TCN' inside a table cell
+            parts.append(f"| {first['row']} | {first['network']} | {first['setting']} | {layers} | "
                          f"{first['params'] / 1e6:.2f}M | " + " | ".join(texts) + " |")
         parts.append("")
     return "\n".join(parts)

@@ -130,6 +130,16 @@ def test_summary_mean_std_and_partial_cells(tmp_path):
     assert "**73.00 ± 2.65**" in md and "61.00 (1/3 seeds)" in md
 
 
+def test_markdown_rows_keep_the_table_columns(tmp_path):
+    """The PPBlock's layer name holds '|': escaped, every row still has the header's cell count."""
+    base = replace(get_preset("small"), **TINY)
+    md = ablate.markdown(ablate.summarize(base, tmp_path, ["dpnet-parallel", "dpnet"], 1))
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    cells = {len(line.replace("\\|", "").split("|")) for line in rows}
+    assert len(rows) == 2 * 4 and len(cells) == 1  # header, rule and two variants per label set
+    assert "RGCT\\|\\|TCN" in md
+
+
 def test_dry_run_lists_variants_and_trains_nothing(ave_dir, tmp_path):
     out = tmp_path / "grid"
     result = run_cli("ablate", "--data", ave_dir, "--out", out, "--dry-run", *TINY_OPTIONS)
