@@ -207,6 +207,21 @@ def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tens
     return per_device[device]
 
 
+# graph -> {(relation, device): (src, dst)}. Weak keys, like the mean matrices.
+_edge_index_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+
+
+def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: torch.device | str):
+    """(src, dst) node indices of one relation's edges on `device`, for layers that work on edge
+    lists with the torch kernel (RGAT). Built once per graph, relation and device."""
+    device = torch.device(device)
+    per_graph = _edge_index_cache.setdefault(g, {})
+    if (relation, device) not in per_graph:
+        src, dst = g.edges(etype=relation)
+        per_graph[relation, device] = (src.to(device), dst.to(device))
+    return per_graph[relation, device]
+
+
 def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
                     kernel: str | None = None) -> dict[str, torch.Tensor]:
     """Eq 12 for every node and relation: the mean of the node's neighbours under each relation.

@@ -60,8 +60,10 @@ def reference_rgat(layer: RGAT, feats: dict, videos: int, linked: bool) -> dict:
     return out
 
 
+@pytest.mark.parametrize("kernel", ["dgl", "torch"])
 @pytest.mark.parametrize("linked", [False, True])
-def test_rgat_matches_dense_reference(linked):
+def test_rgat_matches_dense_reference(linked, kernel, monkeypatch):
+    monkeypatch.setattr(graph, "_kernel", kernel)  # as `train --kernel` sets it for a run
     torch.manual_seed(0)
     videos = 4 if linked else 3
     layer = RGAT(in_dim=6, out_dim=8, heads=2, dropout=0.2).eval()
@@ -72,6 +74,21 @@ def test_rgat_matches_dense_reference(linked):
         ref = reference_rgat(layer, feats, videos, linked)
     torch.testing.assert_close(audio, ref[graph.AUDIO], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(visual, ref[graph.VISUAL], atol=1e-5, rtol=1e-5)
+
+
+def test_rgat_kernels_give_the_same_gradients(monkeypatch):
+    torch.manual_seed(0)
+    layer = RGAT(in_dim=6, out_dim=8, heads=2, dropout=0.0)
+    feats = [torch.randn(4 * T, 6) for _ in graph.NODE_TYPES]
+    grads = {}
+    for kernel in ("dgl", "torch"):
+        monkeypatch.setattr(graph, "_kernel", kernel)
+        layer.zero_grad()
+        a, v = layer(graph.batch_graph(4, linked=True), *feats)
+        (a.square().sum() + v.square().sum()).backward()
+        grads[kernel] = [p.grad.clone() for p in layer.parameters()]
+    for dgl_grad, torch_grad in zip(grads["dgl"], grads["torch"]):
+        torch.testing.assert_close(torch_grad, dgl_grad, atol=1e-5, rtol=1e-5)
 
 
 def test_rgat_attention_is_within_relation_only_when_linked():

@@ -59,19 +59,39 @@ class RGAT(nn.Module):
     def relation_aggregate(self, g: dgl.DGLHeteroGraph, r: int, g_src: torch.Tensor,
                            g_dst: torch.Tensor) -> torch.Tensor:
         """sum_{j in N_r(i)} a_ij^r g_j^r for every destination node i of relation r.
-        g_src, g_dst: (N, H, d) projections by W_r of the source and destination node types."""
+        g_src, g_dst: (N, H, d) projections by W_r of the source and destination node types.
+
+        Two interchangeable kernels, chosen like eq 12's (`graph.resolve_kernel`): DGL message
+        passing, or torch scatter operations over the relation's edge list (for devices the
+        installed DGL cannot run on). Both give the same result."""
         rel = graph.RELATIONS[r]
         src_type, _, dst_type = rel
+        k = (g_src * self.att_key[r]).sum(-1, keepdim=True)  # (N_src, H, 1)
+        q = (g_dst * self.att_query[r]).sum(-1, keepdim=True)  # (N_dst, H, 1)
+        if graph.resolve_kernel(g_src.device) == "torch":
+            return self._aggregate_torch(g, rel, k, q, g_src)
         sub = g[rel]  # the relation's edges alone: the softmax runs within the relation
         with sub.local_scope():
-            sub.srcnodes[src_type].data["k"] = (g_src * self.att_key[r]).sum(-1, keepdim=True)  # (N, H, 1)
-            sub.dstnodes[dst_type].data["q"] = (g_dst * self.att_query[r]).sum(-1, keepdim=True)
+            sub.srcnodes[src_type].data["k"] = k
+            sub.dstnodes[dst_type].data["q"] = q
             sub.apply_edges(fn.u_add_v("k", "q", "e"))
             logits = F.leaky_relu(sub.edata.pop("e"), self.negative_slope)
             sub.edata["a"] = edge_softmax(sub, logits)  # per destination node and head
             sub.srcnodes[src_type].data["g"] = g_src
             sub.update_all(fn.u_mul_e("g", "a", "m"), fn.sum("m", "h"))
             return sub.dstnodes[dst_type].data["h"]  # (N, H, d); zeros without neighbours
+
+    def _aggregate_torch(self, g, rel, k: torch.Tensor, q: torch.Tensor, g_src: torch.Tensor) -> torch.Tensor:
+        """The same within-relation attention with scatter operations over the edge list."""
+        src, dst = graph.edge_index(g, rel, k.device)
+        logits = F.leaky_relu(q[dst] + k[src], self.negative_slope)  # (E, H, 1)
+        index = dst.view(-1, 1, 1).expand_as(logits)
+        # softmax over each destination's edges; its largest logit is subtracted for stability
+        top = torch.full_like(q, float("-inf")).scatter_reduce(0, index, logits.detach(), "amax")
+        weights = torch.exp(logits - top[dst])
+        att = weights / torch.zeros_like(q).index_add(0, dst, weights)[dst]
+        out = g_src.new_zeros(q.shape[0], *g_src.shape[1:])
+        return out.index_add(0, dst, att * g_src[src])  # zeros without neighbours
 
     def forward(self, g, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
