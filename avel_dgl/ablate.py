@@ -236,8 +236,10 @@ def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], co
 
 
 def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
-             echo: Callable[[str], None] = print, progress: bool = False) -> list[dict]:
-    """Train every unfinished run of the grid, then write the tables. Returns the table rows."""
+             echo: Callable[[str], None] = print, progress: bool = False, device: str = "auto",
+             kernel: str = "auto") -> list[dict]:
+    """Train every unfinished run of the grid, then write the tables. Returns the table rows.
+    device, kernel: as for `train.train_run`."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     columns = _trainable(columns, echo)
     check_data(data_dir, columns)
@@ -253,7 +255,7 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
             for i, cell in enumerate(todo, 1):
                 start = time.perf_counter()
                 results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir,
-                                     cell.folder, echo, progress)
+                                     cell.folder, echo, progress, device=device, kernel=kernel)
                 seconds.setdefault(cell.variant, []).append(time.perf_counter() - start)
                 done += 1
                 write_tables(out_dir, summarize(base, out_dir, variants, seeds))
@@ -272,20 +274,22 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     return rows
 
 
-def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool) -> dict:
+def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool,
+               device: str = "auto", kernel: str = "auto") -> dict:
     """Train one run of the grid. A folder left by an interrupted run is resumed from its last.pt
     (bit for bit, `train.resume_run`), after checking that it was made with this very config;
     one that cannot be resumed is trained again from scratch."""
     if (folder / "last.pt").is_file():
         try:
-            results = resume_run(folder, data_dir, expect=flatten(config), progress=progress)
+            results = resume_run(folder, data_dir, expect=flatten(config), progress=progress, device=device,
+                                 kernel=kernel)
             echo(f"resumed the interrupted run in {folder}")
             return results
         except Interrupted:
             raise
         except AvelError as e:
             echo(f"note: cannot resume {folder} ({e}); training it again from scratch")
-    return train_run(config, data_dir, folder, overwrite=True, progress=progress)
+    return train_run(config, data_dir, folder, overwrite=True, progress=progress, device=device, kernel=kernel)
 
 
 def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:

@@ -26,10 +26,21 @@ from cli.train_commands import resolve_config
 @click.option("--lr", type=float, help="Base learning rate.")
 @click.option("--width", type=int)
 @click.option("--blocks", type=int, help="DPBlocks; the other variants are sized to match.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
+@click.option("--weight-decay", type=float)
 @click.option("--input-norm", type=click.Choice(["none", "standardize"]))
+@click.option("--dropout", type=float)
+@click.option("--input-dropout", type=float)
+@click.option("--classifier-dropout", type=float)
+@click.option("--norm", type=click.Choice(["none", "layer"]))
+@click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the GPU if torch sees one, else the CPU.")
+@click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
+              help="Graph kernel (eq 12 and RGAT): DGL message passing or torch scatter over the same graph.")
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress bars.")
-def ablate(data_dir, out_dir, variants, tasks, seeds, preset, dry_run, quiet, **options):
+def ablate(data_dir, out_dir, variants, tasks, seeds, preset, device, kernel, dry_run, quiet, **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
     from avel_dgl import ablate as grid
@@ -43,7 +54,8 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, dry_run, quiet, **
     if dry_run:
         grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
-    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, echo=click.echo, progress=not quiet)
+    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, echo=click.echo, progress=not quiet,
+                  device=device, kernel=kernel)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
 
 

@@ -81,8 +81,8 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
     monkeypatch.undo()
     trained, lines = [], []
     real_cell = ablate.train_cell
-    monkeypatch.setattr(ablate, "train_cell", lambda config, data, folder, *a: trained.append(folder)
-                        or real_cell(config, data, folder, *a))
+    monkeypatch.setattr(ablate, "train_cell", lambda config, data, folder, *a, **k: trained.append(folder)
+                        or real_cell(config, data, folder, *a, **k))
     rows = ablate.run_grid(*args, echo=lines.append)
     assert trained == [c.folder for c in cells[2:]]
     assert "grid: 4 runs (2 variants, columns sel, 2 seeds); 2 done before, 2 to train" in lines

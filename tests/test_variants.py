@@ -86,7 +86,7 @@ def test_matched_depth_is_the_closest_in_parameters_up_to_the_dpnet_depth(make, 
 
 def test_parallel_block_averages_its_branches():
     torch.manual_seed(0)
-    layer = VARIANTS["dpnet-parallel"](tiny("dpnet-parallel").model)[0]
+    layer = VARIANTS["dpnet-parallel"](tiny("dpnet-parallel", **{"model.norm": "none"}).model)[0]
     assert isinstance(layer, ParallelLayer)
     layer.eval()
     g = graph.batch_graph(2)
