@@ -4,7 +4,10 @@ the depth that matches the DPNet's parameter count exactly and at the capped dep
 docs/RESULTS.md.
 
     python scripts/depth_check.py --data DIR --out DIR [--preset small] [--epochs 15] [--seed 0]
-                                  [--input-norm none|standardize]
+                                  [--input-norm none|standardize] [--input-dropout P]
+                                  [--classifier-dropout P] [--norm none|layer]
+
+Options left out keep the preset's values.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ def main() -> None:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--input-norm", choices=["none", "standardize"], default="none")
+    parser.add_argument("--input-norm", choices=["none", "standardize"])
+    parser.add_argument("--input-dropout", type=float)
+    parser.add_argument("--classifier-dropout", type=float)
+    parser.add_argument("--norm", choices=["none", "layer"])
     args = parser.parse_args()
     set_threads()
+    options = {"train.input_norm": args.input_norm, "model.input_dropout": args.input_dropout,
+               "model.classifier_dropout": args.classifier_dropout, "model.norm": args.norm}
     base = replace(get_preset(args.preset), **{"train.epochs": args.epochs, "train.seed": args.seed,
-                                               "train.input_norm": args.input_norm})
+                                               **{k: v for k, v in options.items() if v is not None}})
     print("network   depth  params      best val  test o-ave  train loss first -> last epoch")
     for name, make in (("tcn", dpnet.tcn_layer), ("rgat", dpnet.rgat_layer)):
         for label, max_depth in (("matched", None), ("capped", 2 * base.model.blocks)):
