@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from avel_dgl.nn.dpnet import VARIANTS
-from cli.train_commands import resolve_config
+from cli.train_commands import config_options, device_options, resolve_config
 
 
 @click.command()
@@ -21,23 +21,8 @@ from cli.train_commands import resolve_config
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per cell, with seeds 0..K-1.")
 @click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
-@click.option("--epochs", type=int, help="Override the preset's epoch count.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Base learning rate.")
-@click.option("--width", type=int)
-@click.option("--blocks", type=int, help="DPBlocks; the other variants are sized to match.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
-@click.option("--weight-decay", type=float)
-@click.option("--input-norm", type=click.Choice(["none", "standardize"]))
-@click.option("--dropout", type=float)
-@click.option("--input-dropout", type=float)
-@click.option("--classifier-dropout", type=float)
-@click.option("--norm", type=click.Choice(["none", "layer"]))
-@click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: the GPU if torch sees one, else the CPU.")
-@click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
-              help="Graph kernel (eq 12 and RGAT): DGL message passing or torch scatter over the same graph.")
+@config_options
+@device_options
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress bars.")
 def ablate(data_dir, out_dir, variants, tasks, seeds, preset, device, kernel, dry_run, quiet, **options):

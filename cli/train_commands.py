@@ -35,6 +35,42 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
                               if v is not None})
 
 
+# Preset overrides shared by `train` and `ablate` (OVERRIDES names their config fields).
+CONFIG_OPTIONS = (
+    click.option("--epochs", type=int, help="Override the preset's epoch count."),
+    click.option("--batch-size", type=int),
+    click.option("--lr", type=float, help="Base learning rate."),
+    click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"])),
+    click.option("--weight-decay", type=float),
+    click.option("--input-norm", type=click.Choice(["none", "standardize"])),
+    click.option("--width", type=int),
+    click.option("--blocks", type=int),
+    click.option("--dropout", type=float),
+    click.option("--input-dropout", type=float),
+    click.option("--classifier-dropout", type=float),
+    click.option("--norm", type=click.Choice(["none", "layer"])),
+    click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper)."),
+)
+DEVICE_OPTIONS = (
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                 help="auto: this process's GPU if torch sees one, else the CPU."),
+    click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
+                 help="Graph kernel (eq 12, RGAT): DGL message passing, or torch sparse/scatter operations over "
+                      "the same graph (auto: DGL where the installed DGL supports the device)."),
+)
+
+
+def _apply(options):
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+config_options, device_options = _apply(CONFIG_OPTIONS), _apply(DEVICE_OPTIONS)
+
+
 @click.command()
 @click.option("--task", type=click.Choice(["sel", "wsel"]), default="sel", show_default=True,
               help="sel: segment labels; wsel: video labels only (MIL pooling).")
@@ -44,21 +80,9 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue the run in this folder from its last.pt (same config; --epochs may extend it).")
 @click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
-@click.option("--epochs", type=int, help="Override the preset's epoch count.")
 @click.option("--seed", type=int, help="Random seed (default: the preset's, 0).")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Base learning rate.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
-@click.option("--weight-decay", type=float)
-@click.option("--input-norm", type=click.Choice(["none", "standardize"]))
 @click.option("--variant", help="Network variant (default dpnet; bilstm is the baseline).")
-@click.option("--width", type=int)
-@click.option("--blocks", type=int)
-@click.option("--dropout", type=float)
-@click.option("--input-dropout", type=float)
-@click.option("--classifier-dropout", type=float)
-@click.option("--norm", type=click.Choice(["none", "layer"]))
-@click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper).")
+@config_options
 @click.option("--replicate/--no-replicate", default=None, help="Replicate augmentation (SEL only).")
 @click.option("--link/--no-link", default=None, help="Link original and replica graphs (needs --replicate).")
 @click.option("--subevents", type=click.Path(path_type=Path),
@@ -66,11 +90,7 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
                    "matches the data, else built in memory).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: this process's GPU if torch sees one, else the CPU.")
-@click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
-              help="Eq 12 kernel: DGL message passing, or a torch sparse product over the same graph "
-                   "(auto: DGL where the installed DGL supports the device).")
+@device_options
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Data-parallel processes on this machine, launched through torchrun (docs/DISTRIBUTED.md).")
 def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, device, kernel, nproc,
