@@ -81,10 +81,12 @@ def process_group(device_name: str = "auto") -> Iterator[torch.device]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     # On an error the group is left as it is: the process ends, and torchrun stops the others.
     yield device
-    # Every rank finishes its last collective before any rank tears its group down: without this
-    # barrier, gloo's teardown hung now and then on a rank whose partner had already left.
+    # Every rank finishes its last collective before any rank leaves.
     dist.barrier()
-    dist.destroy_process_group()
+    # No destroy_process_group(): in torch 2.2 ~ProcessGroupGloo joins its worker threads while
+    # holding the GIL, and a worker that still needs the GIL for a callback never finishes, so
+    # the rank hangs (seen in a clean-clone test run: gdb showed exactly that join). This process
+    # ends right after the block; at interpreter exit a thread waiting for the GIL exits instead.
 
 
 def backend() -> str:
