@@ -27,7 +27,7 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def one_line_error(result, *fragments):
+def check_one_line_error(result, *fragments):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("avel-dgl: error: "), result.stderr
@@ -55,7 +55,7 @@ def test_build_subevents_writes_the_default_database_and_a_per_class_table(data)
 
 
 def test_build_subevents_on_a_missing_folder_is_one_line(tmp_path):
-    one_line_error(run("build-subevents", "--data", tmp_path / "nope"), f"{tmp_path / 'nope'}/", "file not found")
+    check_one_line_error(run("build-subevents", "--data", tmp_path / "nope"), f"{tmp_path / 'nope'}/", "file not found")
 
 
 def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
@@ -76,11 +76,11 @@ def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
 
 def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(data, tmp_path):
     out = tmp_path / "run"
-    one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", tmp_path / "no.h5"),
+    check_one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", tmp_path / "no.h5"),
                    "no.h5: sub-event database not found")
     other = make_synthetic(tmp_path / "other", videos=40, seed=1, visual_dtype="float32")
     assert run("build-subevents", "--data", other).exit_code == 0
-    one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", default_path(other)),
+    check_one_line_error(run("train", "--data", data, "--out", out, "--replicate", "--subevents", default_path(other)),
                    "built from other training data")
     assert not out.exists()
 
@@ -88,8 +88,8 @@ def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(d
 def test_subevents_without_replicate_and_replicate_with_wsel_are_rejected(data, tmp_path):
     db = default_path(data)
     assert run("build-subevents", "--data", data).exit_code == 0
-    one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
-    one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
+    check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
+    check_one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
                    "--replicate/--link", "--task wsel")
 
 
