@@ -39,6 +39,8 @@ SETTINGS = {
     "dpnet+std+drop+ln+res": {**LN, "model.residual": True},
     "dpnet+std+drop+ln+res+rep+link": {**LN, "model.residual": True, "train.replicate": True, "train.link": True},
     "dpnet+std+drop+ln+rep+link": {**LN, "train.replicate": True, "train.link": True},
+    "dpnet+std+drop+ln+adamw-wd": {**LN, "train.optimizer": "adamw", "train.weight_decay": 0.05},
+    "dpnet+std+drop+ln+constant-lr": {**LN, "train.lr_floors": ((0, 1.0),)},
 }
 
 
