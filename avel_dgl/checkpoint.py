@@ -23,7 +23,7 @@ import torch
 
 from avel_dgl import __version__
 from avel_dgl.config import Config
-from avel_dgl.data.ave import N_CLASSES
+from avel_dgl.format import N_CLASSES
 from avel_dgl.errors import AvelError
 
 

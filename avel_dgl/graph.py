@@ -40,7 +40,7 @@ from functools import lru_cache
 import dgl
 import torch
 
-from avel_dgl.data.ave import N_SEGMENTS
+from avel_dgl.format import N_SEGMENTS
 from avel_dgl.errors import AvelError
 
 log = logging.getLogger(__name__)

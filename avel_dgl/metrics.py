@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avel_dgl.data.ave import CLASS_NAMES, N_CLASSES
+from avel_dgl.format import CLASS_NAMES, N_CLASSES
 
 
 def global_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -40,42 +40,12 @@ import torch
 
 from avel_dgl.errors import AvelError
 
-N_SEGMENTS = 10
-N_EVENTS = 28
-N_CLASSES = N_EVENTS + 1  # 28 events + background
-BACKGROUND = N_EVENTS  # index 28
-AUDIO_DIM = 128
-VISUAL_MAP_SHAPE = (7, 7, 512)
-VISUAL_DIM = VISUAL_MAP_SHAPE[-1]
-
-FEATURE_KEY = "avadataset"
-ORDER_KEY = "order"
-
-AUDIO_FILE = "audio_feature.h5"
-VISUAL_FILE = "visual_feature.h5"
-LABELS_FILE = "labels.h5"
-RIGHT_LABELS_FILE = "right_labels.h5"
-MIL_LABELS_FILE = "mil_labels.h5"
-NOISY_LABELS_FILE = "labels_noisy.h5"
-NOISY_AUDIO_FILE = "audio_feature_noisy.h5"
-NOISY_VISUAL_FILE = "visual_feature_noisy.h5"
-ANNOTATIONS_FILE = "Annotations.txt"
-SPLITS = ("train", "val", "test")
-ORDER_FILES = {split: f"{split}_order.h5" for split in SPLITS}
-NOISY_FILES = (NOISY_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
-
-# Which segment-label file each test label set reads. Training and validation always use labels.h5.
-LABEL_SETS = {"o-ave": LABELS_FILE, "c-ave": RIGHT_LABELS_FILE}
-
-# The 28 AVE categories in index order (the public release's ordering), then background.
-CLASS_NAMES = (
-    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
-    "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle",
-    "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar", "Motorcycle", "Acoustic guitar",
-    "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat",
-    "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin", "background",
-)
-assert len(CLASS_NAMES) == N_CLASSES
+# The format's constants live in avel_dgl/format.py (no package imports, so the model layer can
+# use them); they stay importable from here for code that reads data.
+from avel_dgl.format import (ANNOTATIONS_FILE, AUDIO_DIM, AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY,  # noqa: F401
+                             LABEL_SETS, LABELS_FILE, MIL_LABELS_FILE, N_CLASSES, N_EVENTS, N_SEGMENTS,
+                             NOISY_AUDIO_FILE, NOISY_FILES, NOISY_LABELS_FILE, NOISY_VISUAL_FILE, ORDER_FILES,
+                             ORDER_KEY, RIGHT_LABELS_FILE, SPLITS, VISUAL_DIM, VISUAL_FILE, VISUAL_MAP_SHAPE)
 
 
 class MultiLabelWarning(UserWarning):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from avel_dgl.config import ModelConfig
-from avel_dgl.data.ave import AUDIO_DIM, N_CLASSES, VISUAL_DIM
+from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.nn.dpnet import InputNorm
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from avel_dgl.config import Config, ModelConfig
-from avel_dgl.data.ave import AUDIO_DIM, N_CLASSES, VISUAL_DIM
+from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.rgat import RGAT
 from avel_dgl.nn.rgct import RGCT

@@ -1,0 +1,42 @@
+"""The AVE data format as constants: segment count, feature sizes, classes and their names, the
+background index, file names and HDF5 keys. No imports from the package and no reading: the
+model layer, metrics and checkpoints depend on these numbers without depending on data loading
+(avel_dgl/data/ave.py reads and checks files laid out this way; docs/DATA.md describes them).
+"""
+
+N_SEGMENTS = 10  # 1-s segments per video
+N_EVENTS = 28
+N_CLASSES = N_EVENTS + 1  # 28 events + background
+BACKGROUND = N_EVENTS  # index 28
+AUDIO_DIM = 128  # VGGish feature per segment
+VISUAL_MAP_SHAPE = (7, 7, 512)  # VGG19 pool5 map per segment
+VISUAL_DIM = VISUAL_MAP_SHAPE[-1]  # after global average pooling
+
+FEATURE_KEY = "avadataset"
+ORDER_KEY = "order"
+
+AUDIO_FILE = "audio_feature.h5"
+VISUAL_FILE = "visual_feature.h5"
+LABELS_FILE = "labels.h5"
+RIGHT_LABELS_FILE = "right_labels.h5"
+MIL_LABELS_FILE = "mil_labels.h5"
+NOISY_LABELS_FILE = "labels_noisy.h5"
+NOISY_AUDIO_FILE = "audio_feature_noisy.h5"
+NOISY_VISUAL_FILE = "visual_feature_noisy.h5"
+ANNOTATIONS_FILE = "Annotations.txt"
+SPLITS = ("train", "val", "test")
+ORDER_FILES = {split: f"{split}_order.h5" for split in SPLITS}
+NOISY_FILES = (NOISY_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
+
+# Which segment-label file each test label set reads. Training and validation always use labels.h5.
+LABEL_SETS = {"o-ave": LABELS_FILE, "c-ave": RIGHT_LABELS_FILE}
+
+# The 28 AVE categories in index order (the public release's ordering), then background.
+CLASS_NAMES = (
+    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
+    "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle",
+    "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar", "Motorcycle", "Acoustic guitar",
+    "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat",
+    "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin", "background",
+)
+assert len(CLASS_NAMES) == N_CLASSES
