@@ -78,41 +78,40 @@ def _pattern_edges(relation: tuple[str, str, str], src_offset: int, dst_offset: 
     return [src_offset + a for a, _ in pairs], [dst_offset + b for _, b in pairs]
 
 
-def _build(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
-    """One heterograph holding `videos` videos (node b*t+s is segment s of video b)."""
-    edges = {}
-    for rel in RELATIONS:
-        src, dst = [], []
-        for b in range(videos):
-            s, d = _pattern_edges(rel, b * t, b * t, t)
-            src += s
-            dst += d
-        if linked:
-            half = videos // 2
-            for b in range(half):
-                orig, rep = b * t, (half + b) * t
-                for a_off, b_off in ((orig, rep), (rep, orig)):
-                    s, d = _pattern_edges(rel, a_off, b_off, t)
-                    src += s
-                    dst += d
-        edges[rel] = (torch.tensor(src, dtype=torch.int64), torch.tensor(dst, dtype=torch.int64))
-    return dgl.heterograph(edges, num_nodes_dict={nt: videos * t for nt in NODE_TYPES})
-
-
 def video_graph(t: int = N_SEGMENTS) -> dgl.DGLHeteroGraph:
     """The graph of one video: 2t nodes, the six relations of eqs 1-4."""
-    return _build(1, False, t)
+    edges = {rel: tuple(torch.tensor(x, dtype=torch.int64) for x in _pattern_edges(rel, 0, 0, t))
+             for rel in RELATIONS}
+    return dgl.heterograph(edges, num_nodes_dict={nt: t for nt in NODE_TYPES})
+
+
+def link_edges(relation: tuple[str, str, str], pairs: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src, dst) of one relation's link edges (eqs 17-20) in a batch of `pairs` originals followed
+    by their replicas: the relation's pattern from each original to its replica and back."""
+    src, dst = [], []
+    for b in range(pairs):
+        original, replica = b * t, (pairs + b) * t
+        for a_off, b_off in ((original, replica), (replica, original)):
+            s, d = _pattern_edges(relation, a_off, b_off, t)
+            src += s
+            dst += d
+    return torch.tensor(src, dtype=torch.int64), torch.tensor(dst, dtype=torch.int64)
 
 
 @lru_cache(maxsize=64)
 def _batch_template(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
+    g = dgl.batch([video_graph(t)] * videos)
     if not linked:
-        return dgl.batch([video_graph(t)] * videos)
+        return g
     if videos % 2:
         raise ValueError(f"a linked batch holds originals then replicas: expected an even count, got {videos}")
-    # Kept as one graph (not dgl.batch of pairs) so the node order stays originals-then-replicas,
-    # the order of the dense (2B, T, D) batch.
-    return _build(videos, True, t)
+    # Section 3.4: merge the originals' and replicas' graphs (dgl.batch above, which keeps the
+    # node order of the dense (2B, T, D) batch: originals then replicas), then add the link edges
+    # of eqs 17-21. add_edges drops the batch information: the result is one graph, since link
+    # edges join its videos.
+    for rel in RELATIONS:
+        g.add_edges(*link_edges(rel, videos // 2, t), etype=rel)
+    return g
 
 
 KERNELS = ("auto", "dgl", "torch")

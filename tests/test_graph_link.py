@@ -55,6 +55,40 @@ def test_linked_batch_pairs_original_b_with_replica_b_plus_half_and_nothing_else
         assert g.num_edges(rel) == 4 * b * per_pair
 
 
+def _one_graph_from_edge_lists(videos: int, t: int = T):
+    """How the linked template was built before the batch-then-add_edges form (commit 1beb270):
+    one heterograph from edge lists, each relation's within-video edges video by video, then its
+    link edges pair by pair (original -> replica, then replica -> original)."""
+    import dgl
+
+    half, edges = videos // 2, {}
+    for rel in graph.RELATIONS:
+        src, dst = [], []
+        pattern = sorted(pair_pattern(rel, (0,), t), key=lambda e: e[1])  # one video, by destination
+        for b in range(videos):
+            src += [b * t + s for s, _ in pattern]
+            dst += [b * t + d for _, d in pattern]
+        for b in range(half):
+            for x, y in ((b, half + b), (half + b, b)):
+                src += [x * t + s for s, _ in pattern]
+                dst += [y * t + d for _, d in pattern]
+        edges[rel] = (torch.tensor(src), torch.tensor(dst))
+    return dgl.heterograph(edges, num_nodes_dict={nt: videos * t for nt in graph.NODE_TYPES})
+
+
+def test_linked_template_is_dgl_batch_plus_link_edges_equal_edge_for_edge_to_the_edge_list_graph():
+    for videos in (2, 6):
+        g, want = graph.batch_graph(videos, linked=True), _one_graph_from_edge_lists(videos)
+        assert g.batch_size == 1  # add_edges dropped the per-video batch information: one graph
+        for nt in graph.NODE_TYPES:
+            assert g.num_nodes(nt) == want.num_nodes(nt)
+        for rel in graph.RELATIONS:
+            for got_ids, want_ids in zip(g.edges(order="eid", etype=rel), want.edges(order="eid", etype=rel)):
+                assert torch.equal(got_ids, want_ids), rel
+    # built once per shape: every step of an epoch gets the same object
+    assert graph.batch_graph(6, linked=True) is graph.batch_graph(6, linked=True)
+
+
 def test_linked_neighbourhood_means_match_a_hand_computation():
     # t = 4 segments, scalar features. Original audio 1..4, replica 10..40; original visual
     # 100..400, replica 1000..4000. Each mean is over the node's neighbours in both videos.
