@@ -33,9 +33,11 @@ the DGL heterograph (kept on the CPU) still describes the structure. `resolve_ke
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from functools import lru_cache
+from typing import Callable
 
 import dgl
 import torch
@@ -221,29 +223,44 @@ def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: to
     return per_graph[relation, device]
 
 
-def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
-                    kernel: str | None = None) -> dict[str, torch.Tensor]:
-    """Eq 12 for every node and relation: the mean of the node's neighbours under each relation.
+def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
+                      cross_reducer: Callable[[str, list[torch.Tensor]], torch.Tensor],
+                      kernel: str | None = None) -> dict[str, torch.Tensor]:
+    """Per relation, the mean of each node's neighbours (eq 12); then, per node type m,
+    `cross_reducer(m, means)` combines a node's relations, where means holds one (N_m, D) tensor
+    per relation in RELATIONS_INTO[m] order. Returns {ntype: cross_reducer's result}.
 
-    feats: {ntype: (N_ntype, D)}. Returns {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO order.
-    A node with no neighbour under a relation (the first segment has no forward neighbour, the
-    last none backward) gets a zero vector there. `kernel` ('dgl' | 'torch') overrides the
+    feats: {ntype: (N_ntype, D)}. A node with no neighbour under a relation (the first segment has
+    no forward neighbour, the last none backward) gets a zero vector there.
+
+    DGL kernel: one `multi_update_all` per destination node type, each relation with its own
+    message (copy_u) and reduce (mean) function, and `cross_reducer` as DGL's callable cross
+    reducer. DGL 2.1 hands a callable the per-relation results in the order of the dict it was
+    given (only its built-in 'stack' reorders them by edge type id), and the dict is built in
+    RELATIONS_INTO order. Torch kernel: the same means from one sparse product over the same edges
+    (`mean_matrix`), then the same `cross_reducer`. `kernel` ('dgl' | 'torch') overrides the
     process-wide choice; both give the same result.
     """
-    device = feats[AUDIO].device
-    if resolve_kernel(device, kernel) == "torch":
-        return _neighbour_means_torch(g, feats)
+    if resolve_kernel(feats[AUDIO].device, kernel) == "torch":
+        means = _neighbour_means_torch(g, feats)
+        return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
     out = {}
     with g.local_scope():
         for ntype, h in feats.items():
             g.nodes[ntype].data["h"] = h
         for ntype in NODE_TYPES:
-            means = []
-            for rel in RELATIONS_INTO[ntype]:
-                g.update_all(dgl.function.copy_u("h", "m"), dgl.function.mean("m", "agg"), etype=rel)
-                means.append(g.nodes[ntype].data.pop("agg"))
-            out[ntype] = torch.stack(means, dim=1)
+            per_relation = {rel: (dgl.function.copy_u("h", "m"), dgl.function.mean("m", "out"))
+                            for rel in RELATIONS_INTO[ntype]}
+            g.multi_update_all(per_relation, functools.partial(cross_reducer, ntype))
+            out[ntype] = g.nodes[ntype].data["out"]
     return out
+
+
+def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
+                    kernel: str | None = None) -> dict[str, torch.Tensor]:
+    """Eq 12 alone for every node and relation: {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO
+    order (zeros where a node has no neighbour under a relation)."""
+    return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel)
 
 
 def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

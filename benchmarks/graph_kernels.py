@@ -1,8 +1,13 @@
-"""The two eq 12 kernels on the CPU: DGL message passing against the torch sparse product.
+"""The RGCT's graph kernels on the CPU: DGL message passing against the torch sparse product.
 
 Times (a) eq 12 alone, forward and backward, on a linked batch (B originals + B replicas) at the
 paper's width, and (b) a whole training step of the small preset with replicate-and-link-shaped
-batches, each kernel alternating with the other in the same run; medians reported.
+batches, each kernel alternating with the others in the same run; medians reported. Kernels:
+
+    dgl              one multi_update_all per node type, the attention as its cross reducer
+    dgl-update_all   the form before issue 13, kept here for comparison: one update_all per
+                     relation (six), then the same cross-relation function on their results
+    torch            the sparse product over the same edges (the GPU kernel)
 
     python benchmarks/graph_kernels.py [--batch 48] [--repeats 7] [--threads 1]
 """
@@ -13,13 +18,38 @@ import argparse
 import statistics
 import time
 
+import dgl
 import torch
 
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset
 from avel_dgl.nn.dpnet import build
 
-KERNELS = ("dgl", "torch")
+KERNELS = ("dgl", "dgl-update_all", "torch")
+
+
+def update_all_per_relation(g, feats, cross_reducer, kernel=None):
+    """graph.relational_update as it ran before issue 13: six update_all calls, one per relation."""
+    out = {}
+    with g.local_scope():
+        for ntype, h in feats.items():
+            g.nodes[ntype].data["h"] = h
+        for ntype in graph.NODE_TYPES:
+            means = []
+            for rel in graph.RELATIONS_INTO[ntype]:
+                g.update_all(dgl.function.copy_u("h", "m"), dgl.function.mean("m", "agg"), etype=rel)
+                means.append(g.nodes[ntype].data.pop("agg"))
+            out[ntype] = cross_reducer(ntype, means)
+    return out
+
+
+RELATIONAL_UPDATE = graph.relational_update
+
+
+def use(kernel: str) -> None:
+    """Select a kernel for the whole process (model layers read the process-wide choice)."""
+    graph.relational_update = update_all_per_relation if kernel == "dgl-update_all" else RELATIONAL_UPDATE
+    graph.set_kernel("torch" if kernel == "torch" else "dgl")
 
 
 def timed(fn) -> float:
@@ -35,7 +65,8 @@ def eq12_step(batch: int, width: int):
     visual = torch.randn(n, width, requires_grad=True)
 
     def run(kernel: str) -> None:
-        out = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual}, kernel=kernel)
+        use(kernel)
+        out = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual})
         (out[graph.AUDIO].sum() + out[graph.VISUAL].sum()).backward()
     return run
 
@@ -49,7 +80,7 @@ def train_step(batch: int):
     g = graph.batch_graph(2 * batch, linked=True)
 
     def run(kernel: str) -> None:
-        graph.set_kernel(kernel)
+        use(kernel)
         loss = engine.sel_loss(model(g, audio, visual), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -69,8 +100,8 @@ def main() -> None:
              "training step, small preset": train_step(args.batch)}
     print(f"threads={args.threads} batch={args.batch} originals + {args.batch} linked replicas, "
           f"repeats={args.repeats} (medians, kernels alternating)")
-    print("| what | dgl (ms) | torch (ms) | torch / dgl |")
-    print("|---|---|---|---|")
+    print("| what | " + " | ".join(f"{k} (ms)" for k in KERNELS) + " | dgl-update_all / dgl | torch / dgl |")
+    print("|---" * (len(KERNELS) + 3) + "|")
     for name, run in cases.items():
         for kernel in KERNELS:  # warm-up: caches, allocator
             run(kernel)
@@ -78,8 +109,10 @@ def main() -> None:
         for _ in range(args.repeats):
             for kernel in KERNELS:
                 times[kernel].append(timed(lambda: run(kernel)))
-        d, t = (statistics.median(times[k]) * 1000 for k in KERNELS)
-        print(f"| {name} | {d:.1f} | {t:.1f} | {t / d:.2f} |")
+        ms = {k: statistics.median(times[k]) * 1000 for k in KERNELS}
+        print(f"| {name} | " + " | ".join(f"{ms[k]:.1f}" for k in KERNELS)
+              + f" | {ms['dgl-update_all'] / ms['dgl']:.2f} | {ms['torch'] / ms['dgl']:.2f} |")
+    use("dgl")
     graph.set_kernel("auto")
 
 

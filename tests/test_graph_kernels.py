@@ -34,6 +34,76 @@ def test_kernels_agree_forward_and_gradients(videos, linked):
         torch.testing.assert_close(y, x, atol=1e-6, rtol=0)
 
 
+def _recorded_means(g, kernel, order=None):
+    """Run graph.relational_update with a cross reducer that records what it receives.
+    Audio node t carries t, visual node t carries 100 + t, so every relation's mean names it."""
+    t = g.num_nodes(graph.AUDIO)
+    feats = {graph.AUDIO: torch.arange(t, dtype=torch.float32)[:, None],
+             graph.VISUAL: 100 + torch.arange(t, dtype=torch.float32)[:, None]}
+    received = {}
+
+    def record(ntype, means):
+        received[ntype] = [m[:, 0].tolist() for m in means]
+        return torch.stack(means, 1)
+    graph.relational_update(g, feats, record, kernel=kernel)
+    return received
+
+
+@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+def test_cross_reducer_receives_the_relations_in_relations_into_order(kernel):
+    got = _recorded_means(graph.video_graph(), kernel)
+    t = 5  # a middle segment: it has a forward and a backward neighbour
+    # audio: audio_forward (from t-1), audio_backward (from t+1), visual_to_audio (from visual t)
+    assert [m[t] for m in got[graph.AUDIO]] == [t - 1, t + 1, 100 + t]
+    # visual: visual_forward, visual_backward, audio_to_visual
+    assert [m[t] for m in got[graph.VISUAL]] == [100 + t - 1, 100 + t + 1, t]
+    # eq 12 of an empty neighbourhood: the first segment has no forward neighbour, the last no backward
+    assert got[graph.AUDIO][0][0] == 0 and got[graph.VISUAL][1][9] == 0  # [relation][node]
+
+
+def test_dgl_gives_a_callable_cross_reducer_the_order_of_the_dict():
+    """The premise of the DGL kernel: DGL 2.1 does not reorder the per-relation results for a
+    callable cross reducer (its built-in 'stack' sorts them by edge type id instead)."""
+    import dgl.function as fn
+
+    g = graph.video_graph()
+    g.nodes[graph.AUDIO].data["h"] = torch.arange(10, dtype=torch.float32)[:, None]
+    g.nodes[graph.VISUAL].data["h"] = 100 + torch.arange(10, dtype=torch.float32)[:, None]
+    for order in (graph.RELATIONS_INTO[graph.AUDIO], graph.RELATIONS_INTO[graph.AUDIO][::-1]):
+        received = []
+        g.multi_update_all({rel: (fn.copy_u("h", "m"), fn.mean("m", "out")) for rel in order},
+                           lambda means: received.extend(m[5, 0].item() for m in means) or means[0])
+        by_relation = {graph.AUDIO_FORWARD: 4, graph.AUDIO_BACKWARD: 6, graph.VISUAL_TO_AUDIO: 105}
+        assert received == [by_relation[rel] for rel in order]
+
+
+@pytest.mark.parametrize("videos,linked", [(3, False), (4, True)])
+def test_rgct_kernels_agree_in_values_and_all_gradients(videos, linked):
+    """The whole RGCT layer (eqs 12-16) under both kernels: its output and the gradients of the
+    inputs and of every parameter agree to 1e-6."""
+    from avel_dgl.nn.rgct import RGCT
+
+    torch.manual_seed(videos)
+    layer = RGCT(6, 5, dropout=0.0)
+    g = graph.batch_graph(videos, linked=linked)
+    n = g.num_nodes(graph.AUDIO)
+    audio, visual, weight = torch.randn(n, 6), torch.randn(n, 6), torch.randn(2 * n, 5)
+    results = []
+    for kernel in ("dgl", "torch"):
+        a, v = audio.clone().requires_grad_(), visual.clone().requires_grad_()
+        layer.zero_grad()
+        graph.set_kernel(kernel)
+        try:
+            out = torch.cat(layer(g, a, v))
+        finally:
+            graph.set_kernel("auto")
+        (out * weight).sum().backward()
+        results.append([out.detach(), a.grad, v.grad] + [p.grad.clone() for p in layer.parameters()])
+    assert len(results[0]) == 3 + len(list(layer.parameters()))
+    for x, y in zip(*results):
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0)
+
+
 def test_torch_kernel_computes_eq12_on_a_linked_pair():
     # Originals then replicas: video 0 and its replica, video 1 at node offset 10 (T = 10).
     g = graph.batch_graph(2, linked=True)

@@ -31,7 +31,7 @@ class RelationalProjection(nn.Module):
     """R independent affine maps in_dim -> out_dim, applied as one batched product.
 
     forward(x) with x (N, in_dim) applies all R maps to x: (N, R, out_dim).
-    forward(x) with x (N, R, in_dim) applies map r to x[:, r]: (N, R, out_dim).
+    forward(xs) with a list of R tensors (N, in_dim) applies map r to xs[r]: (N, R, out_dim).
     """
 
     def __init__(self, relations: int, in_dim: int, out_dim: int):
@@ -43,13 +43,14 @@ class RelationalProjection(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         r, i, o = self.weight.shape
-        if x.dim() == 2:  # one (N, in) @ (in, R*out) product
+        if isinstance(x, torch.Tensor):  # one (N, in) @ (in, R*out) product
             y = x @ self.weight.permute(1, 0, 2).reshape(i, r * o)
             return y.view(-1, r, o) + self.bias
-        # (R, N, in) @ (R, in, out): one batched product over relations
-        return torch.bmm(x.transpose(0, 1), self.weight).transpose(0, 1) + self.bias
+        # (R, N, in) @ (R, in, out): one batched product over relations, stacked relation-major
+        # so the product reads contiguous rows
+        return torch.bmm(torch.stack(x), self.weight).transpose(0, 1) + self.bias
 
 
 class RGCT(nn.Module):
@@ -67,8 +68,9 @@ class RGCT(nn.Module):
         self.fc2 = nn.Linear(out_dim, out_dim)  # W_2
         self.dropout = nn.Dropout(dropout)
 
-    def attended_aggregate(self, ntype: str, h: torch.Tensor, na: torch.Tensor) -> torch.Tensor:
-        """Eqs 13-14 and the relation average for one node type: h (N, in), na (N, R, in) -> (N, out)."""
+    def attend(self, ntype: str, h: torch.Tensor, na: list[torch.Tensor]) -> torch.Tensor:
+        """Eqs 13-14 and the relation average for one node type: the cross-relation reduce.
+        h (N, in): the nodes; na: their R neighbourhood means (N, in), RELATIONS_INTO order -> (N, out)."""
         q = self.query[ntype](h)  # (N, R, d)
         k, v = self.key_value[ntype](na).split(self.out_dim, dim=-1)  # (N, R, d) each
         att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.out_dim), dim=-1)  # eq 13, (N, R, R)
@@ -78,8 +80,8 @@ class RGCT(nn.Module):
     def forward(self, g, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
         feats = {graph.AUDIO: audio, graph.VISUAL: visual}
-        na = graph.neighbour_means(g, feats)  # eq 12: {ntype: (N, R, in)}
-        agg = torch.cat([self.attended_aggregate(nt, feats[nt], na[nt]) for nt in graph.NODE_TYPES])
-        h = torch.cat([audio, visual])
+        # eq 12 per relation, eqs 13-14 across each node type's relations
+        agg = graph.relational_update(g, feats, lambda ntype, na: self.attend(ntype, feats[ntype], na))
+        h, agg = torch.cat([audio, visual]), torch.cat([agg[graph.AUDIO], agg[graph.VISUAL]])
         out = F.silu(self.fc2(F.silu(self.fc1(h)) + self.dropout(agg)))  # eqs 15-16
         return out[: audio.shape[0]], out[audio.shape[0]:]
