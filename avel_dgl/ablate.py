@@ -37,7 +37,8 @@ from avel_dgl.checkpoint import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.ave import LABEL_SETS, SPLITS, load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
-from avel_dgl.nn.dpnet import VARIANTS, build, layer_kind, uses_graph
+from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
+from avel_dgl.nn.variants import layer_kind
 from avel_dgl.train import resume_run, train_run
 
 MANIFEST = "ablate.json"
@@ -190,7 +191,7 @@ def variant_summary(base: Config, variant: str) -> dict:
     config = replace(base, **{"model.variant": variant})
     with torch.device("meta"):
         model = build(config)
-    return {"layers": describe(list(model.layers)), "params": sum(p.numel() for p in model.parameters())}
+    return {"layers": describe(perspective_layers(model)), "params": sum(p.numel() for p in model.parameters())}
 
 
 @dataclass

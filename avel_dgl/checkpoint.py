@@ -108,8 +108,28 @@ def checkpoint_config(ckpt: dict, path: str | Path) -> Config:
         raise AvelError(f"{path}: its config does not fit this avel-dgl version ({e})") from None
 
 
+def upgrade_weights(weights: dict, config: Config) -> dict:
+    """Tensor names of checkpoints written before the DPBlock class (up to commit 1beb270), renamed
+    to today's. Those networks held their backbone as `layers.j`, one entry per RGCT or TCN; a
+    DPNet now holds `blocks.i` (a DPBlock's two layers are `blocks.i.rgct` and `blocks.i.tcn`, so
+    old layers 2i and 2i + 1), and every other variant `blocks.j`. What sits below stays the same;
+    the stem, gate and classifier keep their names. Today's weights pass unchanged."""
+    renamed = {}
+    for name, tensor in weights.items():
+        if name.startswith("layers."):
+            _, j, rest = name.split(".", 2)
+            if config.model.variant == "dpnet":
+                name = f"blocks.{int(j) // 2}.{('rgct', 'tcn')[int(j) % 2]}.{rest}"
+            else:
+                name = f"blocks.{j}.{rest}"
+        renamed[name] = tensor
+    return renamed
+
+
 def load_weights(model: torch.nn.Module, weights: dict, path: str | Path, config: Config) -> None:
-    """Load `weights` into `model`, naming the first tensor that is missing, extra or mis-shaped."""
+    """Load `weights` into `model` (renaming an older layout's tensors, `upgrade_weights`), naming
+    the first tensor that is missing, extra or mis-shaped."""
+    weights = upgrade_weights(weights, config)
     expected = model.state_dict()
     where = f"{path}: weights do not fit the '{config.model.variant}' network of its config"
     for name, tensor in expected.items():

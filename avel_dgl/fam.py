@@ -27,6 +27,7 @@ from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE,
                                VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)
 from avel_dgl.data.cache import pool_maps, read_visual_maps
 from avel_dgl.errors import AvelError
+from avel_dgl.nn.dpnet import DPNet, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 
 DISPLAY_SIZE = 112  # 7x7 maps are upsampled bilinearly to this many pixels for display
@@ -34,16 +35,16 @@ DEFAULT_SEGMENTS = 4  # panels rows when --segments is not given
 
 
 def first_rgct(model: torch.nn.Module) -> RGCT:
-    """The RGCT of the first DPBlock: model.layers[0], unwrapped from Normed and GraphLayer. Only
-    networks whose first layer is an RGCT on the stem's 512-d features have these maps."""
-    layers = getattr(model, "layers", None)
-    layer = layers[0] if layers is not None and len(layers) else None
+    """The RGCT of the first DPBlock, unwrapped from the options and GraphLayer. Only networks whose
+    first layer is an RGCT on the stem's 512-d features have these maps."""
+    layers = perspective_layers(model) if isinstance(model, DPNet) else []
+    layer = layers[0] if layers else None
     while layer is not None and not isinstance(layer, RGCT):
         layer = getattr(layer, "layer", None)
     if layer is None or layer.query[graph.VISUAL].weight.shape[1] != VISUAL_DIM:
         raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
                         f"{VISUAL_DIM}-d input features (the paper's DPNet), found {type(model).__name__} "
-                        f"starting with {type(layers[0]).__name__ if layers is not None and len(layers) else 'none'}")
+                        f"starting with {type(layers[0]).__name__ if layers else 'none'}")
     return layer
 
 

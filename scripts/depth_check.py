@@ -1,6 +1,6 @@
 """Why the single-perspective variants stop at the DPNet's depth: trains TCN-only and RGAT-only at
 the depth that matches the DPNet's parameter count exactly and at the capped depth the `tcn` and
-`rgat` variants use (`nn.dpnet.matched_depth`), and prints their accuracies. Figures in
+`rgat` variants use (`nn.variants.matched_depth`), and prints their accuracies. Figures in
 docs/RESULTS.md.
 
     python scripts/depth_check.py --data DIR --out DIR [--preset small] [--epochs 15] [--seed 0]
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from avel_dgl.config import get_preset, replace
-from avel_dgl.nn import dpnet
+from avel_dgl.nn import dpnet, variants
 from avel_dgl.train import set_threads, train_run
 
 
@@ -41,12 +41,12 @@ def main() -> None:
     base = replace(get_preset(args.preset), **{"train.epochs": args.epochs, "train.seed": args.seed,
                                                **{k: v for k, v in options.items() if v is not None}})
     print("network   depth  params      best val  test o-ave  train loss first -> last epoch")
-    for name, make in (("tcn", dpnet.tcn_layer), ("rgat", dpnet.rgat_layer)):
+    for name, make in (("tcn", variants.tcn_layer), ("rgat", variants.rgat_layer)):
         for label, max_depth in (("matched", None), ("capped", 2 * base.model.blocks)):
             variant = f"{name}-{label}"
-            depth = dpnet.matched_depth(base.model, make, max_depth)
+            depth = variants.matched_depth(base.model, make, max_depth)
             # A registry entry for this script only: the same layers at a given depth.
-            dpnet.VARIANTS[variant] = lambda m, make=make, depth=depth: dpnet.sequence(m, [make] * depth)
+            dpnet.VARIANTS[variant] = lambda m, make=make, depth=depth: variants.sequence(m, [make] * depth)
             config = replace(base, **{"model.variant": variant})
             with torch.device("meta"):
                 params = sum(p.numel() for p in dpnet.build(config).parameters())

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset, replace
 from avel_dgl.data.ave import N_CLASSES, SplitData, load_split
-from avel_dgl.nn.dpnet import AVELNet, build
+from avel_dgl.nn.dpnet import DPBlock, DPNet, build, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
 from avel_dgl.train import lr_multiplier, train_run
@@ -32,9 +32,9 @@ def random_batch(b=3, seed=0):
 def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
     config = tiny_config(**{"model.blocks": 3})
     model = build(config)
-    assert isinstance(model, AVELNet)
-    kinds = [type(layer.layer).__name__ for layer in model.layers]
-    assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN; eq 8: B blocks
+    assert isinstance(model, DPNet) and [type(block) for block in model.blocks] == [DPBlock] * 3  # eq 8
+    kinds = [type(layer.layer).__name__ for layer in perspective_layers(model)]
+    assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN
     audio, visual = random_batch()
     logits = model(graph.batch_graph(3), audio, visual)
     assert logits.shape == (3, 10, N_CLASSES)
@@ -45,7 +45,7 @@ def test_small_preset_adds_the_measured_regularisation_to_the_same_structure():
     assert (m.variant, m.kernel_size, m.dropout) == ("dpnet", 3, 0.2)
     assert (m.norm, m.input_dropout, m.classifier_dropout, t.input_norm) == ("layer", 0.5, 0.5, "standardize")
     model = build(get_preset("small"))
-    assert [type(layer.layer.layer).__name__ for layer in model.layers] == ["RGCT", "TCN"] * m.blocks
+    assert [type(layer.layer.layer).__name__ for layer in perspective_layers(model)] == ["RGCT", "TCN"] * m.blocks
 
 
 def test_paper_preset_transcribes_section_4():
@@ -163,11 +163,12 @@ def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
 def test_residual_option_adds_identity_paths_where_widths_agree():
     config = tiny_config(**{"model.blocks": 2, "model.residual": True})
     model = build(config)
-    wrapped = [type(layer).__name__ for layer in model.layers]
+    wrapped = [type(layer).__name__ for layer in perspective_layers(model)]
     assert wrapped == ["GraphLayer", "Residual", "Residual", "Residual"]  # the first changes the width
-    for p in model.layers[1].layer.parameters():
+    tcn = model.blocks[0].tcn
+    for p in tcn.layer.parameters():
         torch.nn.init.zeros_(p)  # a zeroed TCN outputs Swish(0) = 0: the block passes its input through
     a, v = torch.randn(2, 10, 16), torch.randn(2, 10, 16)
-    out_a, out_v = model.layers[1](graph.batch_graph(2), a, v)
+    out_a, out_v = tcn(graph.batch_graph(2), a, v)
     torch.testing.assert_close(out_a, a)
     torch.testing.assert_close(out_v, v)

@@ -9,8 +9,9 @@ import torch
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset, replace
 from avel_dgl.data.ave import N_CLASSES, load_split
-from avel_dgl.nn.dpnet import (VARIANTS, ParallelLayer, backbone_params, build, layer_kind, matched_depth,
-                               rgat_layer, rgct_layer, tcn_layer, uses_graph)
+from avel_dgl.nn.dpnet import VARIANTS, DPNet, build, perspective_layers, uses_graph
+from avel_dgl.nn.variants import (ParallelLayer, backbone_params, layer_kind, matched_depth, rgat_layer, rgct_layer,
+                                  tcn_layer)
 
 TINY = {"model.width": 16, "model.blocks": 2, "train.batch_size": 8}
 
@@ -20,7 +21,8 @@ def tiny(variant: str, **overrides):
 
 
 def kinds(variant: str, **overrides) -> list[str]:
-    return [layer_kind(layer) for layer in VARIANTS[variant](tiny(variant, **overrides).model)]
+    model = DPNet(tiny(variant, **overrides).model, VARIANTS[variant](tiny(variant, **overrides).model))
+    return [layer_kind(layer) for layer in perspective_layers(model)]
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -36,7 +38,7 @@ def test_variant_forward_and_backward(variant, linked):
     grads = {name: p.grad for name, p in model.named_parameters()}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
     # the gradient reaches the first backbone layer, through every layer of the stack
-    first = [g for name, g in grads.items() if name.startswith("layers.0.")]
+    first = [p.grad for p in perspective_layers(model)[0].parameters()]
     assert first and any(g.abs().sum() > 0 for g in first)
 
 

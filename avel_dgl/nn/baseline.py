@@ -10,7 +10,7 @@ from torch import nn
 
 from avel_dgl.config import ModelConfig
 from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
-from avel_dgl.nn.dpnet import InputNorm
+from avel_dgl.nn.inputs import InputNorm
 
 
 class BiLSTM(nn.Module):
