@@ -184,11 +184,10 @@ _mean_matrix_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weak
 
 
 def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tensor:
-    """Eq 12 as a sparse (R * nodes, nodes) matrix over the node order [audio nodes; visual nodes]:
-    row r * nodes + node holds 1 / |neighbours| at each neighbour of that node under its r-th
-    relation (RELATIONS_INTO order). Relation-major, so the product holds each relation's means as
-    one contiguous block. Its coordinates are g.edges() of each relation; built once per graph and
-    device, then reused by every step."""
+    """Eq 12 as a sparse (nodes * R, nodes) matrix over the node order [audio nodes; visual nodes]:
+    row node * R + r holds 1 / |neighbours| at each neighbour of that node under its r-th relation
+    (RELATIONS_INTO order). Its coordinates are g.edges() of each relation; built once per graph
+    and device, then reused by every step."""
     device = torch.device(device)
     per_device = _mean_matrix_cache.setdefault(g, {})
     if device not in per_device:
@@ -199,7 +198,7 @@ def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tens
         for ntype in NODE_TYPES:
             for r, rel in enumerate(RELATIONS_INTO[ntype]):
                 src, dst = g.edges(etype=rel)
-                rows.append(r * nodes + dst.cpu() + offset[ntype])
+                rows.append((dst.cpu() + offset[ntype]) * relations + r)
                 cols.append(src.cpu() + offset[rel[0]])
         rows, cols = torch.cat(rows), torch.cat(cols)
         degree = torch.bincount(rows, minlength=nodes * relations)
@@ -244,7 +243,7 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
     """
     if resolve_kernel(feats[AUDIO].device, kernel) == "torch":
         means = _neighbour_means_torch(g, feats)
-        return {nt: cross_reducer(nt, means[nt]) for nt in NODE_TYPES}
+        return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
     out = {}
     with g.local_scope():
         for ntype, h in feats.items():
@@ -264,11 +263,10 @@ def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
     return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel)
 
 
-def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-    """Eq 12 for all six relations as one sparse product, the scatter-mean over g's edges:
-    {ntype: R tensors (N_ntype, D)} in RELATIONS_INTO order."""
+def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Eq 12 for all six relations as one sparse product: the scatter-mean over g's edges."""
     h = torch.cat([feats[AUDIO], feats[VISUAL]])  # (N_audio + N_visual, D)
     matrix = mean_matrix(g, h.device)
-    means = torch.sparse.mm(matrix.to(h.dtype), h).view(-1, h.shape[0], h.shape[1])  # (R, nodes, D)
+    means = torch.sparse.mm(matrix.to(h.dtype), h).view(h.shape[0], -1, h.shape[1])  # (nodes, R, D)
     n_audio = feats[AUDIO].shape[0]
-    return {AUDIO: list(means[:, :n_audio].unbind(0)), VISUAL: list(means[:, n_audio:].unbind(0))}
+    return {AUDIO: means[:n_audio], VISUAL: means[n_audio:]}
