@@ -14,6 +14,11 @@ type, ordered by `graph.RELATIONS_INTO[m]`):
 Each relation has its own W_Q, W_K, W_V (stored stacked along a relation axis per node type, so
 one layer costs a few large matrix products instead of one small product per relation). W_1 and
 W_2 are shared by both node types, as in the paper's notation.
+
+In DGL's terms (the design of `graph.relational_update`): each relation's message and reduce
+functions compute eq 12, and `attend` (eqs 13-14) is the cross-relation reducer that combines a
+node type's relations. The attention is per node type over its three incoming relations, not a
+6 x 6 map over all relations (docs/MODEL.md says why).
 """
 
 from __future__ import annotations
