@@ -1,7 +1,8 @@
 """DPNet: the Dual Perspective Network of Rao, Khalil, Li, Dai and Lu, "Dual Perspective Network
 for Audio-Visual Event Localization" (ECCV 2022), section 3.2, eqs 7-11.
 
-    a = W_a audio (B,T,128 -> 512);  v = visual (B,T,512, the VGG19 map's global average)
+    a = W_a audio (B,T,128 -> 512);  v = visual (B,T,512, the VGG19 map's global average);
+        both standardised first with training-split statistics when `input_norm` is on
     (a, v) <- DPBlock(a, v), B times: RGCT (graph perspective) then TCN (stream)   eqs 7-8
     F = sigmoid(W_G [a; v])                                                        eq 9
     G = F * a + (1 - F) * v                                                        eq 10
