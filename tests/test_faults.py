@@ -249,7 +249,7 @@ CASES = [
     Case("checkpoint-weights-not-fitting-its-config",
          lambda e: eval_checkpoint(e, lambda c: c["config"]["model"].update(width=32)),
          lambda e: f"{e.tmp}/other.pt: weights do not fit the 'dpnet' network of its config: tensor "
-                   f"'layers.0.layer.layer.query.audio.weight' expected shape (3, 512, 32), found (3, 512, 16)"),
+                   f"'blocks.0.rgct.layer.layer.query.audio.weight' expected shape (3, 512, 32), found (3, 512, 16)"),
     Case("checkpoint-with-damaged-bytes", lambda e: damaged_checkpoint(e),
          lambda e: f"{e.tmp}/damaged.pt: not a readable checkpoint, the file is corrupt (record "
                    f"'{e.damaged_record}' fails its checksum)"),
