@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from avel_dgl.errors import AvelError
 
 TASKS = ("sel", "wsel")
+INITS = ("swish", "torch")
 
 
 @dataclass
@@ -35,6 +36,10 @@ class ModelConfig:
     classifier_dropout: float = 0.0  # dropout on the gated features before the classifier
     norm: str = "none"  # "none" | "layer": LayerNorm on each layer's output
     residual: bool = False  # add each layer's input to its output (where the widths agree)
+    # Weight initialisation (the paper states none): "swish" keeps the features' scale through
+    # the Swish layers (nn/init.py); "torch" is PyTorch's per-layer default, with which the
+    # paper-size network starts on a plateau (docs/RESULTS.md).
+    init: str = "swish"
 
 
 @dataclass
@@ -144,6 +149,8 @@ def validate(config: Config) -> None:
         p = getattr(m, name)
         if not 0 <= p < 1:
             raise AvelError(f"--{name.replace('_', '-')}: expected a probability in [0, 1), found {p}")
+    if m.init not in INITS:
+        raise AvelError(f"--init: expected one of {', '.join(INITS)}, found '{m.init}'")
     if m.kernel_size < 1 or m.kernel_size % 2 == 0:
         raise AvelError(f"model.kernel_size: expected an odd positive integer, found {m.kernel_size}")
     if t.link and not t.replicate:

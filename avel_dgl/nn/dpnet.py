@@ -24,6 +24,7 @@ from avel_dgl.config import Config, ModelConfig
 from avel_dgl.errors import AvelError
 from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.nn.baseline import BiLSTM
+from avel_dgl.nn.init import init_swish
 from avel_dgl.nn.inputs import InputNorm
 from avel_dgl.nn.variants import TABLE3, GraphLayer, rgct_layer, tcn_layer, with_options
 
@@ -102,7 +103,8 @@ def build(config: Config) -> nn.Module:
     if m.variant not in VARIANTS:
         names = ", ".join([*VARIANTS, "bilstm"])
         raise AvelError(f"--variant: expected one of {names}, found '{m.variant}'")
-    return DPNet(m, VARIANTS[m.variant](m))
+    net = DPNet(m, VARIANTS[m.variant](m))
+    return init_swish(net) if m.init == "swish" else net  # nn/init.py
 
 
 def perspective_layers(model: DPNet) -> list[nn.Module]:

@@ -1,0 +1,83 @@
+"""DPNet at the paper's size (width 768, 4 DPBlocks) leaves the start plateau: the guard for the
+initialisation of nn/init.py (docs/RESULTS.md, "Paper size"). With PyTorch's default
+initialisation the features shrink about 150x through the 8 Swish layers, the logits of every
+segment are nearly equal, and the first blocks get gradients below Adam's epsilon."""
+
+import math
+
+import pytest
+import torch
+
+from avel_dgl import graph
+from avel_dgl.config import get_preset, replace
+from avel_dgl.engine import sel_loss
+from avel_dgl.nn.dpnet import build
+from avel_dgl.nn.rgct import RGCT
+from avel_dgl.train import make_optimizer
+
+LN_29 = math.log(29)
+
+
+def prototype_batch(videos: int, seed: int):
+    """Easy segment-labelled features: class prototype + noise, one 4-s event per video."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.full((videos, 10), 28)
+    classes = torch.randint(0, 28, (videos,), generator=gen)
+    for i in range(videos):
+        start = int(torch.randint(0, 7, (1,), generator=gen))
+        labels[i, start:start + 4] = classes[i]
+    audio = torch.randn(29, 128, generator=gen)[labels] + torch.randn(videos, 10, 128, generator=gen)
+    visual = torch.randn(29, 512, generator=gen)[labels] + torch.randn(videos, 10, 512, generator=gen)
+    return audio, visual, labels
+
+
+def paper_size(init: str):
+    """The `paper` preset as trained without replicas, with the given initialisation."""
+    return replace(get_preset("paper"), **{"model.init": init, "train.replicate": False, "train.link": False})
+
+
+def train_steps(config, audio, visual, labels, steps: int, seed: int):
+    torch.manual_seed(seed)
+    model = build(config)
+    model.audio_norm.set_stats(audio)  # the preset standardises inputs with the training split's statistics
+    model.visual_norm.set_stats(visual)
+    optimizer = make_optimizer(model, config)
+    g = graph.batch_graph(len(labels))
+    for _ in range(steps):
+        model.train()
+        loss = sel_loss(model(g, audio, visual), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return model(g, audio, visual)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paper_size_leaves_the_start_plateau_in_a_few_steps(seed):
+    audio, visual, labels = prototype_batch(6, seed)
+    logits = train_steps(paper_size("swish"), audio, visual, labels, steps=6, seed=seed)
+    predicted = logits.argmax(-1)
+    assert sel_loss(logits, labels).item() < LN_29 - 1.5
+    assert predicted.unique().numel() >= 4  # not one class (the background) everywhere
+    assert (predicted == labels).float().mean() > 0.6  # the background share is 0.6
+
+
+def test_paper_size_features_keep_their_scale_through_the_blocks():
+    """The cause, measured at initialisation: every layer's output keeps a standard deviation of
+    order 1 (PyTorch's default init: 0.007 after the last block), and the first block's weights
+    get gradients far above Adam's epsilon (default init: ~1e-10)."""
+    audio, visual, labels = prototype_batch(4, 0)
+    torch.manual_seed(0)
+    model = build(paper_size("swish"))
+    model.audio_norm.set_stats(audio)
+    model.visual_norm.set_stats(visual)
+    scales = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: scales.append(min(x.std().item() for x in out)))
+    logits = model(graph.batch_graph(4), audio, visual)
+    sel_loss(logits, labels).backward()
+    assert len(scales) == 4 and min(scales) > 0.3
+    first_rgct = next(module for module in model.modules() if isinstance(module, RGCT))
+    assert first_rgct.fc1.weight.grad.abs().mean().item() > 1e-6
