@@ -72,7 +72,9 @@ class Config:
     def from_dict(d: dict) -> "Config":
         train = dict(d["train"])
         train["lr_floors"] = tuple(tuple(x) for x in train["lr_floors"])
-        return Config(preset=d["preset"], model=ModelConfig(**d["model"]), train=TrainConfig(**train))
+        # Configs written before the `init` field were initialised by PyTorch's defaults.
+        model = {"init": "torch", **d["model"]}
+        return Config(preset=d["preset"], model=ModelConfig(**model), train=TrainConfig(**train))
 
 
 def _paper() -> Config:
