@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,12 @@ from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_
 from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
+from avel_dgl.progress import bar
 
 REPORT_FILE = "report.html"
+# Every file a report folder may hold: what --overwrite may delete.
+REPORT_FILES = (REPORT_FILE, "curves.png", "per_class.png", *(f"confusion_{s}.png" for s in LABEL_SETS),
+                "timelines.png")
 LOSS_COLUMNS = ("train_loss", "val_loss")
 ACC_COLUMNS = ("train_acc", "val_acc")
 # Accuracy agreement between results.json and the report's own predictions (float32 round-off).
@@ -295,17 +300,34 @@ def summary_section(config: dict, results: dict | None, metrics: pd.DataFrame) -
     return section
 
 
-def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                 per_kind: int = 2) -> tuple[Path, list[str]]:
-    """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report). Returns the HTML
-    path and the notes of sections that are missing or suspicious."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_FILE).is_file():
-        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """The report folder: new or empty, or (with `overwrite`) an earlier report holding only the
+    files a report writes, since replacing it deletes them."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AvelError(f"--out: {out_dir} is a file; expected a folder for the report")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / REPORT_FILE).is_file():
+        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
+    if not overwrite:
+        raise AvelError(f"--out: {out_dir} holds an earlier report; replace it with --overwrite, or choose "
+                        f"another folder")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES)
+    if foreign:
+        raise AvelError(f"--out: {out_dir} holds {foreign[0]}, which a report does not write; move it away "
+                        f"(--overwrite replaces only a report's files) or choose another folder")
+
+
+def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                 per_kind: int = 2, overwrite: bool = False) -> tuple[Path, list[str]]:
+    """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report; an earlier report
+    there is replaced only with `overwrite`). Returns the HTML path and the notes of sections that
+    are missing or suspicious. A progress bar counts the steps (avel_dgl.progress)."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    check_out_dir(out_dir, overwrite)
     config, metrics, results = read_run(run_dir)
+    steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
 
@@ -317,6 +339,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     if not any(c in metrics.columns for c in LOSS_COLUMNS + ACC_COLUMNS):
         curves.notes.append(f"metrics.csv has none of the columns {', '.join(LOSS_COLUMNS + ACC_COLUMNS)}.")
     sections.append(curves)
+    steps.update()
 
     # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
     # accuracy when the run did not write its tables).
@@ -330,6 +353,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
         why_not = f"data folder {data} not found: pass --data DIR"
     else:
         preds = test_predictions(run_dir / "best.pt", Path(data))
+    steps.update()
 
     per_class = Section("Test accuracy per class")
     tables = {}
@@ -350,6 +374,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     else:
         per_class.notes.append(f"no per_class_<set>.csv in the run and no predictions ({why_not}).")
     sections.append(per_class)
+    steps.update()
 
     confusion = Section("Confusion matrices (test segments)")
     timelines = Section("Timelines of test videos: true vs predicted events (O-AVE labels)")
@@ -375,13 +400,15 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     sections += [confusion, timelines]
 
     _write_atomic(out_dir, run_dir, sections)
+    steps.update()
+    steps.close()
     return out_dir / REPORT_FILE, [n for s in sections for n in s.notes]
 
 
 def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:
-    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir`."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir` (already
+    checked by `check_out_dir`: an earlier report at most)."""
+    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     try:
         tmp.mkdir(parents=True)
     except OSError as e:
@@ -391,8 +418,17 @@ def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None
             for name, data in s.images:
                 (tmp / name).write_bytes(data)
         (tmp / REPORT_FILE).write_text(render_html(run_dir, sections), encoding="utf-8")
+        previous = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.previous")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+            out_dir.rename(previous)
+        try:
+            tmp.rename(out_dir)
+        except OSError:
+            if previous.exists():
+                previous.rename(out_dir)  # the earlier report stays as it was
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+    except OSError as e:
+        raise AvelError(f"--out: cannot write {out_dir} ({e.strerror or e})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -86,7 +86,7 @@ def test_background_only_video_has_no_events():
 
 def test_predict_json_schema_and_consistency(run_dir, ave_dir, tmp_path):
     out = tmp_path / "pred.json"
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "test",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "test",
                  "--out", out, "--batch-size", 5)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
@@ -117,10 +117,10 @@ def test_predict_streaming_in_chunks_equals_whole_split(run_dir, ave_dir):
 
 def test_predict_csv_writes_events_and_segment_tables(run_dir, ave_dir, tmp_path):
     rows = [7, 3, 11]
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "7,3,11",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "7,3,11",
                  "--out", tmp_path / "p.json")
     assert result.exit_code == 0, result.output
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "7,3,11",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "7,3,11",
                  "--out", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "p.json").read_text())
@@ -179,10 +179,10 @@ def test_predict_rejects_bad_input_without_writing(run_dir, ave_dir, tmp_path):
     good_visual = write_features(tmp_path / "v3.h5", np.zeros((3, 10, 512)))
     check_user_error(cli("predict", "--checkpoint", ckpt, "--audio", nan_file, "--visual", good_visual,
                          "--out", out, "--batch-size", 2), str(nan_file), "NaN at row 2, segment 4")
-    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "1,500", "--out", out),
-                     "--split", "[0, 120)", "500")
-    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "tset", "--out", out),
-                     "--split", "tset")
+    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--subset", "1,500", "--out", out),
+                     "--subset", "[0, 120)", "500")
+    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--subset", "tset", "--out", out),
+                     "--subset", "tset")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--out", tmp_path / "p.txt"),
                      "--out", ".json or .csv")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--out", out), "--data")
@@ -248,7 +248,7 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     assert any("pass --data" in n for n in notes)
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
-    path, notes = build_report(copy, data_dir=ave_dir)
+    path, notes = build_report(copy, data_dir=ave_dir, overwrite=True)  # replaces the first report
     assert (path.parent / "timelines.png").is_file()
     assert len(notes) == 1 and "O-AVE" in notes[0] and "results.json records 0.0100" in notes[0]
     (copy / "metrics.csv").unlink()

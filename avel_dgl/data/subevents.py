@@ -181,9 +181,11 @@ def build_database(data: SplitData) -> Database:
 
 
 def default_path(data_dir: str | Path) -> Path:
-    from avel_dgl.data.cache import CACHE_DIR
+    """Beside the pooled visual cache (data/cache.py: `<data>/.avel_cache/`, or the user cache
+    folder for a read-only data folder)."""
+    from avel_dgl.data.cache import cache_file
 
-    return Path(data_dir) / CACHE_DIR / DEFAULT_FILE
+    return cache_file(data_dir, DEFAULT_FILE, data_dir)
 
 
 def save_database(db: Database, path: str | Path) -> None:
