@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -66,8 +67,11 @@ def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind:
     if not folder.is_dir():
         found = "a file" if folder.exists() else "no such folder"
         raise AvelError(f"{option}: expected {kind} in an existing folder, found {found} at {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise AvelError(f"{option}: cannot write in {folder} (permission denied)")
+    try:  # a real probe: permissions, read-only mounts and root all answer the same way
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise AvelError(f"{option}: cannot write in {folder} ({e.strerror or e})") from None
     if path.exists() and not overwrite:
         raise AvelError(f"{option}: {path} exists; replace it with --overwrite, or choose another name")
     return path
@@ -96,6 +100,26 @@ def publish(pairs: list[tuple[Path, Path]]) -> None:
                         f"no output was changed") from None
     for backup, _ in backups:
         backup.unlink()
+
+
+def write_texts(texts: dict[Path, str]) -> None:
+    """Write several text files all or none (each to a temporary name, then `publish`); an error
+    names the file it concerns."""
+    tmps = {path: path.with_name(f".{path.name}.new") for path in texts}
+    try:
+        for path, text in texts.items():
+            try:
+                with open(tmps[path], "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise AvelError(f"{path}: cannot write ({e.strerror or e}); no output was changed") from None
+        publish([(tmp, path) for path, tmp in tmps.items()])
+    finally:
+        for tmp in tmps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -246,10 +246,12 @@ def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str 
     tmps = [t.with_name(t.name + ".tmp") for t in targets]
     try:
         with ExitStack() as stack:
-            try:
-                handles = [stack.enter_context(open(t, "w", newline="")) for t in tmps]
-            except OSError as e:
-                raise AvelError(f"{e.filename}: cannot write ({e.strerror or e})") from None
+            handles = []
+            for tmp, target in zip(tmps, targets):
+                try:
+                    handles.append(stack.enter_context(open(tmp, "w", newline="")))
+                except OSError as e:
+                    raise AvelError(f"{target}: cannot write ({e.strerror or e}); no output was changed") from None
             if targets[0].suffix == ".json":
                 header = {**header, "segment_seconds": SEGMENT_SECONDS, "background": BACKGROUND,
                           "classes": list(CLASS_NAMES)}

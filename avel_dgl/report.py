@@ -325,8 +325,8 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     are missing or suspicious. A progress bar counts the steps (avel_dgl.progress)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
-    check_out_dir(out_dir, overwrite)
     config, metrics, results = read_run(run_dir)
+    check_out_dir(out_dir, overwrite)
     steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]

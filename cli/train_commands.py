@@ -211,9 +211,9 @@ def _label_set(ctx, param, value: str) -> str:
 @cache_dir_option
 def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet):
     """Global segment accuracy over the test split, and a per-class table."""
-    from avel_dgl.checkpoint import check_output, publish, write_text_atomic
+    from avel_dgl.checkpoint import check_output, write_texts
     from avel_dgl.distributed import resolve_device
-    from avel_dgl.train import evaluate_checkpoint, set_threads, write_per_class
+    from avel_dgl.train import evaluate_checkpoint, set_threads
 
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
@@ -225,15 +225,7 @@ def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, qui
     table = result["per_class"]
     summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}
-    # Both files or neither: each is written beside its target, then the two are renamed together.
-    tmps = [t.with_name(f".{t.name}.new") for t in targets]
-    try:
-        write_text_atomic(tmps[0], json.dumps(summary, indent=2))
-        write_per_class(tmps[1], table)
-        publish(list(zip(tmps, targets)))
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+    write_texts({targets[0]: json.dumps(summary, indent=2), targets[1]: table.to_csv(index=False)})
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     click.echo(f"test accuracy ({label_set}): {result['acc']:.4f} over {summary['segments']} segments "
                f"of {result['videos']} videos")
