@@ -81,6 +81,9 @@ def publish(pairs: list[tuple[Path, Path]]) -> None:
     """Rename finished temporary files over their targets, all or none: the outputs of one
     command appear together. A failed rename puts back every target as it was and raises an
     AvelError naming it (the temporary files are the caller's to remove)."""
+    for _, target in pairs:  # a folder is never moved aside (nor deleted with the backups)
+        if target.is_dir():
+            raise AvelError(f"{target}: is a folder, expected a file; no output was changed")
     moved, backups = [], []
     try:
         for tmp, target in pairs:
