@@ -527,6 +527,22 @@ CASES += [
          lambda e: f"{e.data}/{LABELS_FILE}: key 'avadataset': 1 row(s) set more than one class (rows "
                    f"{e.multi_row}); such segments take the lowest set class index",
          code=0, writes=True, prefix="avel-dgl: warning: "),
+    # a folder where a file is expected, a file where a folder is, says so
+    Case("predict-audio-is-a-folder",
+         lambda e: ["predict", "--checkpoint", e.tiny_run, "--audio", e.out, "--visual", e.out, "--out", e.out / "p.json"],
+         lambda e: f"{e.out}: is a folder, expected an HDF5 file with key 'avadataset' of shape (N, 10, 128)"),
+    Case("data-is-a-file", lambda e: ["evaluate", "--checkpoint", e.tiny_run, "--data", e.ave_dir / AUDIO_FILE,
+                                      "--out", e.out / "eval"],
+         lambda e: f"{e.ave_dir / AUDIO_FILE}: is a file, expected a data folder holding {AUDIO_FILE}"),
+    Case("check-data-on-a-file", lambda e: ["check-data", e.ave_dir / AUDIO_FILE],
+         lambda e: f"{e.ave_dir / AUDIO_FILE}: expected a data folder, found a file"),
+    Case("subevents-is-a-folder", lambda e: new_run(e, "--replicate", "--subevents", e.out),
+         lambda e: f"{e.out}: is a folder, expected a sub-event database file (from `avel-dgl build-subevents`)",
+         nothing_written),
+    Case("annotations-is-a-folder",
+         lambda e: make_synthetic_args(e.out / "syn", "--annotations", e.out),
+         lambda e: f"--annotations {e.out}: is a folder, expected a text file of lines "
+                   f"Category&VideoID&Quality&StartTime&EndTime"),
     # click's own usage errors in the one format
     Case("unknown-option-of-a-command", lambda e: ["train", "--nope"],
          lambda e: "No such option '--nope'. (Did you mean one of: '--norm', '--nproc'?) (see avel-dgl train --help)"),

@@ -208,6 +208,8 @@ def save_database(db: Database, path: str | Path) -> None:
 
 def load_database(path: str | Path) -> Database:
     path = Path(path)
+    if path.is_dir():
+        raise AvelError(f"{path}: is a folder, expected a sub-event database file (from `avel-dgl build-subevents`)")
     if not path.is_file():
         raise AvelError(f"{path}: sub-event database not found (build it with `avel-dgl build-subevents`)")
     try:
