@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from colorsys import hls_to_rgb
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +49,26 @@ ACC_COLUMNS = ("train_acc", "val_acc")
 ACC_TOLERANCE = 1e-6
 TIMELINE_CHARS_PER_SECOND = 11  # label characters that fit in one second of a timeline at 8 pt
 
-# 28 event colours, then background light grey. Hues step by the golden ratio around the wheel at
-# three lightnesses, so no two classes share a hue family and shade (tab20 + tab20b gave two
-# dark red-browns to Frying (food) and Toilet flush); correctness is marked apart from colour anyway.
-CLASS_COLOURS = [hls_to_rgb((i * 0.618034) % 1, (0.38, 0.58, 0.76)[i % 3], 0.7) for i in range(N_EVENTS)] \
-    + ["#dddddd"]
+BACKGROUND_COLOUR = "#dddddd"
+
+
+def distinct_colours(n: int, avoid: list[str]) -> list[tuple[float, float, float]]:
+    """n colours as far apart as a greedy farthest-point choice gets them (RGB distance), from a
+    grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
+    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns."""
+    grid = np.array([hls_to_rgb(h / 36, light, sat) for h in range(36) for light in (0.3, 0.45, 0.6, 0.75)
+                     for sat in (0.55, 0.85)])
+    nearest = np.min([np.linalg.norm(grid - to_rgb(c), axis=1) for c in avoid], axis=0)
+    chosen = []
+    for _ in range(n):
+        k = int(np.argmax(nearest))
+        chosen.append(tuple(float(v) for v in grid[k]))
+        nearest = np.minimum(nearest, np.linalg.norm(grid - grid[k], axis=1))
+    return chosen
+
+
+# 28 event colours far from each other, from the background grey and from black and white text.
+CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black"]) + [BACKGROUND_COLOUR]
 RIGHT, WRONG = "#2e9e44", "#d7191c"  # the timelines' right/wrong segment marks
 assert len(CLASS_COLOURS) == N_CLASSES
 
@@ -241,9 +257,9 @@ def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figur
                 x, w = first * SEGMENT_SECONDS, (stop - first) * SEGMENT_SECONDS
                 ax.broken_barh([(x, w)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[c], edgecolor="black",
                                linewidth=0.5)
-                text = short_name(c) + (f" {probs[first:stop, c].mean():.2f}" if lane == 1 else "")
-                fits = int(w * TIMELINE_CHARS_PER_SECOND)  # shorten names that overflow their bar
-                text = text if len(text) <= fits else text[:max(fits - 1, 1)] + "…"
+                name, confidence = short_name(c), (f" {probs[first:stop, c].mean():.2f}" if lane == 1 else "")
+                fits = int(w * TIMELINE_CHARS_PER_SECOND) - len(confidence)  # shorten the name, keep the number
+                text = (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + confidence
                 ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=8, clip_on=True,
                         color=text_colour(CLASS_COLOURS[c]))
         right = pred == labels
@@ -329,6 +345,14 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     files a report writes, since replacing it deletes them."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AvelError(f"--out: {out_dir} is a file; expected a folder for the report")
+    place = out_dir.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:  # where the report will be created: refuse now, not after the predictions
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as e:
+        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror or e})") from None
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     if not (out_dir / REPORT_FILE).is_file():

@@ -500,6 +500,8 @@ CASES += [
     Case("report-overwrite-with-a-users-file", lambda e: ["report", a_report(e, "notes.txt"), "--overwrite"],
          lambda e: f"--out: {e.run}/report holds notes.txt, which a report does not write; move it away "
                    f"(--overwrite replaces only a report's files) or choose another folder"),
+    Case("report-out-unwritable", lambda e: ["report", e.copy_run(), "--out", UNWRITABLE / "report"],
+         lambda e: f"--out: cannot create {UNWRITABLE}/report (Permission denied)"),
     Case("build-subevents-out-exists",
          lambda e: ["build-subevents", "--data", e.data, "--out", existing(e.out / "db.h5")],
          lambda e: f"--out: {e.out}/db.h5 exists; replace it with --overwrite, or choose another name"),
