@@ -531,7 +531,8 @@ CASES += [
          code=0, writes=True, prefix="avel-dgl: warning: "),
     # a folder where a file is expected, a file where a folder is, says so
     Case("predict-audio-is-a-folder",
-         lambda e: ["predict", "--checkpoint", e.tiny_run, "--audio", e.out, "--visual", e.out, "--out", e.out / "p.json"],
+         lambda e: ["predict", "--checkpoint", e.tiny_run, "--audio", e.out, "--visual", e.out,
+                    "--out", e.out / "p.json"],
          lambda e: f"{e.out}: is a folder, expected an HDF5 file with key 'avadataset' of shape (N, 10, 128)"),
     Case("data-is-a-file", lambda e: ["evaluate", "--checkpoint", e.tiny_run, "--data", e.ave_dir / AUDIO_FILE,
                                       "--out", e.out / "eval"],

@@ -12,13 +12,14 @@ row and segment, and leaves no cache behind.
 
 Where (`cache_folder`, shared with the sub-event database of data/subevents.py): a cache
 directory given as an argument, else the AVEL_CACHE_DIR environment variable (which the CLI's
---cache-dir sets, so that processes it launches inherit it); without one, `<data_dir>/.avel_cache/` when the data folder
-is writable, and the user cache folder ($XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl) when it
-is not (a shared read-only dataset mount is the normal case; said once per data folder, as a
-CacheLocationWarning). In a cache directory other than `.avel_cache` the names carry a hash of
-the source path, `pooled_<stem>_<hash>.h5`, so several data folders can share it. A cache is
-written under a temporary name, fsynced and renamed, so an interrupted or failed build never
-leaves a partial cache.
+--cache-dir sets, so that processes it launches inherit it); without one,
+`<data_dir>/.avel_cache/` when the data folder is writable, and the user cache folder
+($XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl) when it is not (a shared read-only dataset
+mount is the normal case; said once per data folder, as a CacheLocationWarning). In a cache
+directory other than `.avel_cache` the names carry a hash of the source path,
+`pooled_<stem>_<hash>.h5`, so several data folders can share it. A cache is written under a
+temporary name, fsynced and renamed, so an interrupted or failed build never leaves a partial
+cache.
 
 Freshness: the cache records the source's size, modification time, shape, dtype and a content
 probe (a hash of segment 0 of 8 rows spread over the file, ~1.6 MB read). Any difference, or an
