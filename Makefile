@@ -19,11 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(AVEL) make-synthetic --out $(DEMO_DATA) --videos 600 --seed 0
+	$(AVEL) make-synthetic --out $(DEMO_DATA) --videos 600 --seed 0 --overwrite
 	$(AVEL) check-data $(DEMO_DATA)
 	$(AVEL) train --task sel --preset small --data $(DEMO_DATA) --out $(DEMO_RUN) --overwrite
-	$(AVEL) evaluate --split o-ave --checkpoint $(DEMO_RUN)/best.pt --data $(DEMO_DATA)
-	$(AVEL) evaluate --split c-ave --checkpoint $(DEMO_RUN)/best.pt --data $(DEMO_DATA)
+	$(AVEL) evaluate --split o-ave --checkpoint $(DEMO_RUN)/best.pt --data $(DEMO_DATA) --overwrite
+	$(AVEL) evaluate --split c-ave --checkpoint $(DEMO_RUN)/best.pt --data $(DEMO_DATA) --overwrite
 
 test: venv
 	$(PY) -m pytest -q

@@ -224,6 +224,7 @@ def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], co
             echo: Callable[[str], None] = print) -> None:
     """Say what the grid would train, with each variant's layers and size; train and write nothing."""
     columns = _trainable(columns, echo)
+    check_data(data_dir, columns)  # a plan for data that cannot train would mislead
     check_grid_folder(out_dir, data_dir, base, write=False)
     cells = plan(base, out_dir, variants, columns, seeds)
     echo(f"{'variant':20} {'layers':24} {'params':>11}  runs done/planned")

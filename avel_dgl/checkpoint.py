@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -55,6 +56,75 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         os.close(fd)
 
 
+def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind: str = "a file") -> Path:
+    """An output file about to be written: its folder exists and is writable, it is not a folder,
+    and an existing file is replaced only with `overwrite` (one rule for every command). `kind`
+    says what the option expects, for the messages."""
+    path = Path(path)
+    if path.is_dir():
+        raise AvelError(f"{option}: {path} is a folder, expected {kind}")
+    folder = path.parent
+    if not folder.is_dir():
+        found = "a file" if folder.exists() else "no such folder"
+        raise AvelError(f"{option}: expected {kind} in an existing folder, found {found} at {folder}")
+    try:  # a real probe: permissions, read-only mounts and root all answer the same way
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise AvelError(f"{option}: cannot write in {folder} ({e.strerror or e})") from None
+    if path.exists() and not overwrite:
+        raise AvelError(f"{option}: {path} exists; replace it with --overwrite, or choose another name")
+    return path
+
+
+def publish(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename finished temporary files over their targets, all or none: the outputs of one
+    command appear together. A failed rename puts back every target as it was and raises an
+    AvelError naming it (the temporary files are the caller's to remove)."""
+    for _, target in pairs:  # a folder is never moved aside (nor deleted with the backups)
+        if target.is_dir():
+            raise AvelError(f"{target}: is a folder, expected a file; no output was changed")
+    moved, backups = [], []
+    try:
+        for tmp, target in pairs:
+            if target.exists():
+                backup = target.with_name(f".{target.name}.previous")
+                os.replace(target, backup)
+                backups.append((backup, target))
+            os.replace(tmp, target)
+            moved.append(target)
+    except OSError as e:
+        for target in moved:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        for backup, target in backups:
+            os.replace(backup, target)
+        raise AvelError(f"{e.filename2 or e.filename}: cannot write ({e.strerror or e}); "
+                        f"no output was changed") from None
+    for backup, _ in backups:
+        backup.unlink()
+
+
+def write_texts(texts: dict[Path, str]) -> None:
+    """Write several text files all or none (each to a temporary name, then `publish`); an error
+    names the file it concerns."""
+    tmps = {path: path.with_name(f".{path.name}.new") for path in texts}
+    try:
+        for path, text in texts.items():
+            try:
+                with open(tmps[path], "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise AvelError(f"{path}: cannot write ({e.strerror or e}); no output was changed") from None
+        publish([(tmp, path) for path, tmp in tmps.items()])
+    finally:
+        for tmp in tmps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
@@ -66,6 +136,17 @@ def save_atomic(obj: dict, path: str | Path) -> None:
 def save_checkpoint(path: Path, model: torch.nn.Module, config: Config, **meta) -> None:
     save_atomic({"version": __version__, "config": config.to_dict(), "classes": N_CLASSES,
                  "model": model.state_dict(), **meta}, path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """--checkpoint: a checkpoint file, or a run folder, which stands for its best.pt."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt"
+        raise AvelError(f"--checkpoint: {path} is a folder without best.pt, expected a checkpoint file "
+                        f"(best.pt, last.pt) or a run folder")
+    return path
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display backend
 
 from avel_dgl import graph
-from avel_dgl.checkpoint import load_model
+from avel_dgl.checkpoint import check_output, load_model
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE,
                                VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)
 from avel_dgl.data.cache import pool_maps, read_visual_maps
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import DPNet, perspective_layers
 from avel_dgl.nn.rgct import RGCT
+from avel_dgl.progress import bar
 
 DISPLAY_SIZE = 112  # 7x7 maps are upsampled bilinearly to this many pixels for display
 DEFAULT_SEGMENTS = 4  # panels rows when --segments is not given
@@ -107,18 +108,21 @@ def plot_fam(fams: torch.Tensor, segments: list[int], row_labels: list[str], tit
     return fig
 
 
-def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out) -> list[int]:
-    """Write the FAM figure of video `row` of a data folder to `out` (PNG). Row labels give each
-    segment's predicted class (and its label, when the folder has labels). Returns the segments."""
+def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, overwrite: bool = False) -> list[int]:
+    """Write the FAM figure of video `row` of a data folder to `out` (PNG; an existing file only
+    with `overwrite`). Row labels give each segment's predicted class (and its label, when the
+    folder has labels). Returns the segments."""
     data_dir, out = Path(data_dir), Path(out)
-    if out.suffix.lower() != ".png":
-        raise AvelError(f"--out: expected a file name ending in .png, found '{out.name}'")
-    if not out.parent.is_dir():
-        raise AvelError(f"--out: folder {out.parent} does not exist")
+    kind = "a file name ending in .png"
+    if out.suffix.lower() != ".png" and not out.is_dir():
+        raise AvelError(f"--out: expected {kind}, found '{out.name}'")
+    check_output(out, overwrite, kind=kind)
     bad = [t for t in segments or [] if not 0 <= t < N_SEGMENTS]
     if bad:
         raise AvelError(f"--segments: expected segment indices in 0..{N_SEGMENTS - 1}, found {bad[0]}")
+    steps = bar(total=3, desc="fam", unit="step")
     model, config, _ = load_model(checkpoint)
+    steps.update()
     first_rgct(model)  # fail before reading features if the network has no such layer
     n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE])
     if not 0 <= row < n:
@@ -137,6 +141,7 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out) 
     if labels_path.is_file():
         with open_dataset(labels_path) as lab:
             truth = onehot_to_index(read_rows(lab, rows, str(labels_path)), str(labels_path), rows=rows)[0]
+    steps.update()
     segments = sorted(set(segments)) if segments else default_segments(pred)
     fams = activation_maps(model, torch.from_numpy(maps[0, segments]))
     labels = []
@@ -152,6 +157,9 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out) 
     try:
         fig.savefig(tmp, dpi=100)
         tmp.replace(out)
+    except OSError as e:
+        raise AvelError(f"{out}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
+    steps.close()
     return segments

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,14 @@ import numpy as np
 import torch
 
 from avel_dgl import engine
+from avel_dgl.checkpoint import check_output as check_file
+from avel_dgl.checkpoint import publish
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, N_CLASSES, N_SEGMENTS, SPECS,
                                SPLITS, VISUAL_DIM, VISUAL_FILE, ArraySpec, check_finite, check_orders,
                                check_row_counts, inspect_array, open_dataset, read_rows)
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
 from avel_dgl.errors import AvelError
+from avel_dgl.progress import bar
 
 SEGMENT_SECONDS = 1.0
 PROB_DECIMALS = 6  # probabilities in the outputs are rounded to this many decimals
@@ -84,15 +86,20 @@ class VideoSource:
 
 
 def parse_selection(text: str) -> str | np.ndarray:
-    """--split: a split name, 'all', or comma-separated row indices."""
+    """--subset: a split name, 'all', or comma-separated row indices, each once (a repeated row
+    is refused rather than silently predicted twice or dropped)."""
     text = text.strip()
     if text in SPLITS or text == "all":
         return text
     try:
         rows = np.array([int(x) for x in text.split(",")], dtype=np.int64)
     except ValueError:
-        raise AvelError(f"--split: expected one of {', '.join(SPLITS)}, all, or comma-separated row indices "
+        raise AvelError(f"--subset: expected one of {', '.join(SPLITS)}, all, or comma-separated row indices "
                         f"(e.g. 3,17,42), found '{text}'") from None
+    values, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        row = int(values[np.argmax(counts > 1)])
+        raise AvelError(f"--subset: expected each row once, found row {row} {int(counts.max())} times in '{text}'")
     return rows
 
 
@@ -120,7 +127,7 @@ def data_folder_source(data_dir: str | Path, selection: str | np.ndarray) -> Vid
         rows = np.asarray(selection, dtype=np.int64)
         outside = (rows < 0) | (rows >= n)
         if outside.any():
-            raise AvelError(f"--split: expected row indices in [0, {n}) (the videos of {data_dir}), "
+            raise AvelError(f"--subset: expected row indices in [0, {n}) (the videos of {data_dir}), "
                             f"found {int(rows[np.argmax(outside)])}")
     visual, _ = ensure_pooled_cache(data_dir, VISUAL_FILE)
     split = selection if isinstance(selection, str) else "rows"
@@ -169,13 +176,21 @@ def predict_probs(model: torch.nn.Module, source: VideoSource,
 
 # ---- writing ---------------------------------------------------------------------------------
 
-def check_output(out: str | Path) -> Path:
+OUT_KIND = "a file name ending in .json or .csv"
+
+
+def check_output(out: str | Path, overwrite: bool = False) -> list[Path]:
+    """The files an output name stands for (OUT.json; or OUT.csv and OUT_segments.csv), each
+    checked as checkpoint.check_output does: folder writable, not a folder, an existing file
+    replaced only with `overwrite`. Called before any prediction, so a bad --out costs nothing."""
     out = Path(out)
+    if out.is_dir():
+        raise AvelError(f"--out: {out} is a folder, expected {OUT_KIND}")
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise AvelError(f"--out: expected a file name ending in .json or .csv, found '{out.name}'")
-    if not out.parent.is_dir():
-        raise AvelError(f"--out: folder {out.parent} does not exist")
-    return out
+        raise AvelError(f"--out: expected {OUT_KIND}, found '{out.name}'")
+    targets = [out] if out.suffix == ".json" else [out, segments_csv_path(out)]
+    return [check_file(t, overwrite, kind=OUT_KIND if t == out else "a file (the per-segment table)")
+            for t in targets]
 
 
 def segments_csv_path(out: Path) -> Path:
@@ -222,24 +237,28 @@ def _write_csv(chunks, f_events, f_segments) -> tuple[int, int]:
 
 
 def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str | Path,
-                      header: dict) -> tuple[list[Path], int, int]:
+                      header: dict, overwrite: bool = False) -> tuple[list[Path], int, int]:
     """Stream (rows, probs) chunks into OUT.json (one file) or OUT.csv (+ OUT_segments.csv).
-    Each file is written under a temporary name and renamed only when all videos are in, so a
-    failure leaves no partial output. Returns the files written, the video and event counts."""
-    out = check_output(out)
-    targets = [out] if out.suffix == ".json" else [out, segments_csv_path(out)]
+    The files are written under temporary names and renamed together only when all videos are
+    in (checkpoint.publish), so a failure leaves no partial output and the previous files, if
+    any, as they were. Returns the files written, the video and event counts."""
+    targets = check_output(out, overwrite)
     tmps = [t.with_name(t.name + ".tmp") for t in targets]
     try:
         with ExitStack() as stack:
-            handles = [stack.enter_context(open(t, "w", newline="")) for t in tmps]
-            if out.suffix == ".json":
+            handles = []
+            for tmp, target in zip(tmps, targets):
+                try:
+                    handles.append(stack.enter_context(open(tmp, "w", newline="")))
+                except OSError as e:
+                    raise AvelError(f"{target}: cannot write ({e.strerror or e}); no output was changed") from None
+            if targets[0].suffix == ".json":
                 header = {**header, "segment_seconds": SEGMENT_SECONDS, "background": BACKGROUND,
                           "classes": list(CLASS_NAMES)}
                 videos, events = _write_json(chunks, handles[0], header)
             else:
                 videos, events = _write_csv(chunks, *handles)
-        for tmp, target in zip(tmps, targets):
-            os.replace(tmp, target)
+        publish(list(zip(tmps, targets)))
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
@@ -247,9 +266,12 @@ def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str 
 
 
 def predict_to_file(model: torch.nn.Module, source: VideoSource, out: str | Path, batch_size: int = 256,
-                    checkpoint: str | Path | None = None) -> tuple[list[Path], int, int]:
-    """Predict every video of `source` with `model`, write the events and probabilities."""
+                    checkpoint: str | Path | None = None, overwrite: bool = False) -> tuple[list[Path], int, int]:
+    """Predict every video of `source` with `model`, write the events and probabilities (a
+    progress bar over the chunks, see avel_dgl.progress)."""
     if batch_size < 1:
         raise AvelError(f"--batch-size: expected a positive integer, found {batch_size}")
     header = {"checkpoint": None if checkpoint is None else str(checkpoint), "source": source.description}
-    return write_predictions(predict_probs(model, source, batch_size), out, header)
+    chunks = bar(predict_probs(model, source, batch_size), total=-(-len(source.rows) // batch_size),
+                 desc="predicting", unit="chunk")
+    return write_predictions(chunks, out, header, overwrite)

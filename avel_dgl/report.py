@@ -18,7 +18,10 @@ import base64
 import html
 import io
 import json
+import os
 import shutil
+import tempfile
+from colorsys import hls_to_rgb
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,25 +29,47 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_SEGMENTS
+from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_EVENTS, N_SEGMENTS
 from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
+from avel_dgl.progress import bar
 
 REPORT_FILE = "report.html"
+# Every file a report folder may hold: what --overwrite may delete.
+REPORT_FILES = (REPORT_FILE, "curves.png", "per_class.png", *(f"confusion_{s}.png" for s in LABEL_SETS),
+                "timelines.png")
 LOSS_COLUMNS = ("train_loss", "val_loss")
 ACC_COLUMNS = ("train_acc", "val_acc")
 # Accuracy agreement between results.json and the report's own predictions (float32 round-off).
 ACC_TOLERANCE = 1e-6
-TIMELINE_CHARS_PER_SECOND = 14  # label characters that fit in one second of a timeline at 7 pt
+TIMELINE_CHARS_PER_SECOND = 11  # label characters that fit in one second of a timeline at 8 pt
 
-# 28 distinct event colours, none of them grey (background is light grey): tab20 without its
-# grey pair, then every other shade of tab20b.
-CLASS_COLOURS = ([colormaps["tab20"](i) for i in range(20) if i not in (14, 15)]
-                 + [colormaps["tab20b"](i) for i in range(0, 20, 2)] + ["#dddddd"])
+BACKGROUND_COLOUR = "#dddddd"
+
+
+def distinct_colours(n: int, avoid: list[str]) -> list[tuple[float, float, float]]:
+    """n colours as far apart as a greedy farthest-point choice gets them (RGB distance), from a
+    grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
+    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns."""
+    grid = np.array([hls_to_rgb(h / 36, light, sat) for h in range(36) for light in (0.3, 0.45, 0.6, 0.75)
+                     for sat in (0.55, 0.85)])
+    nearest = np.min([np.linalg.norm(grid - to_rgb(c), axis=1) for c in avoid], axis=0)
+    chosen = []
+    for _ in range(n):
+        k = int(np.argmax(nearest))
+        chosen.append(tuple(float(v) for v in grid[k]))
+        nearest = np.minimum(nearest, np.linalg.norm(grid - grid[k], axis=1))
+    return chosen
+
+
+# 28 event colours far from each other, from the background grey and from black and white text.
+CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black"]) + [BACKGROUND_COLOUR]
+RIGHT, WRONG = "#2e9e44", "#d7191c"  # the timelines' right/wrong segment marks
 assert len(CLASS_COLOURS) == N_CLASSES
 
 
@@ -70,7 +95,7 @@ class SplitPredictions:
 @dataclass
 class Section:
     title: str
-    images: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, png bytes)
+    images: list[tuple[str, bytes, str]] = field(default_factory=list)  # (file name, png bytes, caption)
     html: str = ""  # extra HTML under the images (tables)
     notes: list[str] = field(default_factory=list)  # why something is missing or suspicious
 
@@ -135,7 +160,7 @@ def curves_figure(metrics: pd.DataFrame, best_epoch: int | None) -> Figure:
     panels = [(title, [c for c in cols if c in metrics.columns]) for title, cols in
               (("loss", LOSS_COLUMNS), ("segment accuracy", ACC_COLUMNS), ("learning rate", ("lr",)))]
     panels = [(t, cols) for t, cols in panels if cols]
-    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    fig = Figure(figsize=(3.7 * len(panels), 3.9))
     for ax, (title, cols) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
         for col in cols:
             ax.plot(metrics["epoch"], metrics[col], marker="." if len(metrics) < 30 else None,
@@ -146,7 +171,9 @@ def curves_figure(metrics: pd.DataFrame, best_epoch: int | None) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.tick_params(labelsize=9)
+        # Below the axes: inside, a legend covers part of some curve (the lr one falls corner to corner).
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -156,18 +183,18 @@ def per_class_figure(tables: dict[str, pd.DataFrame]) -> Figure:
     classes = sorted(set().union(*(t["class"].tolist() for t in tables.values())))
     y = np.arange(len(classes))
     height = 0.8 / len(tables)
-    fig = Figure(figsize=(8, 0.28 * len(classes) + 1.2))
+    fig = Figure(figsize=(8, 0.42 * len(classes) + 1.3))
     ax = fig.subplots()
     for i, (label_set, table) in enumerate(tables.items()):
         acc = table.set_index("class")["accuracy"].reindex(classes)
         bars = ax.barh(y + (i - (len(tables) - 1) / 2) * height, acc.to_numpy(), height, label=label_set.upper())
-        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.2f}" for a in acc], fontsize=6, padding=2)
-    ax.set_yticks(y, [f"{short_name(c)} ({c})" for c in classes], fontsize=8)
+        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.2f}" for a in acc], fontsize=8, padding=2)
+    ax.set_yticks(y, [f"{short_name(c)} ({c})" for c in classes], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel("test segment accuracy (recall of the class)")
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("test segment accuracy (recall of the class)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(tables), frameon=False)
+    ax.legend(fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(tables), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -176,15 +203,15 @@ def confusion_figure(counts: np.ndarray, title: str) -> Figure:
     """Row-normalised confusion matrix (each true class's segments sum to 1); empty rows blank."""
     totals = counts.sum(1, keepdims=True)
     rates = np.where(totals > 0, counts / np.maximum(totals, 1), np.nan)
-    fig = Figure(figsize=(9.5, 8.5))
+    fig = Figure(figsize=(11, 10.5))
     ax = fig.subplots()
-    im = ax.imshow(rates, cmap=colormaps["Blues"].with_extremes(bad="#eeeeee"), vmin=0, vmax=1)
+    im = ax.imshow(rates, cmap=colormaps["Blues"].with_extremes(bad="#e4e4e4"), vmin=0, vmax=1)
     names = [f"{short_name(c)} ({c})" for c in range(N_CLASSES)]
-    ax.set_xticks(range(N_CLASSES), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(N_CLASSES), [f"{n}  [{int(t)}]" for n, t in zip(names, totals[:, 0])], fontsize=7)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class  [test segments; grey rows: none]")
-    ax.set_title(title, fontsize=10)
+    ax.set_xticks(range(N_CLASSES), names, rotation=90, fontsize=9)
+    ax.set_yticks(range(N_CLASSES), [f"{n}: {int(t)}" for n, t in zip(names, totals[:, 0])], fontsize=9)
+    ax.set_xlabel("predicted class", fontsize=10)
+    ax.set_ylabel("true class: its number of test segments (grey row: none in the test split)", fontsize=10)
+    ax.set_title(title, fontsize=11)
     fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of the true class's segments")
     fig.tight_layout()
     return fig
@@ -207,34 +234,51 @@ def sample_videos(p: SplitPredictions, per_kind: int) -> list[tuple[str, int]]:
     return picks
 
 
+def text_colour(colour) -> str:
+    """Black or white, whichever reads better on `colour` (relative luminance, as WCAG defines it)."""
+    channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    luminance = 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+    return "black" if luminance > 0.179 else "white"
+
+
 def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figure:
-    """For each picked video, a 'true' and a 'predicted' lane of event intervals over 0-10 s;
-    segments where prediction and label differ are marked with a red x."""
-    fig = Figure(figsize=(10, 1.35 * len(picks) + 0.4))
+    """For each picked video, a 'true' and a 'predicted' lane of event intervals over 0-10 s in
+    class colours, and under them a strip marking each segment right (green) or wrong (red).
+    The foot of each wrong segment of the predicted lane is hatched red too, so an error shows
+    even where two class colours look alike."""
+    fig = Figure(figsize=(11, 1.75 * len(picks) + 0.5))
     axes = np.atleast_1d(fig.subplots(len(picks), 1))
     end = N_SEGMENTS * SEGMENT_SECONDS
     for ax, (kind, i) in zip(axes, picks):
         pred, labels, probs = p.pred[i], p.labels[i], p.probs[i]
-        for lane, classes in ((1, labels), (0, pred)):
+        for lane, classes in ((2, labels), (1, pred)):
             ax.broken_barh([(0, end)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[BACKGROUND])
             for c, first, stop in segment_runs(classes):
                 x, w = first * SEGMENT_SECONDS, (stop - first) * SEGMENT_SECONDS
                 ax.broken_barh([(x, w)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[c], edgecolor="black",
                                linewidth=0.5)
-                text = short_name(c) + (f" {probs[first:stop, c].mean():.2f}" if lane == 0 else "")
-                fits = int(w * TIMELINE_CHARS_PER_SECOND)  # shorten names that overflow their bar
-                text = text if len(text) <= fits else text[:max(fits - 1, 1)] + "…"
-                ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=7, clip_on=True)
-        wrong = np.flatnonzero(pred != labels)
-        ax.plot((wrong + 0.5) * SEGMENT_SECONDS, np.full(len(wrong), -0.62), "x", color="red", markersize=5)
+                name, confidence = short_name(c), (f" {probs[first:stop, c].mean():.2f}" if lane == 1 else "")
+                fits = int(w * TIMELINE_CHARS_PER_SECOND) - len(confidence)  # shorten the name, keep the number
+                text = (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + confidence
+                ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=8, clip_on=True,
+                        color=text_colour(CLASS_COLOURS[c]))
+        right = pred == labels
+        for t in range(N_SEGMENTS):
+            x = t * SEGMENT_SECONDS
+            ax.broken_barh([(x, SEGMENT_SECONDS)], (0.2, 0.3), facecolors=RIGHT if right[t] else WRONG,
+                           edgecolor="white", linewidth=1)
+            if not right[t]:  # the lower part only: the label in the middle stays readable
+                ax.broken_barh([(x, SEGMENT_SECONDS)], (0.6, 0.22), facecolors="white", edgecolor=WRONG,
+                               hatch="////", linewidth=1)
         ax.set_xlim(0, end)
-        ax.set_ylim(-0.8, 1.5)
+        ax.set_ylim(0.1, 2.5)
         ax.set_xticks(np.arange(N_SEGMENTS + 1) * SEGMENT_SECONDS)
-        ax.set_yticks([0, 1], ["predicted", "true"], fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
-        ax.set_title(f"{kind}: test video row {p.rows[i]}, {int((pred == labels).sum())}/{N_SEGMENTS} segments "
-                     f"correct", fontsize=8, loc="left")
-    axes[-1].set_xlabel("seconds (grey: background; red x: wrong segment; number: mean confidence)")
+        ax.set_yticks([0.35, 1, 2], ["right?", "predicted", "true"], fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.set_title(f"{kind}: test video row {p.rows[i]}, {int(right.sum())}/{N_SEGMENTS} segments correct",
+                     fontsize=10, loc="left")
+    axes[-1].set_xlabel("seconds (grey: background; number: mean confidence of the predicted class; "
+                        "green/red: segment right/wrong)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -255,10 +299,10 @@ def render_html(run_dir: Path, sections: list[Section]) -> str:
     for s in sections:
         body.append(f"<section><h2>{html.escape(s.title)}</h2>")
         body += [f"<p class='note'>{html.escape(n)}</p>" for n in s.notes]
-        for name, data in s.images:
+        for name, data, caption in s.images:
             uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-            body.append(f"<figure><img src='{uri}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}"
-                        f"</figcaption></figure>")
+            body.append(f"<figure><img src='{uri}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)} "
+                        f"<span class='file'>({html.escape(name)})</span></figcaption></figure>")
         body.append(s.html + "</section>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -268,9 +312,10 @@ body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
 table {{ border-collapse: collapse; font-size: .9em; margin: .5em 0; }}
 th, td {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; }}
-th {{ background: #f4f4f4; }} td.num, .num td {{ text-align: right; }}
-img {{ max-width: 100%; height: auto; }} figure {{ margin: 1em 0; }}
-figcaption {{ font-size: .8em; color: #666; }}
+th {{ background: #f4f4f4; }} .num td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.num td:nth-child(2), .num th {{ text-align: left; }}
+img {{ max-width: 100%; height: auto; display: block; }} figure {{ margin: 1em 0; }}
+figcaption {{ font-size: .9em; color: #333; margin-top: .3em; }} figcaption .file {{ color: #777; }}
 .note {{ background: #fff6d6; border-left: 4px solid #e0b000; padding: .4em .8em; }}
 </style></head><body>
 <h1>avel-dgl run report: {html.escape(str(run_dir))}</h1>
@@ -295,21 +340,48 @@ def summary_section(config: dict, results: dict | None, metrics: pd.DataFrame) -
     return section
 
 
-def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                 per_kind: int = 2) -> tuple[Path, list[str]]:
-    """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report). Returns the HTML
-    path and the notes of sections that are missing or suspicious."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_FILE).is_file():
-        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """The report folder: new or empty, or (with `overwrite`) an earlier report holding only the
+    files a report writes, since replacing it deletes them."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AvelError(f"--out: {out_dir} is a file; expected a folder for the report")
+    place = out_dir.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:  # where the report will be created: refuse now, not after the predictions
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as e:
+        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror or e})") from None
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / REPORT_FILE).is_file():
+        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
+    if not overwrite:
+        raise AvelError(f"--out: {out_dir} holds an earlier report; replace it with --overwrite, or choose "
+                        f"another folder")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES)
+    if foreign:
+        raise AvelError(f"--out: {out_dir} holds {foreign[0]}, which a report does not write; move it away "
+                        f"(--overwrite replaces only a report's files) or choose another folder")
+
+
+def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                 per_kind: int = 2, overwrite: bool = False) -> tuple[Path, list[str]]:
+    """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report; an earlier report
+    there is replaced only with `overwrite`). Returns the HTML path and the notes of sections that
+    are missing or suspicious. A progress bar counts the steps (avel_dgl.progress)."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     config, metrics, results = read_run(run_dir)
+    check_out_dir(out_dir, overwrite)
+    steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
 
-    curves = Section("Training curves", [("curves.png", png(curves_figure(metrics, best_epoch)))],
+    curves = Section("Training curves", [("curves.png", png(curves_figure(metrics, best_epoch)),
+                                          "Loss, segment accuracy and learning rate per epoch; the dashed line "
+                                          "marks the epoch chosen on validation (best.pt).")],
                      html="<p>Train loss and accuracy: means over the epoch's batches while learning (dropout "
                           "on). Validation: the model after the epoch, in eval mode. Loss is the task's "
                           "objective (SEL: segment cross-entropy; WSEL: MIL video cross-entropy); accuracy is "
@@ -317,6 +389,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     if not any(c in metrics.columns for c in LOSS_COLUMNS + ACC_COLUMNS):
         curves.notes.append(f"metrics.csv has none of the columns {', '.join(LOSS_COLUMNS + ACC_COLUMNS)}.")
     sections.append(curves)
+    steps.update()
 
     # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
     # accuracy when the run did not write its tables).
@@ -330,6 +403,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
         why_not = f"data folder {data} not found: pass --data DIR"
     else:
         preds = test_predictions(run_dir / "best.pt", Path(data))
+    steps.update()
 
     per_class = Section("Test accuracy per class")
     tables = {}
@@ -342,7 +416,9 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
             tables[label_set] = per_class_table(torch.from_numpy(p.pred), torch.from_numpy(p.labels))
             per_class.notes.append(f"{csv_file.name} not found: {label_set.upper()} accuracies computed here.")
     if tables:
-        per_class.images.append(("per_class.png", png(per_class_figure(tables))))
+        per_class.images.append(("per_class.png", png(per_class_figure(tables)),
+                                 "Share of each class's test segments predicted correctly, per label set "
+                                 "(classes absent from the test split are left out)."))
         merged = pd.concat([t.set_index(["class", "name"])[["segments", "accuracy"]].add_suffix(f" {ls}")
                             for ls, t in tables.items()], axis=1).reset_index()
         per_class.html = merged.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="", classes="num",
@@ -350,6 +426,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     else:
         per_class.notes.append(f"no per_class_<set>.csv in the run and no predictions ({why_not}).")
     sections.append(per_class)
+    steps.update()
 
     confusion = Section("Confusion matrices (test segments)")
     timelines = Section("Timelines of test videos: true vs predicted events (O-AVE labels)")
@@ -366,33 +443,49 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
             title = f"{label_set.upper()}: {len(p.rows)} videos, global accuracy {acc:.4f} (rows: true, row-normalised)"
             confusion.images.append((f"confusion_{label_set}.png",
                                      png(confusion_figure(confusion_matrix(torch.from_numpy(p.pred),
-                                                                           torch.from_numpy(p.labels)), title))))
+                                                                           torch.from_numpy(p.labels)), title)),
+                                     f"{label_set.upper()} confusion matrix: each row is a true class, its cells "
+                                     f"the share of that class's test segments given each predicted class."))
         p = preds["o-ave"]
         if len(p.rows):
-            timelines.images.append(("timelines.png", png(timelines_figure(p, sample_videos(p, per_kind)))))
+            timelines.images.append(("timelines.png", png(timelines_figure(p, sample_videos(p, per_kind))),
+                                     f"True and predicted events of the {per_kind} best, worst and typical test "
+                                     f"videos; the strip under each pair marks every segment right (green) or "
+                                     f"wrong (red), and the foot of a wrong predicted segment is hatched red."))
         else:
             timelines.notes.append("the test split is empty.")
     sections += [confusion, timelines]
 
     _write_atomic(out_dir, run_dir, sections)
+    steps.update()
+    steps.close()
     return out_dir / REPORT_FILE, [n for s in sections for n in s.notes]
 
 
 def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:
-    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir`."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir` (already
+    checked by `check_out_dir`: an earlier report at most)."""
+    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     try:
         tmp.mkdir(parents=True)
     except OSError as e:
         raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
     try:
         for s in sections:
-            for name, data in s.images:
+            for name, data, _ in s.images:
                 (tmp / name).write_bytes(data)
         (tmp / REPORT_FILE).write_text(render_html(run_dir, sections), encoding="utf-8")
+        previous = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.previous")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+            out_dir.rename(previous)
+        try:
+            tmp.rename(out_dir)
+        except OSError:
+            if previous.exists():
+                previous.rename(out_dir)  # the earlier report stays as it was
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+    except OSError as e:
+        raise AvelError(f"--out: cannot write {out_dir} ({e.strerror or e})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -118,6 +118,14 @@ def training_set(config: Config, data_dir: Path) -> SplitData:
     return train
 
 
+def check_test_split(data_dir: Path) -> None:
+    """Read the test split with both label sets, as `finish` will after the last epoch, so that
+    bad test rows (NaN/Inf features, broken labels, a missing right_labels.h5) fail in seconds,
+    before the first step, whatever the run's length."""
+    for label_set in LABEL_SETS:
+        load_split(data_dir, "test", label_set)
+
+
 # ---------------------------------------------------------------------------------------------
 # The run in memory, and what last.pt keeps of it
 
@@ -177,6 +185,7 @@ def build_run(config: Config, data_dir: Path, out_dir: Path, subevents: Path | N
     set_seed(t.seed)
     with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
         train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
+        check_test_split(data_dir)
     model = build(config)
     if t.input_norm == "standardize":
         model.audio_norm.set_stats(train.audio)
@@ -316,9 +325,20 @@ def end_epoch(run: Run, row: dict, val_acc: float) -> None:
 # Starting, resuming and running
 
 
+def avel_dgl_file(name: str) -> bool:
+    """Whether avel-dgl writes files of this name into a run folder (the run itself, `evaluate`'s
+    default eval_<set> outputs, `report`'s folder, temporary files): what --overwrite may delete."""
+    import fnmatch
+
+    patterns = ("config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
+                "per_class_*.csv", "eval_*.json", "eval_*.csv", "report", "*.tmp", ".*.tmp", ".*.new")
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Create the run folder. An existing run is replaced only with --overwrite, and a non-empty
-    folder that is not a run never (--overwrite deletes it, and it may be anything)."""
+    """Create the run folder. An existing run is replaced only with --overwrite, a run folder
+    holding files avel-dgl did not write and a non-empty folder that is not a run never
+    (--overwrite deletes the folder, and a user's file there must survive)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AvelError(f"--out: {out_dir} is a file, expected a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -327,6 +347,10 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise AvelError(f"--out: {out_dir} already holds a run; continue it with --resume {out_dir}, "
                             f"replace it with --overwrite, or choose another folder")
+        foreign = sorted(p.name for p in out_dir.iterdir() if not avel_dgl_file(p.name))
+        if foreign:
+            raise AvelError(f"--overwrite: {out_dir} holds {foreign[0]}, which avel-dgl did not write; move it "
+                            f"away (--overwrite deletes only a run's own files) or choose another folder")
         try:
             shutil.rmtree(out_dir)
         except OSError as e:

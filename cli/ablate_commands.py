@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from avel_dgl.nn.dpnet import VARIANTS
+from cli.options import cache_dir_option, quiet_option
 from cli.train_commands import config_options, device_options, resolve_config
 
 
@@ -24,7 +25,8 @@ from cli.train_commands import config_options, device_options, resolve_config
 @config_options
 @device_options
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
-@click.option("--quiet", is_flag=True, help="No per-epoch progress bars.")
+@quiet_option
+@cache_dir_option
 def ablate(data_dir, out_dir, variants, tasks, seeds, preset, device, kernel, dry_run, quiet, **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from avel_dgl.data.ave import N_SEGMENTS, NOISY_FILES, DataReport, validate_dir
+from cli.options import cache_dir_option, quiet_option
 
 
 def _size(n_bytes: int) -> str:
@@ -62,10 +63,9 @@ def format_report(report: DataReport) -> str:
 @click.option("--require-c-ave", is_flag=True, help="Fail when right_labels.h5 is absent.")
 @click.option("--skip-visual-scan", is_flag=True,
               help="Check the visual files' headers only: no NaN/Inf scan, no cache build.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="Pooled cache folder (default: $AVEL_CACHE_DIR, else DIR/.avel_cache).")
-def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_visual_scan: bool,
-               cache_dir: Path | None) -> None:
+@cache_dir_option
+@quiet_option
+def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_visual_scan: bool, quiet: bool) -> None:
     """Validate the AVE-format folder DIR and print a summary.
 
     Every file is checked (keys, shapes, dtypes, row counts, splits, one-hot labels, finite
@@ -77,7 +77,7 @@ def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_vi
         warnings.simplefilter("always")
         report = validate_dir(data_dir, require_noisy=require_noisy,
                               require_right_labels=require_c_ave,
-                              scan_visual=not skip_visual_scan, cache_dir=cache_dir)
+                              scan_visual=not skip_visual_scan)
     click.echo(format_report(report))
     for warning in caught:
         click.echo(f"avel-dgl: warning: {warning.message}", err=True)

@@ -9,10 +9,32 @@ import warnings
 
 import click
 
+from avel_dgl import __version__
 from avel_dgl.errors import AvelError
 
 
+def _usage_error(e: click.UsageError) -> None:
+    """Click's own usage errors (unknown option or command, bad value) in the one-line format."""
+    where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+    click.echo(f"avel-dgl: error: {e.format_message()}{where}", err=True)
+    sys.exit(e.exit_code)
+
+
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug is the group's option, but users type it after the subcommand too.
+        if "--debug" in args:
+            args = ["--debug"] + [a for a in args if a != "--debug"]
+        return super().parse_args(ctx, args)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:  # e.g. `avel-dgl --bad`: before any subcommand
+            if "--debug" in args:
+                raise
+            _usage_error(e)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -21,20 +43,23 @@ class _Group(click.Group):
                 raise
             click.echo(f"avel-dgl: {e.kind}: {e}", err=True)
             sys.exit(e.exit_code)
-        except click.UsageError as e:  # a malformed option of a command: one line too
+        except click.UsageError as e:  # a malformed option of a command, an unknown command: one line too
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
-            click.echo(f"avel-dgl: error: {e.format_message()}{where}", err=True)
-            sys.exit(e.exit_code)
+            _usage_error(e)
 
 
 @click.group(cls=_Group)
-@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(__version__, "--version", prog_name="avel-dgl", message="%(prog)s %(version)s",
+                      help="Show the version and exit.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors (also accepted after the subcommand).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """DPNet for audio-visual event localization on DGL heterographs."""
+    from avel_dgl.progress import set_quiet
+
     ctx.obj = {"debug": debug}
+    set_quiet(False)  # until a command's --quiet says otherwise (several commands may run in one process)
     if not debug:  # data warnings (e.g. multi-label rows) as one line, like errors
         warnings.showwarning = lambda message, *_: click.echo(f"avel-dgl: warning: {message}", err=True)
 

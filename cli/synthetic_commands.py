@@ -6,6 +6,8 @@ import json
 
 import click
 
+from cli.options import overwrite_option, quiet_option
+
 COMMANDS: list = []
 
 
@@ -27,7 +29,8 @@ def _size(path) -> str:
 
 
 @click.command("make-synthetic")
-@click.option("--out", "out", required=True, metavar="DIR", help="Folder to write (created; a previous make-synthetic folder is replaced).")
+@click.option("--out", "out", required=True, metavar="DIR",
+              help="A folder to create (an existing non-empty one is refused; see --overwrite).")
 @click.option("--videos", default=None, callback=_integer, metavar="N",
               help="Number of videos [default: 600; with --annotations, all its rows]. 4143 = the real AVE size.")
 @click.option("--seed", default="0", callback=_integer, metavar="S", show_default=True, help="Same seed, same arrays.")
@@ -35,13 +38,15 @@ def _size(path) -> str:
               help="An AVE Annotations.txt whose classes and spans to use; order files beside it give the splits.")
 @click.option("--visual-dtype", default="float64", metavar="float64|float32", show_default=True,
               help="float64 (as the real release) or float32 (half the size).")
-def make_synthetic_command(out, videos, seed, annotations, visual_dtype):
+@overwrite_option("a folder written earlier by make-synthetic (never one holding other files)")
+@quiet_option
+def make_synthetic_command(out, videos, seed, annotations, visual_dtype, overwrite, quiet):
     """Write a complete synthetic AVE-format data folder (features from a documented generative
     model, see docs/SYNTHETIC.md)."""
     from avel_dgl.data.synthetic import MANIFEST_FILE, make_synthetic
 
     path = make_synthetic(out, videos=videos, seed=seed, annotations=annotations,
-                          visual_dtype=visual_dtype, progress=True)
+                          visual_dtype=visual_dtype, progress=not quiet, overwrite=overwrite)
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     sizes = manifest["split_sizes"]
     click.echo(f"wrote {path}: {manifest['videos']} videos (train {sizes['train']}, val {sizes['val']}, "

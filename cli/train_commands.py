@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError
+from cli.options import cache_dir_option, checkpoint_option, overwrite_option, quiet_option
 
 # Command-line option -> config field. Options left unset keep the preset's value.
 OVERRIDES = {
@@ -38,17 +39,18 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
 # Preset overrides shared by `train` and `ablate` (OVERRIDES names their config fields).
 CONFIG_OPTIONS = (
     click.option("--epochs", type=int, help="Override the preset's epoch count."),
-    click.option("--batch-size", type=int),
+    click.option("--batch-size", type=int, help="Videos per training step (the global batch under torchrun)."),
     click.option("--lr", type=float, help="Base learning rate."),
-    click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"])),
-    click.option("--weight-decay", type=float),
-    click.option("--input-norm", type=click.Choice(["none", "standardize"])),
-    click.option("--width", type=int),
-    click.option("--blocks", type=int),
-    click.option("--dropout", type=float),
-    click.option("--input-dropout", type=float),
-    click.option("--classifier-dropout", type=float),
-    click.option("--norm", type=click.Choice(["none", "layer"])),
+    click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), help="Override the preset's optimizer."),
+    click.option("--weight-decay", type=float, help="Weight decay of the optimizer."),
+    click.option("--input-norm", type=click.Choice(["none", "standardize"]),
+                 help="Standardise features with the training split's mean and std, or not."),
+    click.option("--width", type=int, help="Hidden width of every layer."),
+    click.option("--blocks", type=int, help="Number of DPBlocks (or of the variant's layers)."),
+    click.option("--dropout", type=float, help="Dropout inside the blocks."),
+    click.option("--input-dropout", type=float, help="Dropout on the input features."),
+    click.option("--classifier-dropout", type=float, help="Dropout before the segment classifier."),
+    click.option("--norm", type=click.Choice(["none", "layer"]), help="LayerNorm after each layer, or none."),
     click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper)."),
 )
 DEVICE_OPTIONS = (
@@ -88,8 +90,9 @@ config_options, device_options = _apply(CONFIG_OPTIONS), _apply(DEVICE_OPTIONS)
 @click.option("--subevents", type=click.Path(path_type=Path),
               help="Sub-event database for --replicate (default: <data>/.avel_cache/subevents.h5 if it "
                    "matches the data, else built in memory).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@overwrite_option("an existing run folder")
+@quiet_option
+@cache_dir_option
 @device_options
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Data-parallel processes on this machine, launched through torchrun (docs/DISTRIBUTED.md).")
@@ -170,7 +173,8 @@ def command_line(ctx: click.Context, exclude: set[str]) -> list[str]:
     args = [ctx.info_name]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if param.name in exclude or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+        if (param.name in exclude or not param.expose_value  # --cache-dir travels in the environment
+                or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT):
             continue
         if param.is_flag and param.secondary_opts:  # --x/--no-x
             args.append(param.opts[0] if value else param.secondary_opts[0])
@@ -181,29 +185,47 @@ def command_line(ctx: click.Context, exclude: set[str]) -> list[str]:
     return args
 
 
+def _label_set(ctx, param, value: str) -> str:
+    """evaluate --split names a test label set; a data split here is a common slip, so say why."""
+    from avel_dgl.data.ave import LABEL_SETS, SPLITS
+
+    if value in LABEL_SETS:
+        return value
+    why = (" (evaluate always scores the test split; --split chooses its labels. To predict on another "
+           "split use `avel-dgl predict --subset`)" if value in SPLITS + ("all",) else "")
+    raise AvelError(f"--split: expected o-ave (labels.h5) or c-ave (right_labels.h5), found '{value}'{why}")
+
+
 @click.command()
-@click.option("--split", "label_set", type=click.Choice(["o-ave", "c-ave"]), default="o-ave", show_default=True,
-              help="Test labels: o-ave (labels.h5) or c-ave (right_labels.h5).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--split", "label_set", default="o-ave", show_default=True, callback=_label_set,
+              help="Which labels of the test split to score: o-ave (labels.h5) or c-ave (right_labels.h5).")
+@checkpoint_option()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
+              help="AVE-format data folder whose test split is scored.")
 @click.option("--out", "out_prefix", type=click.Path(path_type=Path),
-              help="Write OUT.json and OUT.csv (default: eval_<split> beside the checkpoint).")
+              help="A stem: writes STEM.json and STEM.csv (default: eval_<split> beside the checkpoint).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: the GPU if torch sees one, else the CPU.")
-def evaluate(label_set, checkpoint, data_dir, out_prefix, device):
+@overwrite_option("existing STEM.json and STEM.csv")
+@quiet_option
+@cache_dir_option
+def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet):
     """Global segment accuracy over the test split, and a per-class table."""
-    from avel_dgl.checkpoint import write_text_atomic
+    from avel_dgl.checkpoint import check_output, write_texts
     from avel_dgl.distributed import resolve_device
     from avel_dgl.train import evaluate_checkpoint, set_threads
 
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
-    result = evaluate_checkpoint(checkpoint, data_dir, label_set, out_prefix.with_suffix(".csv"),
-                                 resolve_device(device))
+    kind = "a stem for STEM.json and STEM.csv"
+    if out_prefix.is_dir():
+        raise AvelError(f"--out: {out_prefix} is a folder, expected {kind} (e.g. {out_prefix / 'eval'})")
+    targets = [check_output(out_prefix.with_suffix(s), overwrite, kind=kind) for s in (".json", ".csv")]
+    result = evaluate_checkpoint(checkpoint, data_dir, label_set, device=resolve_device(device))
     table = result["per_class"]
     summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}
-    write_text_atomic(out_prefix.with_suffix(".json"), json.dumps(summary, indent=2))
+    write_texts({targets[0]: json.dumps(summary, indent=2), targets[1]: table.to_csv(index=False)})
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     click.echo(f"test accuracy ({label_set}): {result['acc']:.4f} over {summary['segments']} segments "
                f"of {result['videos']} videos")

@@ -7,29 +7,42 @@ from pathlib import Path
 import click
 
 from avel_dgl.errors import AvelError
+from cli.options import cache_dir_option, checkpoint_option, overwrite_option, quiet_option
 
 
 @click.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A trained model (best.pt).")
+@checkpoint_option()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="AVE-format data folder.")
-@click.option("--split", "selection", default="test", show_default=True,
-              help="With --data: train, val, test, all, or comma-separated h5 row indices.")
+@click.option("--subset", "selection", default="test", show_default=True,
+              help="With --data, which videos: train, val, test, all, or comma-separated h5 row indices "
+                   "(each once).")
+@click.option("--split", "old_selection", hidden=True, help="Former name of --subset.")
 @click.option("--audio", type=click.Path(path_type=Path),
               help="New videos: audio features (N,10,128) under key 'avadataset' (use with --visual).")
 @click.option("--visual", type=click.Path(path_type=Path),
               help="New videos: visual features (N,10,7,7,512) or pooled (N,10,512) under key 'avadataset'.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="FILE.json, or FILE.csv (events; per-segment probabilities go to FILE_segments.csv).")
+              help="A file: FILE.json (everything), or FILE.csv (events; per-segment probabilities go to "
+                   "FILE_segments.csv beside it).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Videos read and predicted at a time.")
+@overwrite_option("the output file(s)")
+@quiet_option
+@cache_dir_option
 @click.pass_context
-def predict(ctx, checkpoint, data_dir, selection, audio, visual, out, batch_size):
+def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, out, batch_size, overwrite, quiet):
     """Detected events (intervals in seconds, class, confidence) and per-segment class
-    probabilities for every video of a data folder's split or of new feature files."""
+    probabilities for every video of a data folder's subset or of new feature files."""
     from avel_dgl.checkpoint import load_model
     from avel_dgl.predict import (check_output, data_folder_source, feature_files_source, parse_selection,
                                   predict_to_file)
     from avel_dgl.train import set_threads
 
+    given = ctx.get_parameter_source("selection") != click.core.ParameterSource.DEFAULT
+    if old_selection is not None:
+        if given:
+            raise AvelError("--split: renamed --subset; give only --subset")
+        click.echo("avel-dgl: warning: predict --split is now called --subset (--split still works for now)", err=True)
+        selection, given = old_selection, True
     new_videos = audio is not None or visual is not None
     if new_videos and data_dir is not None:
         raise AvelError("--data: give either --data or --audio/--visual, found both")
@@ -37,15 +50,15 @@ def predict(ctx, checkpoint, data_dir, selection, audio, visual, out, batch_size
         raise AvelError(f"--{'visual' if visual is None else 'audio'}: new videos need both --audio and --visual")
     if not new_videos and data_dir is None:
         raise AvelError("--data: expected a data folder, or --audio and --visual feature files")
-    if new_videos and ctx.get_parameter_source("selection") != click.core.ParameterSource.DEFAULT:
-        raise AvelError("--split: only applies to --data (feature files are predicted whole)")
+    if new_videos and given:
+        raise AvelError("--subset: only applies to --data (feature files are predicted whole)")
+    rows = None if new_videos else parse_selection(selection)
     set_threads()
-    check_output(out)
+    check_output(out, overwrite)
     # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
     model, _, _ = load_model(checkpoint)
-    source = (feature_files_source(audio, visual) if new_videos
-              else data_folder_source(data_dir, parse_selection(selection)))
-    files, videos, events = predict_to_file(model, source, out, batch_size, checkpoint)
+    source = feature_files_source(audio, visual) if new_videos else data_folder_source(data_dir, rows)
+    files, videos, events = predict_to_file(model, source, out, batch_size, checkpoint, overwrite)
     click.echo(f"{videos} videos, {events} events; wrote {' and '.join(map(str, files))}")
 
 
@@ -53,10 +66,14 @@ def predict(ctx, checkpoint, data_dir, selection, audio, visual, out, batch_size
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="Data folder for test predictions (default: the one recorded in results.json).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Report folder (default: RUN_DIR/report).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="A folder for report.html and its PNGs (default: RUN_DIR/report).")
 @click.option("--videos", "per_kind", type=int, default=2, show_default=True,
               help="Timelines of this many best, worst and typical test videos each.")
-def report(run_dir, data_dir, out_dir, per_kind):
+@overwrite_option("an earlier report folder")
+@quiet_option
+@cache_dir_option
+def report(run_dir, data_dir, out_dir, per_kind, overwrite, quiet):
     """A self-contained HTML report of a training run: curves, per-class accuracy, confusion
     matrices, and timelines of true vs predicted events."""
     from avel_dgl.report import build_report
@@ -65,7 +82,7 @@ def report(run_dir, data_dir, out_dir, per_kind):
     if per_kind < 1:
         raise AvelError(f"--videos: expected a positive integer, found {per_kind}")
     set_threads()
-    path, notes = build_report(run_dir, data_dir, out_dir, per_kind)
+    path, notes = build_report(run_dir, data_dir, out_dir, per_kind, overwrite)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {path} (PNGs beside it)")
@@ -81,19 +98,21 @@ def _segments(value: str | None) -> list[int] | None:
 
 
 @click.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A trained DPNet (best.pt).")
+@checkpoint_option()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
-              help="AVE-format data folder (the full visual_feature.h5 is read).")
+              help="AVE-format data folder (the video's full 7x7 maps are read from visual_feature.h5).")
 @click.option("--video", "row", type=int, required=True, help="The video's h5 row index.")
 @click.option("--segments", help="Comma-separated segments 0-9 (default: up to 4 predicted event segments).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.png")
-def fam(checkpoint, data_dir, row, segments, out):
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="A file: FILE.png.")
+@overwrite_option("the output file")
+@quiet_option
+def fam(checkpoint, data_dir, row, segments, out, overwrite, quiet):
     """Feature activation maps (paper section 4.2) of the first RGCT's relational polymorphs."""
     from avel_dgl.fam import fam_figure
     from avel_dgl.train import set_threads
 
     set_threads()
-    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out)
+    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, overwrite)
     click.echo(f"wrote {out} (segments {', '.join(map(str, shown))})")
 
 

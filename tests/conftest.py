@@ -114,3 +114,19 @@ def tiny_run(ave_dir, tmp_path_factory) -> Path:
     result = invoke(["train", "--data", ave_dir, "--out", run, "--epochs", TINY_EPOCHS, *TINY])
     assert result.exit_code == 0, result.output
     return run
+
+
+# The fault table's findings (tests/test_faults.py), one dict per case run, summed up at the end of
+# the session for docs/RELIABILITY.md.
+FAULT_TALLY: list[dict] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FAULT_TALLY:
+        return
+    count = lambda key: sum(bool(t[key]) for t in FAULT_TALLY)  # noqa: E731
+    clean = sum(t["one_line"] and not (t["traceback"] or t["partial"] or t["lost"]) for t in FAULT_TALLY)
+    terminalreporter.write_line(
+        f"fault table: {len(FAULT_TALLY)} inputs tried, {clean} clean one-line messages, "
+        f"{count('traceback')} tracebacks, {count('partial')} partial outputs, "
+        f"{sum(t['lost'] for t in FAULT_TALLY)} user files lost")

@@ -288,17 +288,27 @@ def test_failure_while_writing_leaves_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rerun_replaces_a_synthetic_folder_but_refuses_a_foreign_one(tmp_path):
+def test_rerun_needs_overwrite_and_never_deletes_a_file_it_did_not_write(tmp_path):
     out = make_synthetic(tmp_path / "out", videos=4, seed=0, visual_dtype="float32")
     first = read(out, ave.AUDIO_FILE)
-    make_synthetic(out, videos=5, seed=1, visual_dtype="float32")
+    with pytest.raises(AvelError, match="--out .*earlier make-synthetic folder; replace it with --overwrite"):
+        make_synthetic(out, videos=5, seed=1, visual_dtype="float32")
+    assert np.array_equal(read(out, ave.AUDIO_FILE), first)
+    (out / ".avel_cache").mkdir()  # a derived cache another command made: --overwrite may drop it
+    make_synthetic(out, videos=5, seed=1, visual_dtype="float32", overwrite=True)
     assert read(out, ave.AUDIO_FILE).shape[0] == 5 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert first.shape[0] == 4
+    (out / "my_notes.txt").write_text("keep me")  # a user's file in a synthetic folder
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(AvelError, match="--out .*holds my_notes.txt, which make-synthetic did not write"):
+        make_synthetic(out, videos=4, overwrite=True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert (out / "my_notes.txt").read_text() == "keep me"
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(AvelError, match="--out .*non-empty folder"):
-        make_synthetic(foreign, videos=4)
+        make_synthetic(foreign, videos=4, overwrite=True)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_background_only_video_has_no_events():
 
 def test_predict_json_schema_and_consistency(run_dir, ave_dir, tmp_path):
     out = tmp_path / "pred.json"
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "test",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "test",
                  "--out", out, "--batch-size", 5)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
@@ -117,10 +118,10 @@ def test_predict_streaming_in_chunks_equals_whole_split(run_dir, ave_dir):
 
 def test_predict_csv_writes_events_and_segment_tables(run_dir, ave_dir, tmp_path):
     rows = [7, 3, 11]
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "7,3,11",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "7,3,11",
                  "--out", tmp_path / "p.json")
     assert result.exit_code == 0, result.output
-    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--split", "7,3,11",
+    result = cli("predict", "--checkpoint", run_dir / "best.pt", "--data", ave_dir, "--subset", "7,3,11",
                  "--out", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "p.json").read_text())
@@ -179,10 +180,10 @@ def test_predict_rejects_bad_input_without_writing(run_dir, ave_dir, tmp_path):
     good_visual = write_features(tmp_path / "v3.h5", np.zeros((3, 10, 512)))
     check_user_error(cli("predict", "--checkpoint", ckpt, "--audio", nan_file, "--visual", good_visual,
                          "--out", out, "--batch-size", 2), str(nan_file), "NaN at row 2, segment 4")
-    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "1,500", "--out", out),
-                     "--split", "[0, 120)", "500")
-    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--split", "tset", "--out", out),
-                     "--split", "tset")
+    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--subset", "1,500", "--out", out),
+                     "--subset", "[0, 120)", "500")
+    check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--subset", "tset", "--out", out),
+                     "--subset", "tset")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--data", ave_dir, "--out", tmp_path / "p.txt"),
                      "--out", ".json or .csv")
     check_user_error(cli("predict", "--checkpoint", ckpt, "--out", out), "--data")
@@ -248,7 +249,7 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     assert any("pass --data" in n for n in notes)
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
-    path, notes = build_report(copy, data_dir=ave_dir)
+    path, notes = build_report(copy, data_dir=ave_dir, overwrite=True)  # replaces the first report
     assert (path.parent / "timelines.png").is_file()
     assert len(notes) == 1 and "O-AVE" in notes[0] and "results.json records 0.0100" in notes[0]
     (copy / "metrics.csv").unlink()
@@ -335,3 +336,34 @@ def test_read_visual_maps_keeps_the_order_asked_for(ave_dir):
     got = read_visual_maps(ave_dir, [6, 1, 4, 6])
     assert got.dtype == np.float32 and got.shape == (4, 10, 7, 7, 512)
     np.testing.assert_allclose(got, expected[[2, 0, 1, 2]].astype(np.float32))
+
+
+def test_class_colours_are_far_apart_and_text_contrasts():
+    from matplotlib.colors import to_rgb
+
+    from avel_dgl.report import CLASS_COLOURS, text_colour
+
+    rgb = np.array([to_rgb(c) for c in CLASS_COLOURS])
+    gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(rgb)) * 9
+    assert gaps.min() > 0.25  # measured 0.27; tab20 + tab20b had 0.09, and 0.13 for Frying vs Toilet flush
+    assert text_colour("#222222") == "white" and text_colour("#eeeeee") == "black"
+
+
+def test_report_marks_wrong_segments_and_captions_say_what_figures_show(run_dir, ave_dir, tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from avel_dgl.report import RIGHT, WRONG, SplitPredictions, timelines_figure
+
+    labels = np.full((1, 10), BACKGROUND)
+    labels[0, 2:6] = 24  # Toilet flush
+    probs = np.full((1, 10, 29), 0.01)
+    probs[0, np.arange(10), labels[0]] = 0.9
+    probs[0, 4:6, 24], probs[0, 4:6, 10] = 0.01, 0.9  # two segments predicted Frying (food)
+    fig = timelines_figure(SplitPredictions("o-ave", np.array([7]), probs, labels), [("worst", 0)])
+    marks = [tuple(c.get_facecolor()[0]) for c in fig.axes[0].collections]
+    assert marks.count(to_rgba(WRONG)) == 2 and marks.count(to_rgba(RIGHT)) == 8
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report*"))
+    page = build_report(copy, data_dir=ave_dir)[0].read_text()
+    captions = re.findall(r"<figcaption>(.*?) <span class='file'>", page)
+    assert len(captions) == 5 and all(len(c) > 40 and not c.endswith(".png") for c in captions)

@@ -125,6 +125,10 @@ def _one_line(error: Exception) -> str:
 def _open_file(path: Path, key: str, shape_text: str | None = None) -> h5py.File:
     if not path.is_file():
         shape = f" of shape {shape_text}" if shape_text else ""
+        if path.is_dir():
+            raise AvelError(f"{path}: is a folder, expected an HDF5 file with key '{key}'{shape}")
+        if path.parent.is_file():  # a file given where the data folder goes
+            raise AvelError(f"{path.parent}: is a file, expected a data folder holding {path.name}")
         raise AvelError(f"{path}: file not found (expected an HDF5 file with key '{key}'{shape})")
     try:
         return h5py.File(path, "r")
@@ -370,6 +374,8 @@ def read_annotations(path: str | Path):
 
     path = Path(path)
     form = "Category&VideoID&Quality&StartTime&EndTime"
+    if path.is_dir():
+        raise AvelError(f"{path}: is a folder, expected a text file of lines {form}")
     if not path.is_file():
         raise AvelError(f"{path}: file not found (expected lines {form})")
     try:
@@ -477,7 +483,8 @@ def validate_dir(data_dir: str | Path, require_noisy: bool = False,
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise AvelError(f"{data_dir}: expected a data folder, found no such directory")
+        found = "a file" if data_dir.exists() else "no such directory"
+        raise AvelError(f"{data_dir}: expected a data folder, found {found}")
     right = require_right_labels or (data_dir / RIGHT_LABELS_FILE).exists()
     core = [AUDIO_FILE, VISUAL_FILE, LABELS_FILE, MIL_LABELS_FILE] + ([RIGHT_LABELS_FILE] if right else [])
     n = check_row_counts(data_dir, core)

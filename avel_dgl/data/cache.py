@@ -10,10 +10,16 @@ float64 sum non-finite, so this is the NaN/Inf scan of the visual file (validati
 here rather than reading the file twice). The build fails with a one-line AvelError naming the
 row and segment, and leaves no cache behind.
 
-Where: `<data_dir>/.avel_cache/pooled_<stem>.h5` by default; with a cache directory (argument,
-else the AVEL_CACHE_DIR environment variable) `<cache_dir>/pooled_<stem>_<hash of source path>.h5`,
-so several data folders can share one cache directory. A cache is written under a temporary
-name, fsynced and renamed, so an interrupted or failed build never leaves a partial cache.
+Where (`cache_folder`, shared with the sub-event database of data/subevents.py): a cache
+directory given as an argument, else the AVEL_CACHE_DIR environment variable (which the CLI's
+--cache-dir sets, so that processes it launches inherit it); without one,
+`<data_dir>/.avel_cache/` when the data folder is writable, and the user cache folder
+($XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl) when it is not (a shared read-only dataset
+mount is the normal case; said once per data folder, as a CacheLocationWarning). In a cache
+directory other than `.avel_cache` the names carry a hash of the source path,
+`pooled_<stem>_<hash>.h5`, so several data folders can share it. A cache is written under a
+temporary name, fsynced and renamed, so an interrupted or failed build never leaves a partial
+cache.
 
 Freshness: the cache records the source's size, modification time, shape, dtype and a content
 probe (a hash of segment 0 of 8 rows spread over the file, ~1.6 MB read). Any difference, or an
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -46,15 +53,57 @@ def _visual_spec(source: Path):
     return SPECS.get(source.name, SPECS[VISUAL_FILE])
 
 
+class CacheLocationWarning(UserWarning):
+    """The data folder is read-only: its derived files go to the user cache folder."""
+
+
+_announced: set[Path] = set()  # data folders whose fallback location was already said
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avel-dgl"
+
+
+def _writable(folder: Path) -> bool:
+    """Can files be created in `folder`, or in its nearest existing parent if it is missing?
+    (access(2) also reports a read-only file system, even to root.)"""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def cache_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, bool]:
+    """The folder for `data_dir`'s derived files (see the module docstring), and whether it is
+    shared (then file names carry a hash of their source)."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV) or None
+    if chosen is not None:
+        return Path(chosen), True
+    local = Path(data_dir) / CACHE_DIR
+    if _writable(local):
+        return local, False
+    fallback = user_cache_dir()
+    key = Path(data_dir).resolve()
+    if key not in _announced:
+        _announced.add(key)
+        warnings.warn(CacheLocationWarning(
+            f"{data_dir}: read-only data folder; its pooled features and sub-event database are cached in "
+            f"{fallback} (choose with --cache-dir or {CACHE_ENV})"), stacklevel=2)
+    return fallback, True
+
+
+def cache_file(data_dir: str | Path, name: str, source: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where the derived file `name` of `source` (a file or folder inside `data_dir`) lives."""
+    folder, shared = cache_folder(data_dir, cache_dir)
+    if not shared:
+        return folder / name
+    tag = hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:12]
+    return folder / f"{Path(name).stem}_{tag}{Path(name).suffix}"
+
+
 def cache_path(data_dir: str | Path, source_name: str, cache_dir: str | Path | None = None) -> Path:
     """Where the pooled cache of `data_dir/source_name` lives (see the module docstring)."""
-    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
-    stem = Path(source_name).stem
-    if cache_dir is None:
-        return Path(data_dir) / CACHE_DIR / f"pooled_{stem}.h5"
-    source = (Path(data_dir) / source_name).resolve()
-    tag = hashlib.sha1(str(source).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"pooled_{stem}_{tag}.h5"
+    return cache_file(data_dir, f"pooled_{Path(source_name).stem}.h5", Path(data_dir) / source_name, cache_dir)
 
 
 def _fingerprint(source: Path, dset: h5py.Dataset) -> dict:
@@ -111,7 +160,7 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
 
     Written to a temporary name and renamed, so an interrupted build never leaves a cache behind.
     """
-    from tqdm import tqdm
+    from avel_dgl.progress import bar
 
     source, target = Path(source), Path(target)
     if chunk_videos < 1:
@@ -127,14 +176,13 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
             out = h5py.File(tmp, "w")
         except OSError as e:
             raise AvelError(f"{target.parent}: expected a writable cache folder, found an error "
-                            f"writing there ({_os_reason(e)}); set {CACHE_ENV} to a writable "
-                            f"folder") from None
+                            f"writing there ({_os_reason(e)}); choose one with --cache-dir or "
+                            f"{CACHE_ENV}") from None
         try:
             with out:
                 pooled = out.create_dataset(FEATURE_KEY, shape=(n, N_SEGMENTS, VISUAL_MAP_SHAPE[-1]),
                                             dtype="float32")
-                for start in tqdm(range(0, n, chunk_videos), desc=f"pooling {source.name}",
-                                  unit="chunk", leave=False, disable=None):
+                for start in bar(range(0, n, chunk_videos), desc=f"pooling {source.name}", unit="chunk"):
                     count = min(chunk_videos, n - start)
                     block = buffer[:count]
                     try:

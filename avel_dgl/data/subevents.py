@@ -181,9 +181,11 @@ def build_database(data: SplitData) -> Database:
 
 
 def default_path(data_dir: str | Path) -> Path:
-    from avel_dgl.data.cache import CACHE_DIR
+    """Beside the pooled visual cache (data/cache.py: `<data>/.avel_cache/`, or the user cache
+    folder for a read-only data folder)."""
+    from avel_dgl.data.cache import cache_file
 
-    return Path(data_dir) / CACHE_DIR / DEFAULT_FILE
+    return cache_file(data_dir, DEFAULT_FILE, data_dir)
 
 
 def save_database(db: Database, path: str | Path) -> None:
@@ -206,6 +208,8 @@ def save_database(db: Database, path: str | Path) -> None:
 
 def load_database(path: str | Path) -> Database:
     path = Path(path)
+    if path.is_dir():
+        raise AvelError(f"{path}: is a folder, expected a sub-event database file (from `avel-dgl build-subevents`)")
     if not path.is_file():
         raise AvelError(f"{path}: sub-event database not found (build it with `avel-dgl build-subevents`)")
     try:

@@ -50,8 +50,9 @@ from avel_dgl.data.ave import (
     ANNOTATIONS_FILE, AUDIO_DIM, AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, LABELS_FILE,
     MIL_LABELS_FILE, N_CLASSES, N_EVENTS, N_SEGMENTS, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
     NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, RIGHT_LABELS_FILE, SPLITS, VISUAL_DIM, VISUAL_FILE,
-    VISUAL_MAP_SHAPE, read_annotations, read_array,
+    SPECS, VISUAL_MAP_SHAPE, read_annotations, read_array,
 )
+from avel_dgl.data.cache import CACHE_DIR
 from avel_dgl.errors import AvelError
 
 DEFAULT_VIDEOS = 600
@@ -431,14 +432,36 @@ def _write_folder(folder: Path, plan: Plan, seed: int, visual_dtype: str, knobs:
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def _staging_folder(out: Path) -> Path:
+def written_files() -> set[str]:
+    """The names make-synthetic writes into its folder; with the derived-file cache that other
+    commands add (`.avel_cache`), the only names --overwrite may delete."""
+    return {*SPECS, ANNOTATIONS_FILE, MANIFEST_FILE}
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """An existing non-empty `out` is replaced only with `overwrite`, only when make-synthetic
+    wrote it, and only when it holds nothing else: a user's file there is never deleted."""
+    if not any(out.iterdir()):
+        return
+    if not (out / MANIFEST_FILE).is_file():
+        raise AvelError(f"--out {out}: expected a missing or empty folder or one written by "
+                        f"make-synthetic, found a non-empty folder without {MANIFEST_FILE}")
+    if not overwrite:
+        raise AvelError(f"--out {out}: holds an earlier make-synthetic folder; replace it with --overwrite, "
+                        f"or choose another folder")
+    ours = written_files() | {CACHE_DIR}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    if foreign:
+        raise AvelError(f"--out {out}: holds {foreign[0]}, which make-synthetic did not write; move it "
+                        f"away (--overwrite deletes only make-synthetic's files) or choose another folder")
+
+
+def _staging_folder(out: Path, overwrite: bool = False) -> Path:
     """A fresh hidden sibling of `out` to write into; checks that `out` may be (re)placed."""
     if out.exists():
         if not out.is_dir():
             raise AvelError(f"--out {out}: expected a folder to create, found a file")
-        if any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
-            raise AvelError(f"--out {out}: expected a missing or empty folder or one written by "
-                            f"make-synthetic, found a non-empty folder without {MANIFEST_FILE}")
+        _check_replaceable(out, overwrite)
     for above in out.parents:
         if above.exists():
             if not above.is_dir():
@@ -474,14 +497,14 @@ def _publish(staging: Path, out: Path) -> None:
 def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0,
                    annotations: str | Path | None = None, visual_dtype: str = "float64",
                    chunk_videos: int = CHUNK_VIDEOS, progress: bool = False,
-                   knobs: Knobs = KNOBS) -> Path:
+                   knobs: Knobs = KNOBS, overwrite: bool = False) -> Path:
     """Write a complete AVE-format folder at `out_dir` and return its path.
 
     videos: number of videos (default 600); with `annotations`, the first `videos` rows of it
     (default all). annotations: an AVE Annotations.txt whose classes and spans are used, and whose
     neighbouring order files, if present, give the splits. The folder appears only when complete:
-    it is written into a hidden sibling and renamed; a folder written earlier by make-synthetic is
-    replaced, any other non-empty folder is refused.
+    it is written into a hidden sibling and renamed. An existing non-empty folder is refused,
+    except with `overwrite` one written earlier by make-synthetic that holds only its files.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise AvelError(f"--seed: expected a non-negative integer, found {seed!r}")
@@ -500,7 +523,7 @@ def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0
         plan = random_plan(seed, DEFAULT_VIDEOS if videos is None else int(videos), knobs)
 
     out = Path(out_dir)
-    staging = _staging_folder(out)
+    staging = _staging_folder(out, overwrite)
     try:
         _write_folder(staging, plan, seed, visual_dtype, knobs, chunk_videos, progress)
         _publish(staging, out)

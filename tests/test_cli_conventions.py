@@ -1,0 +1,93 @@
+"""The conventions every avel-dgl command shares (issue 12): --version, --debug anywhere, help
+text on every option, --quiet for progress bars, a run folder as --checkpoint, the renamed
+predict option, and outputs that appear all together or not at all. The faults themselves are
+rows of tests/test_faults.py."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+
+from avel_dgl import __version__, progress
+from avel_dgl.checkpoint import publish
+from avel_dgl.errors import AvelError
+from cli.main import main
+from conftest import invoke
+
+
+def test_version():
+    result = invoke(["--version"])
+    assert result.exit_code == 0 and result.stdout == f"avel-dgl {__version__}\n"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_subcommand_shows_the_traceback(where, ave_dir, tmp_path):
+    args = ["train", "--data", ave_dir, "--out", tmp_path / "run", "--preset", "huge"]
+    result = invoke(["--debug", *args] if where == "before" else [*args, "--debug"])
+    assert isinstance(result.exception, AvelError)
+    assert str(result.exception) == "--preset: expected one of paper, small, found 'huge'"
+
+
+def test_every_option_of_every_command_has_help_text():
+    missing = [f"{name} {param.opts[0]}" for name, command in main.commands.items() for param in command.params
+               if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip()]
+    missing += [f"avel-dgl {p.opts[0]}" for p in main.params if isinstance(p, click.Option) and not p.help]
+    assert missing == []
+
+
+def test_quiet_turns_progress_bars_off_for_that_command_only(tiny_run, ave_dir, tmp_path):
+    args = ["predict", "--checkpoint", tiny_run, "--data", ave_dir, "--subset", "3"]
+    assert invoke([*args, "--out", tmp_path / "a.json", "--quiet"]).exit_code == 0
+    assert not progress.shown() and progress.bar(range(2)).disable
+    assert invoke([*args, "--out", tmp_path / "b.json"]).exit_code == 0
+    assert progress.shown()
+
+
+def test_a_run_folder_as_checkpoint_means_its_best_pt(tiny_run, ave_dir, tmp_path):
+    for checkpoint, out in ((tiny_run, "folder.json"), (tiny_run / "best.pt", "file.json")):
+        result = invoke(["predict", "--checkpoint", checkpoint, "--data", ave_dir, "--out", tmp_path / out, "--quiet"])
+        assert result.exit_code == 0, result.output
+    folder, file = (json.loads((tmp_path / n).read_text()) for n in ("folder.json", "file.json"))
+    assert folder["checkpoint"] == str(tiny_run / "best.pt") and folder["videos"] == file["videos"]
+
+
+def test_predict_split_still_works_as_the_old_name_of_subset(tiny_run, ave_dir, tmp_path):
+    result = invoke(["predict", "--checkpoint", tiny_run, "--data", ave_dir, "--split", "3,5",
+                     "--out", tmp_path / "p.json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "avel-dgl: warning: predict --split is now called --subset (--split still works for now)\n"
+    assert [v["row"] for v in json.loads((tmp_path / "p.json").read_text())["videos"]] == [3, 5]
+
+
+def test_evaluate_overwrite_replaces_both_outputs(tiny_run, ave_dir, tmp_path):
+    args = ["evaluate", "--checkpoint", tiny_run, "--data", ave_dir, "--out", tmp_path / "eval"]
+    for name in ("eval.json", "eval.csv"):
+        (tmp_path / name).write_text("earlier")
+    assert invoke(args).exit_code == 2 and (tmp_path / "eval.json").read_text() == "earlier"
+    assert invoke([*args, "--overwrite"]).exit_code == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["videos"] == 12
+    assert (tmp_path / "eval.csv").read_text().startswith("class,")
+
+
+def test_publish_puts_every_target_back_when_one_rename_fails(tmp_path):
+    first, second = tmp_path / "p.csv", tmp_path / "p_segments.csv"
+    first.write_text("earlier events")
+    second.write_text("earlier segments")
+    new = [tmp_path / "p.csv.tmp", tmp_path / "p_segments.csv.tmp"]
+    new[0].write_text("new")  # the second temporary file is missing: its rename fails
+    with pytest.raises(AvelError, match="p_segments.csv: cannot write .*; no output was changed"):
+        publish(list(zip(new, (first, second))))
+    assert first.read_text() == "earlier events" and second.read_text() == "earlier segments"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p_segments.csv"]
+
+
+def test_publish_never_moves_a_folder(tmp_path):
+    target = tmp_path / "p_segments.csv"
+    target.mkdir()
+    (target / "inside").write_text("the user's")
+    (tmp_path / "new").write_text("new")
+    with pytest.raises(AvelError, match="p_segments.csv: is a folder, expected a file"):
+        publish([(tmp_path / "new", target)])
+    assert (target / "inside").read_text() == "the user's"
