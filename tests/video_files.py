@@ -1,0 +1,75 @@
+"""Short generated videos for the video tests, written with PyAV: 64x48 px, a grey background
+with a coloured square shown from `square[0]` to `square[1]` seconds and a 1 kHz tone from
+`tone[0]` to `tone[1]` seconds. Lossless codecs (FFV1 video, 16-bit PCM audio in Matroska) by
+default, so that changing one second of content changes no decoded sample outside it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+WIDTH, HEIGHT = 64, 48
+TONE_HZ = 1000.0
+
+
+def frame_image(t: float, square=(3, 6), colour=(220, 30, 30)) -> np.ndarray:
+    """The (48, 64, 3) uint8 RGB picture shown at time t."""
+    img = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+    if square[0] <= t < square[1]:
+        img[12:36, 20:44] = colour
+    return img
+
+
+def tone(t: np.ndarray, span=(2, 7), amplitude: float = 0.5) -> np.ndarray:
+    return np.where((t >= span[0]) & (t < span[1]), amplitude * np.sin(2 * np.pi * TONE_HZ * t), 0.0)
+
+
+def make_video(path: Path, seconds: float = 10.0, fps: int = 25, square=(3, 6), tone_span=(2, 7),
+               colour=(220, 30, 30), audio_rate: int | None = 16000, channels: int = 1,
+               frame_times: np.ndarray | None = None, lossy: bool = False,
+               picture=None, sound=None) -> Path:
+    """Write a video. `frame_times` (seconds) gives a variable frame rate; `audio_rate=None`
+    writes no audio track; `lossy` writes H.264 + AAC in MP4 instead. `picture(t)` and
+    `sound(t, channel)` override the default content."""
+    picture = picture or (lambda t: frame_image(t, square, colour))
+    sound = sound or (lambda t, ch: tone(t, tone_span))
+    times = np.arange(0, seconds, 1 / fps) if frame_times is None else np.asarray(frame_times)
+    with av.open(str(path), "w", format="mp4" if lossy else "matroska") as out:
+        video = out.add_stream("libx264" if lossy else "ffv1", rate=fps)
+        video.width, video.height = WIDTH, HEIGHT
+        video.pix_fmt = "yuv420p" if lossy else "yuv444p"
+        video.time_base = Fraction(1, 1000)
+        if lossy:
+            video.options = {"qp": "0"}
+        audio = None
+        if audio_rate is not None:
+            layout = "mono" if channels == 1 else "stereo"
+            audio = out.add_stream("aac" if lossy else "pcm_s16le", rate=audio_rate, layout=layout)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(picture(float(t)), format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if audio is not None:
+            n = int(round(seconds * audio_rate))
+            t = np.arange(n) / audio_rate
+            samples = np.stack([sound(t, ch) for ch in range(channels)])  # (channels, n)
+            block = 1024
+            for start in range(0, n, block):
+                part = samples[:, start:start + block]
+                if lossy:  # AAC takes planar float
+                    frame = av.AudioFrame.from_ndarray(part.astype(np.float32), format="fltp", layout=layout)
+                else:  # packed int16: (1, n * channels), interleaved
+                    pcm = np.round(part.T * 32767).astype(np.int16).reshape(1, -1)
+                    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
+                frame.sample_rate, frame.pts = audio_rate, start
+                for packet in audio.encode(frame):
+                    out.mux(packet)
+            for packet in audio.encode():
+                out.mux(packet)
+    return path
