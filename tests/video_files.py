@@ -41,7 +41,7 @@ def make_video(path: Path, seconds: float = 10.0, fps: int = 25, square=(3, 6), 
         video = out.add_stream("libx264" if lossy else "ffv1", rate=fps)
         video.width, video.height = WIDTH, HEIGHT
         video.pix_fmt = "yuv420p" if lossy else "yuv444p"
-        video.time_base = Fraction(1, 1000)
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)  # millisecond timestamps (VFR)
         if lossy:
             video.options = {"qp": "0"}
         audio = None

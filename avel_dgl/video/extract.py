@@ -246,6 +246,7 @@ def extract_parts(videos: list[Path], parts_dir: Path, settings: Settings, netwo
             info, status = stored
         else:
             try:
+                probe(video)  # an unreadable file fails here, before the networks are built for it
                 nets = nets or networks()
                 t0 = time.perf_counter()
                 part = extract_video(video, nets, settings)
