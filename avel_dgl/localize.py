@@ -7,8 +7,9 @@ A model trained on AVE's 10-s videos meets other lengths in one of two ways:
   so the network runs on any T);
 - "windows": 10-s windows with a stride of 10 s, the last one ending at T (overlapping its
   neighbour, whose probabilities it is averaged with); T <= 10 runs whole.
-DEFAULT_MODE is the one that scored better on stitched long synthetic videos
-(benchmarks/long_videos.py, docs/BENCHMARKS.md).
+DEFAULT_MODE is the one that scored better on stitched long synthetic videos: whole, by 1-2.6
+points of segment accuracy at every length from 20 to 120 s (benchmarks/long_videos.py,
+docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from avel_dgl.errors import AvelError
 from avel_dgl.predict import SEGMENT_SECONDS, check_output, events_from_probs, write_predictions
 from avel_dgl.video.extract import Settings, extract_parts, find_videos, load_networks, read_part
 
-MODES = ("windows", "whole")
-DEFAULT_MODE = "windows"
+MODES = ("whole", "windows")
+DEFAULT_MODE = "whole"
 WINDOW = N_SEGMENTS  # the length AVE models are trained on
 
 

@@ -68,9 +68,9 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
               help="FILE.html: a timeline page (thumbnails, event bars, class probabilities).")
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Where extracted features are kept and reused (default: ~/.cache/avel-dgl/features).")
-@click.option("--mode", type=click.Choice(["windows", "whole"]), default=None,
-              help="Videos longer than 10 s: in 10-s windows (stitched) or whole (default: windows, "
-                   "the better one on long synthetic videos; docs/BENCHMARKS.md).")
+@click.option("--mode", type=click.Choice(["whole", "windows"]), default=None,
+              help="Videos longer than 10 s: whole (one graph of T segments) or in 10-s windows, "
+                   "stitched (default: whole, the better one on long synthetic videos; docs/BENCHMARKS.md).")
 @_feature_options
 def localize(inputs, checkpoint, out, html_out, cache_dir, mode, frames_per_segment, visual_weights, weights_dir,
              device, batch_size, strict, quiet):
