@@ -103,7 +103,8 @@ h1 { font-size: 20px; } h2 { font-size: 15px; margin: 28px 0 6px; word-break: br
 .grid { display: grid; grid-template-columns: 190px repeat(var(--t), minmax(28px, 1fr)); align-items: stretch; }
 .label { font-size: 12px; padding: 2px 8px 2px 0; text-align: left; white-space: nowrap; overflow: hidden;
          text-overflow: ellipsis; align-self: center; }
-.thumb img { width: 100%; display: block; border-right: 1px solid #fff; }
+.thumb { padding-right: 2px; }
+.thumb img { width: 100%; display: block; }
 .events { grid-column: 2 / -1; position: relative; height: 30px; background: #f2f2f2; margin: 4px 0; }
 .bar { position: absolute; top: 3px; bottom: 3px; color: #fff; font-size: 12px; padding: 3px 6px;
        box-sizing: border-box; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; border-radius: 3px; }
@@ -205,7 +206,8 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
                                                   extra_columns=("path",))
     if html_out is not None:
         note = (f"checkpoint {checkpoint}; {mode} mode; {settings.frames_per_segment} frames per segment; "
-                f"segment t covers [t, t + 1) s; bars: consecutive segments of one most probable event class")
+                f"segment t covers [t, t + 1) s; bars: consecutive segments of one most probable event class; "
+                f"rows below: each segment's probability of every class that reaches 0.1 somewhere")
         write_text_atomic(html_out, timeline_page(pages, note))
         files.append(html_out)
     if len(done) < len(entries):

@@ -19,7 +19,7 @@ from avel_dgl.config import ModelConfig, get_preset
 from avel_dgl.video import extract, vggish
 from conftest import invoke
 from test_video import SmallVisual
-from video_files import make_video
+from video_files import make_video, train_tiny_detector
 
 EVENT_CLASS = 0  # "Church bell"
 F = 2  # frames per segment in these tests
@@ -65,37 +65,18 @@ def nets():
     return extract.Networks(vggish.AudioNet("random"), SmallVisual())
 
 
+TRAIN_SPANS = [(0, 3), (2, 5), (3, 6), (4, 8), (6, 10), (1, 9), (0, 0), (5, 7), (7, 9), (0, 10)]
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, nets) -> Path:
     """A tiny DPNet trained (SEL) on features of generated videos whose event segments are the
     ones showing the square and playing the tone together."""
-    from avel_dgl.checkpoint import save_checkpoint
-
     d = tmp_path_factory.mktemp("train_videos")
-    spans = [(0, 3), (2, 5), (3, 6), (4, 8), (6, 10), (1, 9), (0, 0), (5, 7), (7, 9), (0, 10)]
     settings = extract.Settings(frames_per_segment=F, pooled=True)
-    parts = [extract.extract_video(_event_video(d / f"{i}.mkv", s), nets, settings) for i, s in enumerate(spans)]
-    audio = torch.from_numpy(np.stack([p.audio for p in parts]))
-    visual = torch.from_numpy(np.stack([p.visual for p in parts]))
-    labels = torch.full((len(spans), 10), 28)
-    for i, (a, b) in enumerate(spans):
-        labels[i, a:b] = EVENT_CLASS
-    model, config = _tiny_model()
-    model.audio_norm.set_stats(audio)
-    model.visual_norm.set_stats(visual)
-    from avel_dgl import graph
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = graph.batch_graph(len(spans))
-    model.train()
-    for _ in range(150):
-        loss = torch.nn.functional.cross_entropy(model(g, audio, visual).reshape(-1, 29), labels.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = d / "best.pt"
-    save_checkpoint(path, model, config, epoch=1, val_acc=0.0)
-    return path
+    parts = [extract.extract_video(_event_video(d / f"{i}.mkv", s), nets, settings) for i, s in enumerate(TRAIN_SPANS)]
+    return train_tiny_detector(np.stack([p.audio for p in parts]), np.stack([p.visual for p in parts]),
+                               TRAIN_SPANS, EVENT_CLASS, d / "best.pt")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Short generated videos for the video tests, written with PyAV: 64x48 px, a grey background
 with a coloured square shown from `square[0]` to `square[1]` seconds and a 1 kHz tone from
-`tone[0]` to `tone[1]` seconds. Lossless codecs (FFV1 video, 16-bit PCM audio in Matroska) by
+`tone[0]` to `tone[1]` seconds, and a tiny detector trained on their features. Lossless codecs (FFV1 video, 16-bit PCM audio in Matroska) by
 default, so that changing one second of content changes no decoded sample outside it."""
 
 from __future__ import annotations
@@ -72,4 +72,37 @@ def make_video(path: Path, seconds: float = 10.0, fps: int = 25, square=(3, 6), 
                     out.mux(packet)
             for packet in audio.encode():
                 out.mux(packet)
+    return path
+
+
+def train_tiny_detector(audio: np.ndarray, visual: np.ndarray, spans, event_class: int, path: Path,
+                        steps: int = 150) -> Path:
+    """A tiny DPNet (width 16, one block) trained with SEL on (N, 10, 128) audio and (N, 10, 512)
+    pooled visual features whose event segments are `spans`, saved as a checkpoint at `path`."""
+    import torch
+
+    from avel_dgl import graph
+    from avel_dgl.checkpoint import save_checkpoint
+    from avel_dgl.config import ModelConfig, get_preset
+    from avel_dgl.nn.dpnet import build
+
+    config = get_preset("small")
+    config.model = ModelConfig(width=16, blocks=1, norm="layer")
+    torch.manual_seed(0)
+    model = build(config)
+    audio, visual = torch.from_numpy(audio), torch.from_numpy(visual)
+    labels = torch.full(audio.shape[:2], 28)
+    for i, (a, b) in enumerate(spans):
+        labels[i, a:b] = event_class
+    model.audio_norm.set_stats(audio)
+    model.visual_norm.set_stats(visual)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = graph.batch_graph(len(spans))
+    model.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(g, audio, visual).reshape(-1, 29), labels.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_checkpoint(path, model, config, epoch=1, val_acc=0.0)
     return path
