@@ -101,8 +101,7 @@ def sampled_frames(path: str | Path, times: list[Fraction]) -> Iterator[np.ndarr
     path = Path(path)
     k, previous = 0, None
     with _open(path) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "AUTO"  # FFmpeg's frame threads: decoding is a small share of extraction
+        stream = c.streams.video[0]  # single-threaded decoding: a small share of the time (docs/BENCHMARKS.md)
         start = _start(c)
         try:
             for frame in c.decode(stream):

@@ -168,6 +168,7 @@ def extract_video(path: str | Path, nets: Networks, settings: Settings) -> Part:
         timing["decode"], timing["networks"] = timing["decode"] + t1 - t0, timing["networks"] + tick() - t1
         for k, m in enumerate(maps, start):
             sums[k // per] += m
+    frames.close()  # the decoder's file now, not whenever the garbage collector gets to it
     visual = (sums / per).astype(np.float32)  # the mean over the segment's frames (AVE: 16)
     if settings.pooled:
         visual = pool_maps(visual).astype(np.float32)
@@ -182,6 +183,7 @@ def extract_video(path: str | Path, nets: Networks, settings: Settings) -> Part:
             t1 = tick()
             audio[start:start + len(examples)] = nets.audio(examples)
             timing["decode"], timing["networks"] = timing["decode"] + t1 - t0, timing["networks"] + tick() - t1
+        waves.close()
     return Part(info, "ok" if info.has_audio else "no_audio", audio, visual, np.stack(thumbs), timing)
 
 
