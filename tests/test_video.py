@@ -308,6 +308,16 @@ def test_visual_feature_is_the_mean_over_the_segments_frames(videos, small_nets)
     np.testing.assert_allclose(part.visual, maps.reshape(10, 4, 7, 7, 512).mean(1), rtol=1e-5, atol=1e-6)
 
 
+def test_pooled_features_are_the_pooled_maps(videos, small_nets):
+    from avel_dgl.data.cache import pool_maps
+
+    maps = extract.extract_video(videos["short"], small_nets, extract.Settings(frames_per_segment=2))
+    pooled = extract.extract_video(videos["short"], small_nets, extract.Settings(frames_per_segment=2, pooled=True))
+    assert pooled.visual.shape == (4, 512)
+    np.testing.assert_allclose(pooled.visual, pool_maps(maps.visual), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pooled.audio, maps.audio)
+
+
 @pytest.fixture
 def patched_networks(monkeypatch, small_nets):
     calls = []

@@ -6,7 +6,9 @@ Each finished video's features are kept in OUT/.avel_extract/ as one file (writt
 named by the video's path, size, modification time and the settings that change features), so
 an interrupted or repeated run skips the videos already done, and the output HDF5 files are
 assembled from them, one video at a time, and renamed into place only when complete. Frames go
-through VGG19 `batch_size` at a time, so memory does not grow with the videos' number or length.
+through VGG19 `batch_size` at a time, so memory does not grow with the number of videos; with
+the length of one video it grows only by that video's features (100 KB per second of full maps,
+2 KB pooled).
 
 Videos of different lengths share one T, the longest video's segment count: shorter videos are
 zero-padded, and videos.csv gives each video's own segment count. A video whose file cannot be
@@ -154,8 +156,10 @@ def extract_video(path: str | Path, nets: Networks, settings: Settings) -> Part:
     timing = {"decode": 0.0, "networks": 0.0}
     tick = time.perf_counter
 
-    # Visual: stream the sampled frames through VGG19 a batch at a time; sum the maps per segment.
-    sums = np.zeros((segments, *MAP_SHAPE), np.float64)
+    # Visual: stream the sampled frames through VGG19 a batch at a time; sum the maps per segment
+    # (pooled first when the output is pooled: both are means, so the order does not matter, and
+    # memory then holds 2 KB per segment instead of 100 KB).
+    sums = np.zeros((segments, *((VISUAL_DIM,) if settings.pooled else MAP_SHAPE)), np.float64)
     thumbs = []
     frames = sampled_frames(path, sample_times(info, per))
     for start in range(0, segments * per, batch_size):
@@ -166,12 +170,10 @@ def extract_video(path: str | Path, nets: Networks, settings: Settings) -> Part:
         t1 = tick()
         maps = nets.visual(x)
         timing["decode"], timing["networks"] = timing["decode"] + t1 - t0, timing["networks"] + tick() - t1
-        for k, m in enumerate(maps, start):
+        for k, m in enumerate(pool_maps(maps) if settings.pooled else maps, start):
             sums[k // per] += m
     frames.close()  # the decoder's file now, not whenever the garbage collector gets to it
     visual = (sums / per).astype(np.float32)  # the mean over the segment's frames (AVE: 16)
-    if settings.pooled:
-        visual = pool_maps(visual).astype(np.float32)
 
     # Audio: one VGGish example per segment.
     audio = np.zeros((segments, AUDIO_DIM), np.float32)
