@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from avel_dgl.errors import AvelError
 
 F_HELP = ("Frames per 1-s segment through VGG19, averaged (the AVE recipe: 16; fewer is faster on CPUs "
           "but leaves the recipe).")
