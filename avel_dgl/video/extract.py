@@ -242,32 +242,33 @@ def extract_parts(videos: list[Path], parts_dir: Path, settings: Settings, netwo
 
     parts_dir.mkdir(parents=True, exist_ok=True)
     entries, nets, frames, seconds = [], None, 0, 0.0
-    bar = tqdm(videos, unit="video", disable=not progress, dynamic_ncols=True)
-    for video in bar:
-        target = part_path(parts_dir, video, settings)
-        stored = read_meta(target) if target.is_file() else None
-        if stored is not None:
-            info, status = stored
-        else:
-            try:
-                probe(video)  # an unreadable file fails here, before the networks are built for it
-                nets = nets or networks()
-                t0 = time.perf_counter()
-                part = extract_video(video, nets, settings)
-                seconds += time.perf_counter() - t0
-                frames += part.info.segments * settings.frames_per_segment
-                save_part(target, part)
-                info, status = part.info, part.status
-                bar.set_postfix(frames_per_s=f"{frames / max(seconds, 1e-9):.1f}")
-            except DecodeError as e:
-                if strict:
-                    raise
-                warnings.warn(f"{e}; skipped (status failed)")
-                entries.append(Entry(video, "failed", message=str(e)))
-                continue
-        if status == "no_audio":
-            warnings.warn(f"{video}: no audio track; its audio features are zeros (status no_audio)")
-        entries.append(Entry(video, status, info, target))
+    # leave=False: the bar is erased when done or stopped, so an error stays the one line it is.
+    with tqdm(videos, unit="video", disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        for video in bar:
+            target = part_path(parts_dir, video, settings)
+            stored = read_meta(target) if target.is_file() else None
+            if stored is not None:
+                info, status = stored
+            else:
+                try:
+                    probe(video)  # an unreadable file fails here, before the networks are built for it
+                    nets = nets or networks()
+                    t0 = time.perf_counter()
+                    part = extract_video(video, nets, settings)
+                    seconds += time.perf_counter() - t0
+                    frames += part.info.segments * settings.frames_per_segment
+                    save_part(target, part)
+                    info, status = part.info, part.status
+                    bar.set_postfix(frames_per_s=f"{frames / max(seconds, 1e-9):.1f}")
+                except DecodeError as e:
+                    if strict:
+                        raise
+                    warnings.warn(f"{e}; skipped (status failed)")
+                    entries.append(Entry(video, "failed", message=str(e)))
+                    continue
+            if status == "no_audio":
+                warnings.warn(f"{video}: no audio track; its audio features are zeros (status no_audio)")
+            entries.append(Entry(video, status, info, target))
     return entries
 
 
