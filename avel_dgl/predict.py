@@ -198,13 +198,13 @@ def segments_csv_path(out: Path) -> Path:
     return out.with_name(out.stem + "_segments.csv")
 
 
-def _video_record(row: int, probs: np.ndarray) -> dict:
-    return {"row": int(row), "events": events_from_probs(probs),
+def _video_record(row: int, probs: np.ndarray, extra=None) -> dict:
+    return {"row": int(row), **(extra(int(row)) if extra else {}), "events": events_from_probs(probs),
             "segment_classes": probs.argmax(-1).tolist(),
             "segment_probs": np.round(probs.astype(np.float64), PROB_DECIMALS).tolist()}
 
 
-def _write_json(chunks, f, header: dict) -> tuple[int, int]:
+def _write_json(chunks, f, header: dict, extra=None) -> tuple[int, int]:
     videos = events = 0
     # The header as JSON with an empty "videos" list last; write it up to that list's "[" and
     # stream the video records into it.
@@ -212,36 +212,42 @@ def _write_json(chunks, f, header: dict) -> tuple[int, int]:
     f.write(head[:head.rindex("[") + 1] + "\n")
     for rows, probs in chunks:
         for row, p in zip(rows, probs):
-            record = _video_record(row, p)
+            record = _video_record(row, p, extra)
             f.write((",\n" if videos else "") + json.dumps(record))
             videos, events = videos + 1, events + len(record["events"])
     f.write("\n]}\n")
     return videos, events
 
 
-def _write_csv(chunks, f_events, f_segments) -> tuple[int, int]:
+def _write_csv(chunks, f_events, f_segments, extra=None, extra_columns=()) -> tuple[int, int]:
     ev = csv.writer(f_events)
-    ev.writerow(["row", "class", "name", "start", "end", "confidence"])
+    ev.writerow(["row", *extra_columns, "class", "name", "start", "end", "confidence"])
     seg = csv.writer(f_segments)
-    seg.writerow(["row", "segment", "start", "end", "class", "name", *(f"p_{c}" for c in range(N_CLASSES))])
+    seg.writerow(["row", *extra_columns, "segment", "start", "end", "class", "name",
+                  *(f"p_{c}" for c in range(N_CLASSES))])
     videos = events = 0
     for rows, probs in chunks:
         for row, p in zip(rows, probs):
-            record = _video_record(row, p)
+            record = _video_record(row, p, extra)
+            ids = [record["row"], *(record[c] for c in extra_columns)]
             for e in record["events"]:
-                ev.writerow([record["row"], e["class"], e["name"], e["start"], e["end"], e["confidence"]])
+                ev.writerow([*ids, e["class"], e["name"], e["start"], e["end"], e["confidence"]])
             for t, (c, ps) in enumerate(zip(record["segment_classes"], record["segment_probs"])):
-                seg.writerow([record["row"], t, t * SEGMENT_SECONDS, (t + 1) * SEGMENT_SECONDS, c, CLASS_NAMES[c], *ps])
+                seg.writerow([*ids, t, t * SEGMENT_SECONDS, (t + 1) * SEGMENT_SECONDS, c, CLASS_NAMES[c], *ps])
             videos, events = videos + 1, events + len(record["events"])
     return videos, events
 
 
 def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str | Path,
-                      header: dict, overwrite: bool = False) -> tuple[list[Path], int, int]:
+                      header: dict, overwrite: bool = False, extra=None,
+                      extra_columns: tuple = ()) -> tuple[list[Path], int, int]:
     """Stream (rows, probs) chunks into OUT.json (one file) or OUT.csv (+ OUT_segments.csv).
     The files are written under temporary names and renamed together only when all videos are
     in (checkpoint.publish), so a failure leaves no partial output and the previous files, if
-    any, as they were. Returns the files written, the video and event counts."""
+    any, as they were. Returns the files written, the video and event counts.
+    `extra(row) -> dict` adds fields to each video's record after its row (localize: the video's
+    path); `extra_columns` names those that also become CSV columns. A video's probabilities may
+    have any number of segments T (T, C)."""
     targets = check_output(out, overwrite)
     tmps = [t.with_name(t.name + ".tmp") for t in targets]
     try:
@@ -255,9 +261,9 @@ def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str 
             if targets[0].suffix == ".json":
                 header = {**header, "segment_seconds": SEGMENT_SECONDS, "background": BACKGROUND,
                           "classes": list(CLASS_NAMES)}
-                videos, events = _write_json(chunks, handles[0], header)
+                videos, events = _write_json(chunks, handles[0], header, extra)
             else:
-                videos, events = _write_csv(chunks, *handles)
+                videos, events = _write_csv(chunks, *handles, extra, extra_columns)
         publish(list(zip(tmps, targets)))
     finally:
         for tmp in tmps:

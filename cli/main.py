@@ -72,6 +72,7 @@ COMMAND_MODULES = (
     "subevent_commands",  # build-subevents
     "ablate_commands",  # ablate
     "use_commands",  # predict, report, fam
+    "video_commands",  # extract, localize
 )
 
 

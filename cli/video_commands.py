@@ -1,0 +1,101 @@
+"""`avel-dgl extract` and `avel-dgl localize`: video files in, AVE-format features or events out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.options import checkpoint_option, overwrite_option
+
+
+F_HELP = ("Frames per 1-s segment through VGG19, averaged (the AVE recipe: 16; fewer is faster on CPUs "
+          "but leaves the recipe).")
+
+
+def _feature_options(fn):
+    """Options shared by extract and localize: how features are computed."""
+    options = [
+        click.option("--frames-per-segment", type=int, default=16, show_default=True, help=F_HELP),
+        click.option("--visual-weights", type=click.Choice(["keras", "torchvision"]), default="keras",
+                     show_default=True,
+                     help="VGG19 weights: keras = the Oxford VGG ImageNet release as Keras ships it (the AVE "
+                          "features); torchvision = torchvision's own VGG19 (a different feature space)."),
+        click.option("--weights-dir", type=click.Path(path_type=Path),
+                     help="Folder holding the weight files (offline machines); default: torch's hub cache, "
+                          "downloaded once."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option("--batch-size", type=int, default=16, show_default=True,
+                     help="Frames (and audio examples) per network call; bounds memory."),
+        click.option("--strict", is_flag=True, help="Stop at the first unreadable video (default: skip it)."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Output folder: audio_feature.h5, visual_feature.h5, videos.csv (rerun to resume).")
+@click.option("--pooled", is_flag=True, help="Visual features (N,T,512), averaged over the 7x7 map, as DPNet "
+                                             "uses them (49x smaller), instead of (N,T,7,7,512).")
+@_feature_options
+def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights_dir, device, batch_size, strict,
+            quiet):
+    """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
+    (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
+    paths. Rerunning over the same inputs skips the videos already done."""
+    from avel_dgl.distributed import resolve_device
+    from avel_dgl.train import set_threads
+    from avel_dgl.video.extract import Settings
+    from avel_dgl.video.extract import extract as run
+
+    set_threads()
+    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size)
+    entries, n, t = run(inputs, out_dir, settings, weights_dir, resolve_device(device), strict, progress=not quiet)
+    failed = sum(e.status == "failed" for e in entries)
+    click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
+               f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
+
+
+@click.command()
+@click.argument("inputs", metavar="VIDEO...", nargs=-1, required=True)
+@checkpoint_option()
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="FILE.json, or FILE.csv (events; per-segment probabilities go to FILE_segments.csv).")
+@click.option("--html", "html_out", type=click.Path(path_type=Path),
+              help="FILE.html: a timeline page (thumbnails, event bars, class probabilities).")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Where extracted features are kept and reused (default: ~/.cache/avel-dgl/features).")
+@click.option("--mode", type=click.Choice(["whole", "windows"]), default=None,
+              help="Videos longer than 10 s: whole (one graph of T segments) or in 10-s windows, "
+                   "stitched (default: whole, the better one on long synthetic videos; docs/BENCHMARKS.md).")
+@overwrite_option("the --out and --html files")
+@_feature_options
+def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, frames_per_segment, visual_weights,
+             weights_dir, device, batch_size, strict, quiet):
+    """Events (intervals in seconds with class names) in video files: extract features (cached),
+    predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
+    lists. Output as `predict`'s, with each video's path."""
+    from avel_dgl.checkpoint import load_model
+    from avel_dgl.distributed import resolve_device
+    from avel_dgl.localize import DEFAULT_MODE, check_html
+    from avel_dgl.localize import localize as run
+    from avel_dgl.predict import check_output
+    from avel_dgl.train import set_threads
+    from avel_dgl.video.extract import Settings
+
+    set_threads()
+    check_output(out, overwrite)
+    check_html(html_out, overwrite)
+    settings = Settings(frames_per_segment, visual_weights, True, batch_size)
+    model, _, _ = load_model(checkpoint)  # before extracting: a bad checkpoint fails in seconds
+    summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,
+                  resolve_device(device), strict, checkpoint, progress=not quiet, overwrite=overwrite)
+    click.echo(f"{summary['videos']} videos, {summary['events']} events; wrote "
+               f"{' and '.join(map(str, summary['files']))}")
+
+
+COMMANDS = [extract, localize]
