@@ -22,6 +22,7 @@ OVERRIDES = {
     "input_norm": "train.input_norm", "variant": "model.variant", "width": "model.width",
     "blocks": "model.blocks", "dropout": "model.dropout", "input_dropout": "model.input_dropout",
     "classifier_dropout": "model.classifier_dropout", "norm": "model.norm", "residual": "model.residual",
+    "init": "model.init",
 }
 
 
@@ -52,6 +53,9 @@ CONFIG_OPTIONS = (
     click.option("--classifier-dropout", type=float, help="Dropout before the segment classifier."),
     click.option("--norm", type=click.Choice(["none", "layer"]), help="LayerNorm after each layer, or none."),
     click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper)."),
+    click.option("--init", type=click.Choice(["swish", "torch"]),
+                 help="Weight initialisation: swish keeps the features' scale through the Swish layers "
+                      "(default); torch is PyTorch's per-layer default."),
 )
 DEVICE_OPTIONS = (
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,

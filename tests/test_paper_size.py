@@ -81,3 +81,20 @@ def test_paper_size_features_keep_their_scale_through_the_blocks():
     assert len(scales) == 4 and min(scales) > 0.3
     first_rgct = next(module for module in model.modules() if isinstance(module, RGCT))
     assert first_rgct.fc1.weight.grad.abs().mean().item() > 1e-6
+
+
+def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
+    from avel_dgl.config import Config
+    from cli.train_commands import resolve_config
+
+    assert get_preset("paper").model.init == get_preset("small").model.init == "swish"
+    assert resolve_config("small", None, None, init="torch").model.init == "torch"
+    old = get_preset("small").to_dict()
+    del old["model"]["init"]  # a config.json written before the field existed
+    assert Config.from_dict(old).model.init == "torch"
+    torch.manual_seed(0)
+    default = build(replace(get_preset("small"), **{"model.init": "torch"})).state_dict()
+    torch.manual_seed(0)
+    swish = build(get_preset("small")).state_dict()
+    assert torch.equal(default["classifier.weight"], swish["classifier.weight"])  # untouched by init_swish
+    assert not torch.equal(default["audio_fc.weight"], swish["audio_fc.weight"])
