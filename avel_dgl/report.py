@@ -135,7 +135,7 @@ def test_predictions(checkpoint: Path, data_dir: Path) -> dict[str, SplitPredict
     """Probabilities of best.pt on the test split, with the labels of each label set."""
     from avel_dgl import engine
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.data.ave import load_split
+    from avel_dgl.data.dataset import load_split
 
     model, config, _ = load_model(checkpoint)
     out, probs = {}, None

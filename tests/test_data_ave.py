@@ -1,4 +1,5 @@
-"""Validation of AVE-format folders (avel_dgl.data.ave), the loaders, and `avel-dgl check-data`."""
+"""Validation of AVE-format files and folders (avel_dgl.data.ave, avel_dgl.data.dataset), the
+loaders, and `avel-dgl check-data`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ave_files import MALFORMATIONS, N_VIDEOS, ave_arrays, write_ave_dir
 from click.testing import CliRunner
 
 from avel_dgl.data import ave
-from avel_dgl.data.ave import MultiLabelWarning, load_noisy, load_split, validate_dir
+from avel_dgl.data.ave import MultiLabelWarning
+from avel_dgl.data.dataset import load_noisy, load_split, validate_dir
 from avel_dgl.errors import AvelError
 from cli.main import main
 
