@@ -109,7 +109,8 @@ def test_every_command_that_runs_a_model_takes_device():
 def _device_run(command: str, run, data, out) -> tuple[list, list[str]]:
     """The arguments of `command` writing under `out`, and the files it writes there."""
     return {
-        "evaluate": (["evaluate", "--checkpoint", run, "--data", data, "--out", out / "eval"], ["eval.json", "eval.csv"]),
+        "evaluate": (["evaluate", "--checkpoint", run, "--data", data, "--out", out / "eval"],
+                     ["eval.json", "eval.csv"]),
         "predict": (["predict", "--checkpoint", run, "--data", data, "--out", out / "p.json"], ["p.json"]),
         "report": (["report", run, "--data", data, "--out", out / "report"],
                    ["report/" + name for name in ("report.html", "curves.png", "per_class.png", "confusion_o-ave.png",
