@@ -35,8 +35,9 @@ import torch
 from avel_dgl import interrupt
 from avel_dgl.checkpoint import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
-from avel_dgl.data.ave import LABEL_SETS, SPLITS, load_noisy, load_split
+from avel_dgl.data.dataset import load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
+from avel_dgl.format import LABEL_SETS, SPLITS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
 from avel_dgl.nn.variants import layer_kind
 from avel_dgl.train import resume_run, train_run

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from avel_dgl import distributed, graph
 from avel_dgl.config import TrainConfig
-from avel_dgl.data.ave import SplitData
+from avel_dgl.data.dataset import SplitData
 from avel_dgl.metrics import global_accuracy
 
 # (batch row positions in the training SplitData) -> (audio, visual) of one replica per video,

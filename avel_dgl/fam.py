@@ -108,10 +108,11 @@ def plot_fam(fams: torch.Tensor, segments: list[int], row_labels: list[str], tit
     return fig
 
 
-def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, overwrite: bool = False) -> list[int]:
+def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, overwrite: bool = False,
+               device: torch.device | str = "cpu") -> list[int]:
     """Write the FAM figure of video `row` of a data folder to `out` (PNG; an existing file only
-    with `overwrite`). Row labels give each segment's predicted class (and its label, when the
-    folder has labels). Returns the segments."""
+    with `overwrite`), the model run on `device`. Row labels give each segment's predicted class
+    (and its label, when the folder has labels). Returns the segments."""
     data_dir, out = Path(data_dir), Path(out)
     kind = "a file name ending in .png"
     if out.suffix.lower() != ".png" and not out.is_dir():
@@ -122,6 +123,7 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
         raise AvelError(f"--segments: expected segment indices in 0..{N_SEGMENTS - 1}, found {bad[0]}")
     steps = bar(total=3, desc="fam", unit="step")
     model, config, _ = load_model(checkpoint)
+    model.to(device)
     steps.update()
     first_rgct(model)  # fail before reading features if the network has no such layer
     n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE])
@@ -133,8 +135,9 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
         audio = read_rows(a, rows, str(data_dir / AUDIO_FILE)).astype(np.float32)
     pooled = pool_maps(maps).astype(np.float32)  # what the model sees (section 3.2)
     with torch.no_grad():
-        logits = model(graph.batch_graph(1), torch.from_numpy(audio), torch.from_numpy(pooled))
-    probs = torch.softmax(logits[0], dim=-1).numpy()
+        logits = model(graph.batch_graph(1, device=device), torch.from_numpy(audio).to(device),
+                       torch.from_numpy(pooled).to(device))
+    probs = torch.softmax(logits[0], dim=-1).cpu().numpy()
     pred = probs.argmax(-1)
     truth = None
     labels_path = data_dir / LABELS_FILE
@@ -143,7 +146,7 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
             truth = onehot_to_index(read_rows(lab, rows, str(labels_path)), str(labels_path), rows=rows)[0]
     steps.update()
     segments = sorted(set(segments)) if segments else default_segments(pred)
-    fams = activation_maps(model, torch.from_numpy(maps[0, segments]))
+    fams = activation_maps(model, torch.from_numpy(maps[0, segments]).to(device)).cpu()
     labels = []
     for t in segments:
         text = f"segment {t} ({t}-{t + 1} s)\npred: {CLASS_NAMES[pred[t]][:22]} ({probs[t, pred[t]]:.2f})"

@@ -1,7 +1,8 @@
 """The AVE data format as constants: segment count, feature sizes, classes and their names, the
 background index, file names and HDF5 keys. No imports from the package and no reading: the
 model layer, metrics and checkpoints depend on these numbers without depending on data loading
-(avel_dgl/data/ave.py reads and checks files laid out this way; docs/DATA.md describes them).
+(avel_dgl/data/ave.py reads and checks files laid out this way, avel_dgl/data/dataset.py loads
+whole folders; docs/DATA.md describes them).
 """
 
 N_SEGMENTS = 10  # 1-s segments per video

@@ -171,7 +171,7 @@ def predict_probs(model: torch.nn.Module, source: VideoSource,
     """(rows, segment class probabilities (b, 10, 29)) per chunk of `batch_size` videos."""
     for rows, audio, visual in read_chunks(source, batch_size):
         logits = engine.feature_logits(model, audio, visual, batch_size)
-        yield rows, torch.softmax(logits, dim=-1).numpy()
+        yield rows, torch.softmax(logits, dim=-1).cpu().numpy()
 
 
 # ---- writing ---------------------------------------------------------------------------------

@@ -131,18 +131,20 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
     return config, metrics, results
 
 
-def test_predictions(checkpoint: Path, data_dir: Path) -> dict[str, SplitPredictions]:
-    """Probabilities of best.pt on the test split, with the labels of each label set."""
+def test_predictions(checkpoint: Path, data_dir: Path,
+                     device: torch.device | str = "cpu") -> dict[str, SplitPredictions]:
+    """Probabilities of best.pt on the test split, computed on `device`, with the labels of each label set."""
     from avel_dgl import engine
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.data.ave import load_split
+    from avel_dgl.data.dataset import load_split
 
     model, config, _ = load_model(checkpoint)
+    model.to(device)  # predict_logits sends each batch to the model's device
     out, probs = {}, None
     for label_set in LABEL_SETS:
         test = load_split(data_dir, "test", label_set)
         if probs is None:  # the features do not depend on the label set
-            probs = torch.softmax(engine.predict_logits(model, test, config.train.batch_size), -1).numpy()
+            probs = torch.softmax(engine.predict_logits(model, test, config.train.batch_size), -1).cpu().numpy()
         out[label_set] = SplitPredictions(label_set, test.rows.numpy(), probs, test.segment_labels.numpy())
     return out
 
@@ -367,10 +369,12 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                 per_kind: int = 2, overwrite: bool = False) -> tuple[Path, list[str]]:
+                 per_kind: int = 2, overwrite: bool = False,
+                 device: torch.device | str = "cpu") -> tuple[Path, list[str]]:
     """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report; an earlier report
-    there is replaced only with `overwrite`). Returns the HTML path and the notes of sections that
-    are missing or suspicious. A progress bar counts the steps (avel_dgl.progress)."""
+    there is replaced only with `overwrite`); best.pt predicts the test split on `device`. Returns
+    the HTML path and the notes of sections that are missing or suspicious. A progress bar counts
+    the steps (avel_dgl.progress)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     config, metrics, results = read_run(run_dir)
@@ -402,7 +406,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     elif not Path(data).is_dir():
         why_not = f"data folder {data} not found: pass --data DIR"
     else:
-        preds = test_predictions(run_dir / "best.pt", Path(data))
+        preds = test_predictions(run_dir / "best.pt", Path(data), device)
     steps.update()
 
     per_class = Section("Test accuracy per class")

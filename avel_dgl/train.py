@@ -58,8 +58,9 @@ from avel_dgl import distributed, engine, graph, interrupt
 from avel_dgl.checkpoint import (checkpoint_config, load_model, load_weights, read_checkpoint,
                                  save_checkpoint, write_text_atomic)
 from avel_dgl.config import Config, differences, flatten, replace, validate
-from avel_dgl.data.ave import LABEL_SETS, SplitData, load_noisy, load_split
+from avel_dgl.data.dataset import SplitData, load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
+from avel_dgl.format import LABEL_SETS
 from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
 

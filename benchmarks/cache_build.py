@@ -77,7 +77,7 @@ def child(data_dir: str, source_name: str, cache_dir: str, chunk_videos: int) ->
 
     from avel_dgl.data.cache import pooled_visual
 
-    rss_after_imports = _vm_kb("VmRSS")  # torch, imported by avel_dgl.data.ave, is most of it
+    rss_after_imports = _vm_kb("VmRSS")  # numpy and h5py: data.cache no longer imports torch
     start = time.perf_counter()
     pooled = pooled_visual(data_dir, source_name, cache_dir=cache_dir, chunk_videos=chunk_videos)
     wall = time.perf_counter() - start

@@ -24,7 +24,8 @@ import torch
 from avel_dgl import engine, graph
 from avel_dgl.checkpoint import read_checkpoint
 from avel_dgl.config import get_preset
-from avel_dgl.data.ave import AUDIO_DIM, N_CLASSES, N_SEGMENTS, VISUAL_DIM, SplitData
+from avel_dgl.data.dataset import SplitData
+from avel_dgl.format import AUDIO_DIM, N_CLASSES, N_SEGMENTS, VISUAL_DIM
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import Run, data_fingerprint, end_epoch, make_optimizer, make_scheduler
 

@@ -31,7 +31,8 @@ import torch.multiprocessing as mp
 
 from avel_dgl import distributed, engine
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import AUDIO_DIM, N_CLASSES, N_SEGMENTS, VISUAL_DIM, SplitData
+from avel_dgl.data.dataset import SplitData
+from avel_dgl.format import AUDIO_DIM, N_CLASSES, N_SEGMENTS, VISUAL_DIM
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler, set_seed
 

@@ -23,7 +23,7 @@ import torch
 
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import load_split
+from avel_dgl.data.dataset import load_split
 from avel_dgl.data.subevents import ReplicaSampler, build_database
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler, set_seed

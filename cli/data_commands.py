@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from avel_dgl.data.ave import N_SEGMENTS, NOISY_FILES, DataReport, validate_dir
+from avel_dgl.data.dataset import DataReport, validate_dir
+from avel_dgl.format import N_SEGMENTS, NOISY_FILES
 from cli.options import cache_dir_option, quiet_option
 
 

@@ -1,5 +1,5 @@
 """Options several commands share, so that each means the same everywhere: --overwrite (one rule:
-an existing output is replaced only when asked), --quiet, --cache-dir and --checkpoint."""
+an existing output is replaced only when asked), --quiet, --cache-dir, --checkpoint and --device."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def overwrite_option(what: str):
     return click.option("--overwrite", is_flag=True, help=f"Replace {what} when present (refused otherwise).")
 
 
+# The names avel_dgl.distributed.resolve_device takes (not imported here: it would load torch for --help).
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                             help="auto: this process's GPU if torch sees one, else the CPU.")
 quiet_option = click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars.")
 cache_dir_option = click.option(
     "--cache-dir", type=click.Path(path_type=Path), callback=_cache_dir, expose_value=False,

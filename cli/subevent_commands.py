@@ -22,8 +22,9 @@ def build_subevents(data_dir: Path, out_file: Path | None, overwrite: bool) -> N
     their databases (references, not features) with a fingerprint of the data. Prints, per class
     and kind, the number of entries of each length."""
     from avel_dgl.checkpoint import check_output
-    from avel_dgl.data.ave import (LABELS_FILE, MIL_LABELS_FILE, MultiLabelWarning, load_split, onehot_to_index,
-                                   read_checked)
+    from avel_dgl.data.ave import MultiLabelWarning, onehot_to_index, read_checked
+    from avel_dgl.data.dataset import load_split
+    from avel_dgl.format import LABELS_FILE, MIL_LABELS_FILE
     from avel_dgl.data.subevents import ReplicaSampler, build_database, default_path, save_database, summary_table
 
     if out_file is not None:

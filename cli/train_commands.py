@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError
-from cli.options import cache_dir_option, checkpoint_option, overwrite_option, quiet_option
+from cli.options import cache_dir_option, checkpoint_option, device_option, overwrite_option, quiet_option
 
 # Command-line option -> config field. Options left unset keep the preset's value.
 OVERRIDES = {
@@ -58,8 +58,7 @@ CONFIG_OPTIONS = (
                       "(default); torch is PyTorch's per-layer default."),
 )
 DEVICE_OPTIONS = (
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                 help="auto: this process's GPU if torch sees one, else the CPU."),
+    device_option,
     click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
                  help="Graph kernel (eq 12, RGAT): DGL message passing, or torch sparse/scatter operations over "
                       "the same graph (auto: DGL where the installed DGL supports the device)."),
@@ -208,8 +207,7 @@ def _label_set(ctx, param, value: str) -> str:
               help="AVE-format data folder whose test split is scored.")
 @click.option("--out", "out_prefix", type=click.Path(path_type=Path),
               help="A stem: writes STEM.json and STEM.csv (default: eval_<split> beside the checkpoint).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: the GPU if torch sees one, else the CPU.")
+@device_option
 @overwrite_option("existing STEM.json and STEM.csv")
 @quiet_option
 @cache_dir_option
@@ -219,13 +217,14 @@ def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, qui
     from avel_dgl.distributed import resolve_device
     from avel_dgl.train import evaluate_checkpoint, set_threads
 
+    device = resolve_device(device)
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
     kind = "a stem for STEM.json and STEM.csv"
     if out_prefix.is_dir():
         raise AvelError(f"--out: {out_prefix} is a folder, expected {kind} (e.g. {out_prefix / 'eval'})")
     targets = [check_output(out_prefix.with_suffix(s), overwrite, kind=kind) for s in (".json", ".csv")]
-    result = evaluate_checkpoint(checkpoint, data_dir, label_set, device=resolve_device(device))
+    result = evaluate_checkpoint(checkpoint, data_dir, label_set, device=device)
     table = result["per_class"]
     summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}

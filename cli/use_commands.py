@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from avel_dgl.errors import AvelError
-from cli.options import cache_dir_option, checkpoint_option, overwrite_option, quiet_option
+from cli.options import cache_dir_option, checkpoint_option, device_option, overwrite_option, quiet_option
 
 
 @click.command()
@@ -25,14 +25,17 @@ from cli.options import cache_dir_option, checkpoint_option, overwrite_option, q
               help="A file: FILE.json (everything), or FILE.csv (events; per-segment probabilities go to "
                    "FILE_segments.csv beside it).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Videos read and predicted at a time.")
+@device_option
 @overwrite_option("the output file(s)")
 @quiet_option
 @cache_dir_option
 @click.pass_context
-def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, out, batch_size, overwrite, quiet):
+def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, out, batch_size, device, overwrite,
+            quiet):
     """Detected events (intervals in seconds, class, confidence) and per-segment class
     probabilities for every video of a data folder's subset or of new feature files."""
     from avel_dgl.checkpoint import load_model
+    from avel_dgl.distributed import resolve_device
     from avel_dgl.predict import (check_output, data_folder_source, feature_files_source, parse_selection,
                                   predict_to_file)
     from avel_dgl.train import set_threads
@@ -53,10 +56,11 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
     if new_videos and given:
         raise AvelError("--subset: only applies to --data (feature files are predicted whole)")
     rows = None if new_videos else parse_selection(selection)
+    device = resolve_device(device)
     set_threads()
     check_output(out, overwrite)
     # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
-    model, _, _ = load_model(checkpoint)
+    model = load_model(checkpoint)[0].to(device)  # predict_probs sends each chunk to the model's device
     source = feature_files_source(audio, visual) if new_videos else data_folder_source(data_dir, rows)
     files, videos, events = predict_to_file(model, source, out, batch_size, checkpoint, overwrite)
     click.echo(f"{videos} videos, {events} events; wrote {' and '.join(map(str, files))}")
@@ -70,19 +74,22 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
               help="A folder for report.html and its PNGs (default: RUN_DIR/report).")
 @click.option("--videos", "per_kind", type=int, default=2, show_default=True,
               help="Timelines of this many best, worst and typical test videos each.")
+@device_option
 @overwrite_option("an earlier report folder")
 @quiet_option
 @cache_dir_option
-def report(run_dir, data_dir, out_dir, per_kind, overwrite, quiet):
+def report(run_dir, data_dir, out_dir, per_kind, device, overwrite, quiet):
     """A self-contained HTML report of a training run: curves, per-class accuracy, confusion
     matrices, and timelines of true vs predicted events."""
+    from avel_dgl.distributed import resolve_device
     from avel_dgl.report import build_report
     from avel_dgl.train import set_threads
 
     if per_kind < 1:
         raise AvelError(f"--videos: expected a positive integer, found {per_kind}")
+    device = resolve_device(device)
     set_threads()
-    path, notes = build_report(run_dir, data_dir, out_dir, per_kind, overwrite)
+    path, notes = build_report(run_dir, data_dir, out_dir, per_kind, overwrite, device)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {path} (PNGs beside it)")
@@ -104,15 +111,18 @@ def _segments(value: str | None) -> list[int] | None:
 @click.option("--video", "row", type=int, required=True, help="The video's h5 row index.")
 @click.option("--segments", help="Comma-separated segments 0-9 (default: up to 4 predicted event segments).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="A file: FILE.png.")
+@device_option
 @overwrite_option("the output file")
 @quiet_option
-def fam(checkpoint, data_dir, row, segments, out, overwrite, quiet):
+def fam(checkpoint, data_dir, row, segments, out, device, overwrite, quiet):
     """Feature activation maps (paper section 4.2) of the first RGCT's relational polymorphs."""
+    from avel_dgl.distributed import resolve_device
     from avel_dgl.fam import fam_figure
     from avel_dgl.train import set_threads
 
+    device = resolve_device(device)
     set_threads()
-    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, overwrite)
+    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, overwrite, device)
     click.echo(f"wrote {out} (segments {', '.join(map(str, shown))})")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import checkpoint_option, overwrite_option
+from cli.options import checkpoint_option, device_option, overwrite_option
 
 
 F_HELP = ("Frames per 1-s segment through VGG19, averaged (the AVE recipe: 16; fewer is faster on CPUs "
@@ -24,7 +24,7 @@ def _feature_options(fn):
         click.option("--weights-dir", type=click.Path(path_type=Path),
                      help="Folder holding the weight files (offline machines); default: torch's hub cache, "
                           "downloaded once."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        device_option,
         click.option("--batch-size", type=int, default=16, show_default=True,
                      help="Frames (and audio examples) per network call; bounds memory."),
         click.option("--strict", is_flag=True, help="Stop at the first unreadable video (default: skip it)."),

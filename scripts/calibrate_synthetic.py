@@ -22,8 +22,9 @@ import tempfile
 import numpy as np
 import torch
 
-from avel_dgl.data.ave import BACKGROUND, N_CLASSES, N_EVENTS, load_split
+from avel_dgl.data.dataset import load_split
 from avel_dgl.data.synthetic import KNOBS, make_synthetic
+from avel_dgl.format import BACKGROUND, N_CLASSES, N_EVENTS
 
 
 def fit_linear(x, y, classes, epochs=300, weight_decay=1e-4):

@@ -9,9 +9,11 @@ import json
 
 import click
 import pytest
+import torch
 
 from avel_dgl import __version__, progress
 from avel_dgl.checkpoint import publish
+from avel_dgl.distributed import DEVICES
 from avel_dgl.errors import AvelError
 from cli.main import main
 from conftest import invoke
@@ -91,3 +93,55 @@ def test_publish_never_moves_a_folder(tmp_path):
     with pytest.raises(AvelError, match="p_segments.csv: is a folder, expected a file"):
         publish([(tmp_path / "new", target)])
     assert (target / "inside").read_text() == "the user's"
+
+
+# --device (issue 13): every command that runs a model takes it, with one meaning everywhere.
+MODEL_COMMANDS = ("train", "ablate", "evaluate", "predict", "report", "fam", "extract", "localize")
+
+
+def test_every_command_that_runs_a_model_takes_device():
+    choices = {name: main.commands[name].params for name in MODEL_COMMANDS}
+    choices = {name: next((tuple(p.type.choices) for p in params if p.name == "device"), None)
+               for name, params in choices.items()}
+    assert choices == {name: tuple(DEVICES) for name in MODEL_COMMANDS}  # the names resolve_device takes
+
+
+def _device_run(command: str, run, data, out) -> tuple[list, list[str]]:
+    """The arguments of `command` writing under `out`, and the files it writes there."""
+    return {
+        "evaluate": (["evaluate", "--checkpoint", run, "--data", data, "--out", out / "eval"],
+                     ["eval.json", "eval.csv"]),
+        "predict": (["predict", "--checkpoint", run, "--data", data, "--out", out / "p.json"], ["p.json"]),
+        "report": (["report", run, "--data", data, "--out", out / "report"],
+                   ["report/" + name for name in ("report.html", "curves.png", "per_class.png", "confusion_o-ave.png",
+                                                  "confusion_c-ave.png", "timelines.png")]),
+        "fam": (["fam", "--checkpoint", run, "--data", data, "--video", 3, "--out", out / "fam.png"], ["fam.png"]),
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "report", "fam"])
+def test_device_cpu_writes_what_the_default_writes(command, tiny_run, ave_dir, tmp_path):
+    written = {}
+    for name, extra in (("default", []), ("cpu", ["--device", "cpu"])):
+        args, files = _device_run(command, tiny_run, ave_dir, tmp_path / name)
+        (tmp_path / name).mkdir()
+        result = invoke([*args, *extra, "--quiet"])
+        assert result.exit_code == 0, result.output
+        written[name] = {f: (tmp_path / name / f).read_bytes() for f in files}
+    assert written["cpu"] == written["default"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "report", "fam"])
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "Invalid value for '--device': 'gpu' is not one of 'auto', 'cpu', 'cuda'. (see avel-dgl {} --help)"),
+    ("cuda", "--device cuda: torch sees no CUDA device on this machine; use --device cpu or auto"),
+])
+def test_a_device_it_cannot_use_is_one_line_and_writes_nothing(command, device, message, tiny_run, ave_dir,
+                                                                 tmp_path):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args, _ = _device_run(command, tiny_run, ave_dir, tmp_path)
+    result = invoke([*args, "--device", device, "--quiet"])
+    assert result.exit_code != 0 and result.stdout == ""
+    assert result.stderr == f"avel-dgl: error: {message.format(command)}\n"
+    assert list(tmp_path.iterdir()) == []

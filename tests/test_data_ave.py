@@ -1,9 +1,14 @@
-"""Validation of AVE-format folders (avel_dgl.data.ave), the loaders, and `avel-dgl check-data`."""
+"""Validation of AVE-format files and folders (avel_dgl.data.ave, avel_dgl.data.dataset), the
+loaders, and `avel-dgl check-data`."""
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +16,9 @@ import torch
 from ave_files import MALFORMATIONS, N_VIDEOS, ave_arrays, write_ave_dir
 from click.testing import CliRunner
 
-from avel_dgl.data import ave
-from avel_dgl.data.ave import MultiLabelWarning, load_noisy, load_split, validate_dir
+from avel_dgl.data import ave, cache, dataset
+from avel_dgl.data.ave import MultiLabelWarning
+from avel_dgl.data.dataset import load_noisy, load_split, validate_dir
 from avel_dgl.errors import AvelError
 from cli.main import main
 
@@ -301,3 +307,30 @@ def test_read_annotations_rejects(tmp_path, line, expected):
     with pytest.raises(AvelError, match=re.escape(expected)) as error:
         ave.read_annotations(path)
     assert "Annotations.txt" in str(error.value)
+
+
+def _data_imports(module) -> set[str]:
+    """The avel_dgl.data modules `module` imports anywhere in its file, function bodies included."""
+    found = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] if node.module != "avel_dgl.data" else [f"avel_dgl.data.{a.name}" for a in node.names]
+        else:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        found |= {name for name in names if name.startswith("avel_dgl.data.")}
+    return found
+
+
+def test_the_data_modules_import_one_way():
+    # ave.py reads single files, cache.py pools through it, dataset.py loads folders with both: no
+    # cycle, and no import inside a function hiding one.
+    assert _data_imports(ave) == set()
+    assert _data_imports(cache) == {"avel_dgl.data.ave"}
+    assert _data_imports(dataset) == {"avel_dgl.data.ave", "avel_dgl.data.cache"}
+
+
+def test_the_file_readers_and_the_cache_load_without_torch():
+    code = ("import sys, avel_dgl.data.cache; "
+            "print(sorted(m for m in ('torch', 'avel_dgl.data.dataset') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "[]\n"

@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 
 from avel_dgl import distributed, engine
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import load_split
+from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler

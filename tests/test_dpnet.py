@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import N_CLASSES, SplitData, load_split
+from avel_dgl.data.dataset import SplitData, load_split
+from avel_dgl.format import N_CLASSES
 from avel_dgl.nn.dpnet import DPBlock, DPNet, build, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN

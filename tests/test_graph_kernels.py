@@ -176,7 +176,7 @@ def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
 
     from avel_dgl import engine
     from avel_dgl.config import get_preset, replace
-    from avel_dgl.data.ave import load_split
+    from avel_dgl.data.dataset import load_split
     from avel_dgl.nn.dpnet import build
     from avel_dgl.train import make_optimizer, make_scheduler
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset
-from avel_dgl.data.ave import SplitData
+from avel_dgl.data.dataset import SplitData
 
 T = 10
 

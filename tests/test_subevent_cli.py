@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from avel_dgl.checkpoint import read_checkpoint
-from avel_dgl.data.ave import load_split
+from avel_dgl.data.dataset import load_split
 from avel_dgl.data.subevents import build_database, check_database, default_path, load_database
 from avel_dgl.data.synthetic import make_synthetic
 from avel_dgl.train import TIMING_FIELDS

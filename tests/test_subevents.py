@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from avel_dgl.data.ave import BACKGROUND as BG, SplitData
+from avel_dgl.data.dataset import SplitData
 from avel_dgl.data.subevents import (BACKGROUND_RUN, CONTINUE, END, START, ReplicaSampler,
                                      build_database, check_database, default_path, identify, load_database,
                                      replica_fn, save_database)
 from avel_dgl.errors import AvelError
+from avel_dgl.format import BACKGROUND as BG
 from conftest import SHARED_AVE
 
 S, C, E, B = START, CONTINUE, END, BACKGROUND_RUN

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avel_dgl.data import ave, synthetic
+from avel_dgl.data import ave, dataset, synthetic
 from avel_dgl.data.synthetic import make_synthetic
 from avel_dgl.errors import AvelError
 from cli.main import main
@@ -184,7 +184,7 @@ def test_same_seed_gives_identical_arrays_whatever_the_chunking(tmp_path):
 @pytest.mark.parametrize("split", ave.SPLITS)
 @pytest.mark.parametrize("label_set", list(ave.LABEL_SETS))
 def test_load_split_reads_every_split_and_label_set(big, split, label_set):
-    data = ave.load_split(big, split, label_set)
+    data = dataset.load_split(big, split, label_set)
     rows = read(big, ave.ORDER_FILES[split], ave.ORDER_KEY)
     labels = read(big, ave.LABEL_SETS[label_set])[rows].argmax(-1)
     assert data.rows.tolist() == rows.tolist()
@@ -193,7 +193,7 @@ def test_load_split_reads_every_split_and_label_set(big, split, label_set):
 
 
 def test_load_noisy_reads_the_noisy_set(big):
-    noisy = ave.load_noisy(big)
+    noisy = dataset.load_noisy(big)
     assert len(noisy) == synthetic.noisy_count(300) and (noisy.segment_labels == ave.BACKGROUND).all()
 
 
@@ -336,7 +336,7 @@ def test_cli_writes_a_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote" in result.stdout and "6 videos" in result.stdout
     assert read(tmp_path / "d", ave.AUDIO_FILE).shape == (6, 10, 128)
-    assert ave.load_split(tmp_path / "d", "train").audio.shape[1:] == (10, 128)
+    assert dataset.load_split(tmp_path / "d", "train").audio.shape[1:] == (10, 128)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -20,10 +20,12 @@ from click.testing import CliRunner
 from avel_dgl import engine, graph
 from avel_dgl.checkpoint import load_model, save_checkpoint
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, load_split, read_order
+from avel_dgl.data.ave import read_order
 from avel_dgl.data.cache import read_visual_maps
+from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.fam import activation_maps, first_rgct, polymorph_names, query_fields
+from avel_dgl.format import BACKGROUND, CLASS_NAMES
 from avel_dgl.metrics import confusion_matrix
 from avel_dgl.nn.dpnet import build
 from avel_dgl.predict import data_folder_source, events_from_probs, predict_probs, segment_runs

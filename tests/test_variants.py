@@ -8,7 +8,8 @@ import torch
 
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset, replace
-from avel_dgl.data.ave import N_CLASSES, load_split
+from avel_dgl.data.dataset import load_split
+from avel_dgl.format import N_CLASSES
 from avel_dgl.nn.dpnet import VARIANTS, DPNet, build, perspective_layers, uses_graph
 from avel_dgl.nn.variants import (ParallelLayer, backbone_params, layer_kind, matched_depth, rgat_layer, rgct_layer,
                                   tcn_layer)

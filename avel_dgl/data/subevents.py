@@ -54,8 +54,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_CLASSES, N_SEGMENTS, SplitData
+from avel_dgl.data.dataset import SplitData
 from avel_dgl.errors import AvelError
+from avel_dgl.format import BACKGROUND, CLASS_NAMES, N_CLASSES, N_SEGMENTS
 
 KINDS = ("start", "continue", "end", "background")
 START, CONTINUE, END, BACKGROUND_RUN = range(len(KINDS))
