@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from avel_dgl.errors import AvelError
@@ -126,6 +127,13 @@ def differences(a: Config, b: Config) -> list[tuple[str, object, object]]:
     return [(k, fa.get(k), fb.get(k)) for k in {**fa, **fb} if fa.get(k) != fb.get(k)]
 
 
+# Adam moves every weight by about lr per step, so a layer's output moves by about lr * fan_in:
+# the product is the step size that matters. Measured (docs/RESULTS.md, "Paper size"): 0.08-0.23
+# trains (small 1e-3 x 128, paper 1e-4 to 3e-4 x 768); 0.77 (small's 1e-3 at width 768) kept the
+# network on one class for every epoch tried.
+ADAM_STEP_LIMIT = 0.3
+
+
 def validate(config: Config) -> None:
     """Reject option values that cannot work, with a one-line message naming the option."""
     t, m = config.train, config.model
@@ -155,6 +163,10 @@ def validate(config: Config) -> None:
         raise AvelError(f"--init: expected one of {', '.join(INITS)}, found '{m.init}'")
     if m.kernel_size < 1 or m.kernel_size % 2 == 0:
         raise AvelError(f"model.kernel_size: expected an odd positive integer, found {m.kernel_size}")
+    if t.optimizer in ("adam", "adamw") and t.lr * m.width > ADAM_STEP_LIMIT:
+        warnings.warn(f"--lr {t.lr:g} at --width {m.width}: Adam steps this large have kept wide networks on one "
+                      f"class (docs/RESULTS.md, Paper size); keep lr x width under {ADAM_STEP_LIMIT} (the paper "
+                      f"preset: 1e-4 at width 768)")
     if t.link and not t.replicate:
         raise AvelError("--link: needs --replicate (link edges join an original and its replica)")
     if t.task == "wsel" and (t.replicate or t.link):

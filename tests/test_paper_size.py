@@ -98,3 +98,15 @@ def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
     swish = build(get_preset("small")).state_dict()
     assert torch.equal(default["classifier.weight"], swish["classifier.weight"])  # untouched by init_swish
     assert not torch.equal(default["audio_fc.weight"], swish["audio_fc.weight"])
+
+
+def test_a_learning_rate_too_large_for_the_width_is_warned_about(recwarn):
+    from avel_dgl.config import validate
+
+    for fine in (get_preset("small"), get_preset("paper"), replace(get_preset("paper"), **{"train.lr": 3e-4})):
+        validate(fine)
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match=r"--lr 0.001 at --width 768: .*keep lr x width under 0.3"):
+        validate(replace(get_preset("small"), **{"model.width": 768, "model.blocks": 4}))
+    validate(replace(get_preset("small"), **{"model.width": 768, "train.optimizer": "sgd"}))  # Adam's rule only
+    assert not recwarn.list
