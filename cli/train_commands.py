@@ -55,7 +55,7 @@ CONFIG_OPTIONS = (
     click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper)."),
     click.option("--init", type=click.Choice(["swish", "torch"]),
                  help="Weight initialisation: swish keeps the features' scale through the Swish layers "
-                      "(default); torch is PyTorch's per-layer default."),
+                      "(the paper preset's); torch is PyTorch's per-layer default (small's)."),
 )
 DEVICE_OPTIONS = (
     device_option,

@@ -87,15 +87,16 @@ def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
     from avel_dgl.config import Config
     from cli.train_commands import resolve_config
 
-    assert get_preset("paper").model.init == get_preset("small").model.init == "swish"
-    assert resolve_config("small", None, None, init="torch").model.init == "torch"
-    old = get_preset("small").to_dict()
+    assert get_preset("paper").model.init == "swish" and get_preset("small").model.init == "torch"
+    assert resolve_config("paper", None, None, init="torch").model.init == "torch"
+    old = get_preset("paper").to_dict()
     del old["model"]["init"]  # a config.json written before the field existed
     assert Config.from_dict(old).model.init == "torch"
+    small = replace(get_preset("small"), **{"model.width": 16})
     torch.manual_seed(0)
-    default = build(replace(get_preset("small"), **{"model.init": "torch"})).state_dict()
+    default = build(small).state_dict()
     torch.manual_seed(0)
-    swish = build(get_preset("small")).state_dict()
+    swish = build(replace(small, **{"model.init": "swish"})).state_dict()
     assert torch.equal(default["classifier.weight"], swish["classifier.weight"])  # untouched by init_swish
     assert not torch.equal(default["audio_fc.weight"], swish["audio_fc.weight"])
 
