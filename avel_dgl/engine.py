@@ -19,6 +19,7 @@ from avel_dgl import distributed, graph
 from avel_dgl.config import TrainConfig
 from avel_dgl.data.dataset import SplitData
 from avel_dgl.metrics import global_accuracy
+from avel_dgl.progress import bar
 
 # (batch row positions in the training SplitData) -> (audio, visual) of one replica per video,
 # with the same segment labels as the originals. See data/subevents.py.
@@ -119,7 +120,8 @@ def feature_logits(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Te
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for index in batch_indices(audio.shape[0], batch_size, None):
+    batches = batch_indices(audio.shape[0], batch_size, None)
+    for index in bar(batches, total=-(-audio.shape[0] // batch_size), desc="predict", unit="batch"):
         g = graph.batch_graph(len(index), device=device)
         out.append(model(g, audio[index].to(device), visual[index].to(device)))
     return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0, device=device)
