@@ -30,7 +30,7 @@ import importlib.util
 import io
 import json
 import multiprocessing as mp
-import queue
+import multiprocessing.connection
 import signal
 import statistics
 import time
@@ -301,75 +301,88 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
 
 def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int, echo: Callable[[str], None],
                       record: Callable[[Cell, dict, float], None], device: str, kernel: str) -> None:
-    """Train `todo` in min(jobs, runs) worker processes taking the runs in order from one queue.
-    Whatever stops the grid (a signal, a failed run, a dead worker) stops every worker first:
-    SIGTERM, which a worker in a run answers as `train_run` does, with a resumable last.pt."""
+    """Train `todo` in min(jobs, runs) worker processes, handing each the next run as it finishes
+    one. Each worker talks over a pipe of its own: no lock shared between processes, which one
+    killed while holding it would leave taken. Whatever stops the grid (a signal, a failed run,
+    a dead worker) stops every worker first with SIGTERM, which one in a run answers as
+    `train_run` does, with a resumable last.pt."""
     ctx = mp.get_context("spawn")
-    tasks, reports = ctx.Queue(), ctx.Queue()
     cores = worker_cores(min(jobs, len(todo)))
-    for cell in [*todo, *[None] * len(cores)]:  # a None tells a worker there is nothing left
-        tasks.put(cell)
-    workers = [ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, tasks, reports, device, kernel),
-                           daemon=True) for core in cores]
-    for worker in workers:
-        worker.start()
+    pending = list(todo)
+    workers = {}  # connection -> process
     try:
+        for core in cores:
+            mine, theirs = ctx.Pipe()
+            worker = ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, theirs, device, kernel),
+                                 daemon=True)
+            worker.start()
+            theirs.close()
+            workers[mine] = worker
+            mine.send(pending.pop(0))
         left = len(todo)
         while left:
-            try:
-                report = reports.get(timeout=1.0)
-            except queue.Empty:
-                dead = next((w for w in workers if w.exitcode not in (None, 0)), None)
-                if dead is not None:
-                    raise AvelError(f"--jobs: a worker process died (exit code {dead.exitcode}); finished runs "
-                                    f"are kept, run the same avel-dgl ablate command again to continue") from None
-                continue
-            kind, cell, *rest = report
-            if kind == "echo":
-                echo(rest[0])
-            elif kind == "done":
-                left -= 1
-                record(cell, *rest)
-            elif kind == "interrupted":  # a signal the worker got and this process did not
-                raise Interrupted(rest[0])
-            elif kind == "error":
-                raise AvelError(rest[0])
-            else:
-                raise RuntimeError(f"{cell.variant} {cell.column} seed {cell.seed}: a worker failed "
-                                   f"(its traceback is above)")
+            for conn in mp.connection.wait(list(workers), timeout=1.0):
+                try:
+                    kind, cell, *rest = conn.recv()
+                except EOFError:  # the worker has exited: its exit code says why
+                    _worker_gone(workers.pop(conn))
+                    continue
+                if kind == "echo":
+                    echo(rest[0])
+                elif kind == "done":
+                    left -= 1
+                    conn.send(pending.pop(0) if pending else None)  # None: nothing left, exit
+                    record(cell, *rest)
+                elif kind == "error":
+                    raise AvelError(rest[0])
+                else:
+                    raise RuntimeError(f"{cell.variant} {cell.column} seed {cell.seed}: a worker failed "
+                                       f"(its traceback is above)")
     finally:
-        for worker in workers:
+        for worker in workers.values():
             if worker.is_alive():
                 worker.terminate()
-        for worker in workers:
+        for worker in workers.values():
             worker.join()
 
 
-def _worker(core: int | None, processes: int, base: Config, data_dir: Path, tasks, reports, device: str,
+def _worker_gone(worker) -> None:
+    """A worker has exited. With 0 it had been told there was nothing left; by a signal of its own
+    in a run (exit 128 + signal, as `_worker` leaves) the grid stops as if it had the signal;
+    anything else is a fault."""
+    worker.join()
+    if worker.exitcode == 0:
+        return
+    if worker.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        raise Interrupted(worker.exitcode - 128)
+    raise AvelError(f"--jobs: a worker process died (exit code {worker.exitcode}); finished runs are kept, "
+                    f"run the same avel-dgl ablate command again to continue")
+
+
+def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn, device: str,
             kernel: str) -> None:
-    """A worker process of `_train_in_workers`: trains runs from `tasks` until a None, and puts
-    (kind, cell, ...) on `reports`. Stops after a run that did not finish."""
+    """A worker process of `_train_in_workers`: trains the runs it receives until a None, sending
+    (kind, cell, ...) back. A run stopped by a signal ends the process with exit code 128 + signal."""
     # Outside a run the parent alone decides when the grid stops (a terminal's Ctrl-C reaches every
     # process); inside one, train_run's own handlers stop it cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_worker(core, processes)
-    for cell in iter(tasks.get, None):
+    while (cell := conn.recv()) is not None:
         start = time.perf_counter()
         try:
             results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
-                                 lambda line, cell=cell: reports.put(("echo", cell, line)), progress=False,
+                                 lambda line, cell=cell: conn.send(("echo", cell, line)), progress=False,
                                  device=device, kernel=kernel)
         except Interrupted as e:
-            reports.put(("interrupted", cell, e.signum))
-            return
+            raise SystemExit(e.exit_code) from None
         except AvelError as e:
-            reports.put(("error", cell, str(e)))
+            conn.send(("error", cell, str(e)))
             return
         except Exception:
             traceback.print_exc()
-            reports.put(("crash", cell))
+            conn.send(("crash", cell))
             return
-        reports.put(("done", cell, results, time.perf_counter() - start))
+        conn.send(("done", cell, results, time.perf_counter() - start))
 
 
 def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool,
