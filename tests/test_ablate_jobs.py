@@ -9,6 +9,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import threading
 
 import pytest
 
@@ -72,6 +73,31 @@ def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
     assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
     assert all(ablate.read_results(c.folder) is not None for c in cells)
     assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
+    assert mp.active_children() == []
+
+
+def test_ctrl_c_in_the_workers_stops_the_grid(ave_dir, tmp_path):
+    """SIGINT to the workers alone (a terminal's Ctrl-C reaches them too): the one in a run stops
+    it and exits 130, and the grid stops as if it had the signal, with no worker left. Between runs
+    a worker ignores SIGINT, so it is sent every 0.2 s from the first finished run on."""
+    out = tmp_path / "grid"
+    base = replace(get_preset("small"), **{**TINY, "train.epochs": 3})
+    stop = threading.Event()
+
+    def ctrl_c_until_stopped():
+        while not stop.wait(0.2):
+            for worker in mp.active_children():
+                os.kill(worker.pid, signal.SIGINT)
+
+    def start_after_first(line):
+        if line.startswith("[1/4]"):
+            threading.Thread(target=ctrl_c_until_stopped, daemon=True).start()
+
+    try:
+        with pytest.raises(Interrupted, match=r"SIGINT: grid stopped with [1-3] of 4 runs done; run the same"):
+            ablate.run_grid(base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, echo=start_after_first, jobs=2)
+    finally:
+        stop.set()
     assert mp.active_children() == []
 
 
