@@ -15,6 +15,12 @@ A run folder with a complete results.json is done and is never trained again; on
 interrupted run) is resumed from its last.pt, or trained again from scratch if it cannot be. A
 resume must use the same data folder and base config (ablate.json); the variants, tasks and seeds
 may change.
+
+With jobs > 1 the runs go that many at a time, each in a worker process of its own ('spawn'd, so
+no torch or DGL thread pool is inherited half-initialised through fork), pinned to a core of its
+own where there are enough (`train.pin_worker`), with one torch thread; a run's results are then
+those of the same run with jobs = 1 at one thread. The parent alone writes the tables and stops
+every worker (SIGTERM: each keeps a resumable last.pt) when the grid stops.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ import csv
 import importlib.util
 import io
 import json
+import multiprocessing as mp
+import multiprocessing.connection
 import signal
 import statistics
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,7 +49,7 @@ from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import LABEL_SETS, SPLITS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
 from avel_dgl.nn.variants import layer_kind
-from avel_dgl.train import resume_run, train_run
+from avel_dgl.train import pin_worker, resume_run, train_run, worker_cores
 
 MANIFEST = "ablate.json"
 RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
@@ -240,9 +249,11 @@ def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], co
 
 def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
              echo: Callable[[str], None] = print, progress: bool = False, device: str = "auto",
-             kernel: str = "auto") -> list[dict]:
-    """Train every unfinished run of the grid, then write the tables. Returns the table rows.
-    device, kernel: as for `train.train_run`."""
+             kernel: str = "auto", jobs: int = 1) -> list[dict]:
+    """Train every unfinished run of the grid, `jobs` at a time, then write the tables. Returns the
+    table rows. device, kernel: as for `train.train_run`; progress bars only with jobs = 1."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise AvelError(f"--jobs: expected a positive integer, found {jobs!r}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     columns = _trainable(columns, echo)
     check_data(data_dir, columns)
@@ -250,31 +261,128 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     cells = plan(base, out_dir, variants, columns, seeds)
     todo = [cell for cell in cells if read_results(cell.folder) is None]
     echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
-         f"{len(cells) - len(todo)} done before, {len(todo)} to train")
+         f"{len(cells) - len(todo)} done before, {len(todo)} to train"
+         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""))
     seconds: dict[str, list[float]] = {}  # variant -> durations of runs trained now
-    done = len(cells) - len(todo)
+    finished: list[Cell] = []
+
+    def record(cell: Cell, results: dict, elapsed: float) -> None:
+        """A run has finished: tables brought up to date, one line with the time left."""
+        seconds.setdefault(cell.variant, []).append(elapsed)
+        finished.append(cell)
+        write_tables(out_dir, summarize(base, out_dir, variants, seeds))
+        everything = [s for v in seconds.values() for s in v]
+        rest = [c for c in todo if c not in finished]
+        left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in rest) / jobs
+        echo(f"[{len(cells) - len(todo) + len(finished)}/{len(cells)}] {cell.variant} {cell.column} "
+             f"seed {cell.seed}: val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
+             f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(elapsed)}); "
+             + (f"about {_minutes(left)} left" if rest else "grid finished"))
+
     with interrupt.interruptible():  # SIGINT/SIGTERM anywhere in the grid: one line, exit 130/143
         try:
-            for i, cell in enumerate(todo, 1):
-                start = time.perf_counter()
-                results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir,
-                                     cell.folder, echo, progress, device=device, kernel=kernel)
-                seconds.setdefault(cell.variant, []).append(time.perf_counter() - start)
-                done += 1
-                write_tables(out_dir, summarize(base, out_dir, variants, seeds))
-                everything = [s for v in seconds.values() for s in v]
-                left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in todo[i:])
-                echo(f"[{done}/{len(cells)}] {cell.variant} {cell.column} seed {cell.seed}: "
-                     f"val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
-                     f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(seconds[cell.variant][-1])}); "
-                     + (f"about {_minutes(left)} left" if i < len(todo) else "grid finished"))
+            if jobs == 1:
+                for cell in todo:
+                    start = time.perf_counter()
+                    results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir,
+                                         cell.folder, echo, progress, device=device, kernel=kernel)
+                    record(cell, results, time.perf_counter() - start)
+            elif todo:
+                _train_in_workers(base, data_dir, todo, jobs, echo, record, device, kernel)
         except Interrupted as e:
+            done = sum(read_results(cell.folder) is not None for cell in cells)  # workers may finish one as they stop
             raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: grid stopped with {done} of "
                                         f"{len(cells)} runs done; run the same avel-dgl ablate command again "
                                         f"to continue") from None
     rows = summarize(base, out_dir, variants, seeds)
     write_tables(out_dir, rows)
     return rows
+
+
+def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int, echo: Callable[[str], None],
+                      record: Callable[[Cell, dict, float], None], device: str, kernel: str) -> None:
+    """Train `todo` in min(jobs, runs) worker processes, handing each the next run as it finishes
+    one. Each worker talks over a pipe of its own: no lock shared between processes, which one
+    killed while holding it would leave taken. Whatever stops the grid (a signal, a failed run,
+    a dead worker) stops every worker first with SIGTERM, which one in a run answers as
+    `train_run` does, with a resumable last.pt."""
+    ctx = mp.get_context("spawn")
+    cores = worker_cores(min(jobs, len(todo)))
+    pending = list(todo)
+    workers = {}  # connection -> process
+    try:
+        for core in cores:
+            mine, theirs = ctx.Pipe()
+            worker = ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, theirs, device, kernel),
+                                 daemon=True)
+            worker.start()
+            theirs.close()
+            workers[mine] = worker
+            mine.send(pending.pop(0))
+        left = len(todo)
+        while left:
+            for conn in mp.connection.wait(list(workers), timeout=1.0):
+                try:
+                    kind, cell, *rest = conn.recv()
+                except EOFError:  # the worker has exited: its exit code says why
+                    _worker_gone(workers.pop(conn))
+                    continue
+                if kind == "echo":
+                    echo(rest[0])
+                elif kind == "done":
+                    left -= 1
+                    conn.send(pending.pop(0) if pending else None)  # None: nothing left, exit
+                    record(cell, *rest)
+                elif kind == "error":
+                    raise AvelError(rest[0])
+                else:
+                    raise RuntimeError(f"{cell.variant} {cell.column} seed {cell.seed}: a worker failed "
+                                       f"(its traceback is above)")
+    finally:
+        for worker in workers.values():
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers.values():
+            worker.join()
+
+
+def _worker_gone(worker) -> None:
+    """A worker has exited. With 0 it had been told there was nothing left; by a signal of its own
+    in a run (exit 128 + signal, as `_worker` leaves) the grid stops as if it had the signal;
+    anything else is a fault."""
+    worker.join()
+    if worker.exitcode == 0:
+        return
+    if worker.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        raise Interrupted(worker.exitcode - 128)
+    raise AvelError(f"--jobs: a worker process died (exit code {worker.exitcode}); finished runs are kept, "
+                    f"run the same avel-dgl ablate command again to continue")
+
+
+def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn, device: str,
+            kernel: str) -> None:
+    """A worker process of `_train_in_workers`: trains the runs it receives until a None, sending
+    (kind, cell, ...) back. A run stopped by a signal ends the process with exit code 128 + signal."""
+    # Outside a run the parent alone decides when the grid stops (a terminal's Ctrl-C reaches every
+    # process); inside one, train_run's own handlers stop it cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pin_worker(core, processes)
+    while (cell := conn.recv()) is not None:
+        start = time.perf_counter()
+        try:
+            results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
+                                 lambda line, cell=cell: conn.send(("echo", cell, line)), progress=False,
+                                 device=device, kernel=kernel)
+        except Interrupted as e:
+            raise SystemExit(e.exit_code) from None
+        except AvelError as e:
+            conn.send(("error", cell, str(e)))
+            return
+        except Exception:
+            traceback.print_exc()
+            conn.send(("crash", cell))
+            return
+        conn.send(("done", cell, results, time.perf_counter() - start))
 
 
 def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool,

@@ -84,6 +84,21 @@ def set_threads(processes: int = 1) -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
 
 
+def worker_cores(processes: int) -> list[int | None]:
+    """The core each of `processes` worker processes is pinned to: its own one where this process
+    may run on enough cores, else None for every worker (unpinned, sharing them all)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[:processes] if processes <= len(cores) else [None] * processes
+
+
+def pin_worker(core: int | None, processes: int) -> None:
+    """Run this worker process on `core` (from `worker_cores`) with `set_threads`' share of the
+    cores: one thread when pinned, and one when unpinned too since processes then outnumber cores."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    set_threads(1 if core is not None else processes)
+
+
 def lr_multiplier(epoch: float, cycle_epochs: int, floors: tuple[tuple[int, float], ...]) -> float:
     """Cosine annealing with warm restarts: within each cycle the multiplier falls from 1 to the
     floor in force (the last (start_epoch, floor) with start_epoch <= epoch), then restarts."""

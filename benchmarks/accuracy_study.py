@@ -3,7 +3,8 @@
 Each named setting is a set of config overrides on a preset; every (setting, seed) is one
 ordinary `train_run` (validation-selected checkpoint, tested on O-AVE and C-AVE). Runs whose
 results.json exists are skipped, so an interrupted study resumes. Runs go `--jobs` at a time,
-each pinned to its own core with one torch thread (more threads than cores is many times slower).
+each pinned to its own core where there are enough (`train.pin_worker`) with one torch thread
+(more threads than cores is many times slower).
 
     python benchmarks/accuracy_study.py --data DIR --out DIR --settings all --seeds 0,1,2 --epochs 12
 
@@ -44,12 +45,11 @@ SETTINGS = {
 }
 
 
-def pin_worker(cores) -> None:
-    """Pool initializer: each worker takes one core for its whole life, with one torch thread."""
-    os.sched_setaffinity(0, {cores.get()})
-    import torch
+def init_worker(cores, jobs: int) -> None:
+    """Pool initializer: each worker takes its core (`train.worker_cores`) for its whole life."""
+    from avel_dgl.train import pin_worker
 
-    torch.set_num_threads(1)
+    pin_worker(cores.get(), jobs)
 
 
 def run_one(job: tuple) -> str:
@@ -107,11 +107,13 @@ def main():
             if not (args.out / n / f"seed{s}" / "results.json").is_file()]
     jobs = [(n, args.preset, SETTINGS[n], s, args.epochs, args.data, args.out) for n, s in todo]
     print(f"{len(todo)} runs to do, {args.jobs} at a time")
+    from avel_dgl.train import worker_cores
+
     ctx = mp.get_context("spawn")
     cores = ctx.Queue()
-    for i in range(args.jobs):
-        cores.put(sorted(os.sched_getaffinity(0))[i % len(os.sched_getaffinity(0))])
-    with ctx.Pool(args.jobs, initializer=pin_worker, initargs=(cores,)) as pool:
+    for core in worker_cores(args.jobs):
+        cores.put(core)
+    with ctx.Pool(args.jobs, initializer=init_worker, initargs=(cores, args.jobs)) as pool:
         for message in pool.imap(run_one, jobs):
             print(message, flush=True)
     table = summarize(args.out, names, seeds)

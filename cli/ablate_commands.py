@@ -22,12 +22,16 @@ from cli.train_commands import config_options, device_options, resolve_config
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per cell, with seeds 0..K-1.")
 @click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs trained at a time, each in its own process with one thread, pinned to its own core "
+                   "where there are enough; a run's results are those it gets alone at one thread. "
+                   "Progress bars only with 1.")
 @config_options
 @device_options
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @quiet_option
 @cache_dir_option
-def ablate(data_dir, out_dir, variants, tasks, seeds, preset, device, kernel, dry_run, quiet, **options):
+def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kernel, dry_run, quiet, **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
     from avel_dgl import ablate as grid
@@ -42,7 +46,7 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, device, kernel, dr
         grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
     grid.run_grid(base, data_dir, out_dir, names, columns, seeds, echo=click.echo, progress=not quiet,
-                  device=device, kernel=kernel)
+                  device=device, kernel=kernel, jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
 
 

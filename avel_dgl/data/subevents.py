@@ -190,9 +190,11 @@ def default_path(data_dir: str | Path) -> Path:
 
 
 def save_database(db: Database, path: str | Path) -> None:
-    """Write to a temporary name and rename: an interrupted write never leaves a file behind."""
+    """Write to a temporary name and rename: an interrupted write never leaves a file behind.
+    The name is the process's own, so that `ablate --jobs` workers building it at once do not
+    write into one file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(tmp, "w") as f:

@@ -1,0 +1,151 @@
+"""`avel-dgl ablate --jobs K`: the runs of a grid in K worker processes give the same runs and
+tables as one process at one thread; a signal or a failed run stops every worker and leaves the
+grid resumable; --jobs is validated."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+import signal
+import threading
+
+import pytest
+
+from avel_dgl import ablate
+from avel_dgl.config import get_preset, replace
+from avel_dgl.errors import AvelError, Interrupted
+from avel_dgl.train import TIMING_FIELDS
+from test_ablate import TINY, TINY_OPTIONS, run_cli
+
+
+def run_files(folder):
+    """A run's results.json and metrics.csv, less the columns that time it."""
+    with open(folder / "metrics.csv", newline="") as f:
+        metrics = [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in csv.DictReader(f)]
+    return json.loads((folder / "results.json").read_text()), metrics
+
+
+def test_two_jobs_give_the_runs_and_tables_of_one(ave_dir, tmp_path):
+    """Same seeds, one thread each (conftest sets this process's): every run's results and
+    per-epoch metrics, and both tables, equal those of the serial grid."""
+    base = replace(get_preset("small"), **TINY)
+    grids = {}
+    for jobs in (1, 2):
+        grids[jobs] = tmp_path / f"jobs{jobs}"
+        ablate.run_grid(base, ave_dir, grids[jobs], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1,
+                        echo=lambda s: None, jobs=jobs)
+    cells = ablate.plan(base, grids[1], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1)
+    assert len(cells) >= 4 and mp.active_children() == []
+    for cell in cells:
+        twin = grids[2] / cell.folder.relative_to(grids[1])
+        assert run_files(twin) == run_files(cell.folder), cell
+    for name in ("table.csv", "table.md"):
+        assert (grids[2] / name).read_text() == (grids[1] / name).read_text()
+
+
+def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
+    """SIGTERM to the grid's process after its first finished run: one message, no worker left;
+    the same call again keeps the finished runs, resumes the stopped ones and completes the grid."""
+    out = tmp_path / "grid"
+    base = replace(get_preset("small"), **{**TINY, "train.epochs": 2})
+    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2)
+
+    def stop_after_first(line):
+        if line.startswith("[1/4]"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted, match=r"SIGTERM: grid stopped with [1-3] of 4 runs done; run the same avel-dgl "
+                                          r"ablate command again to continue"):
+        ablate.run_grid(*args, echo=stop_after_first, jobs=2)
+    assert mp.active_children() == []
+    cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
+    finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells
+                if ablate.read_results(c.folder) is not None}
+    stopped = [c.folder for c in cells if (c.folder / "last.pt").is_file() and c.folder not in finished]
+    assert finished and stopped  # a worker was in a run when the grid stopped, and kept its last.pt
+
+    lines = []
+    rows = ablate.run_grid(*args, echo=lines.append, jobs=2)
+    for folder in stopped:
+        assert f"resumed the interrupted run in {folder}" in lines
+    assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
+    assert all(ablate.read_results(c.folder) is not None for c in cells)
+    assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
+    assert mp.active_children() == []
+
+
+def test_ctrl_c_in_the_workers_stops_the_grid(ave_dir, tmp_path):
+    """SIGINT to the workers alone (a terminal's Ctrl-C reaches them too): the one in a run stops
+    it and exits 130, and the grid stops as if it had the signal, with no worker left. Between runs
+    a worker ignores SIGINT, so it is sent every 0.2 s from the first finished run on."""
+    out = tmp_path / "grid"
+    base = replace(get_preset("small"), **{**TINY, "train.epochs": 3})
+    stop = threading.Event()
+
+    def ctrl_c_until_stopped():
+        while not stop.wait(0.2):
+            for worker in mp.active_children():
+                os.kill(worker.pid, signal.SIGINT)
+
+    def start_after_first(line):
+        if line.startswith("[1/4]"):
+            threading.Thread(target=ctrl_c_until_stopped, daemon=True).start()
+
+    try:
+        with pytest.raises(Interrupted, match=r"SIGINT: grid stopped with [1-3] of 4 runs done; run the same"):
+            ablate.run_grid(base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, echo=start_after_first, jobs=2)
+    finally:
+        stop.set()
+    assert mp.active_children() == []
+
+
+def test_a_failing_run_stops_the_grid_with_one_line(ave_dir, tmp_path):
+    """A run folder holding a user's file cannot be trained: the grid stops with that one line,
+    the runs finished before and the user's file are untouched, and no worker is left."""
+    out = tmp_path / "grid"
+    grid = ["ablate", "--data", ave_dir, "--out", out, "--variants", "rgct,dpnet", "--tasks", "sel", *TINY_OPTIONS]
+    first = run_cli(*grid, "--seeds", 1)
+    assert first.exit_code == 0, first.stderr
+    base = replace(get_preset("small"), **TINY)
+    before = {c.folder: (c.folder / "results.json").stat().st_mtime_ns
+              for c in ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 1)}
+    mine = ablate.run_dir(out, "rgct", "sel", 1) / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes")
+
+    again = run_cli(*grid, "--seeds", 2, "--jobs", 2)
+    assert again.exit_code == 2
+    assert again.stderr.startswith(f"avel-dgl: error: --out: {mine.parent} is not empty and holds no avel-dgl run")
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert mine.read_text() == "my notes"
+    assert {f: (f / "results.json").stat().st_mtime_ns for f in before} == before
+    assert mp.active_children() == []
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "Invalid value for '--jobs': 0 is not in the range x>=1"),
+    ("two", "Invalid value for '--jobs': 'two' is not a valid integer"),
+])
+def test_bad_jobs_fail_with_one_line(ave_dir, tmp_path, value, message):
+    result = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, "--jobs", value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("avel-dgl: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "grid").exists()
+
+
+def test_run_grid_refuses_a_bad_jobs(ave_dir, tmp_path):
+    base = replace(get_preset("small"), **TINY)
+    with pytest.raises(AvelError, match="--jobs: expected a positive integer, found 0"):
+        ablate.run_grid(base, ave_dir, tmp_path / "grid", ["dpnet"], ["sel"], 1, jobs=0)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_dry_run_is_the_same_with_jobs(ave_dir, tmp_path):
+    plain = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS)
+    jobs = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS, "--jobs", 2)
+    assert plain.exit_code == jobs.exit_code == 0
+    assert jobs.output == plain.output and "grid: " in plain.output
+    assert not (tmp_path / "grid").exists()
