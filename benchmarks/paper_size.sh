@@ -9,9 +9,11 @@
 #
 # Settings (SEL): paper = the `paper` preset without Replicate and Link; paper-rl = with them (the
 # preset as shipped); paper-reg = the paper's size (width 768, 4 blocks, batch 48, Adam 1e-4,
-# schedule) with the `small` preset's regularisation; paper-lr3e-4 and paper-reg-lr3e-4 = the same
-# at Adam 3e-4 instead of 1e-4; paper-torch-init = `paper` with PyTorch's default initialisation
-# (before nn/init.py); small = the `small` preset; small-torch-init = `small` with PyTorch's.
+# schedule) with the `small` preset's dropout and LayerNorm (and `paper`'s swish initialisation);
+# paper-reg-torch-init = the same with PyTorch's initialisation, as `small` has it; paper-lr3e-4
+# and paper-reg-lr3e-4 = at Adam 3e-4 instead of 1e-4; paper-torch-init = `paper` with PyTorch's
+# initialisation (as before nn/init.py); small = the `small` preset; small-swish-init = `small`
+# with the swish initialisation.
 # AVEL (default avel-dgl) is the command to run, e.g. AVEL=".venv/bin/avel-dgl".
 set -euo pipefail
 data=$1 out=$2 epochs=$3 jobs=$4
@@ -25,8 +27,9 @@ for job in $jobs; do
     paper-lr3e-4) opts=(--preset paper --no-replicate --no-link --lr 3e-4) ;;
     paper-torch-init) opts=(--preset paper --no-replicate --no-link --init torch) ;;
     paper-reg-lr3e-4) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --lr 3e-4) ;;
+    paper-reg-torch-init) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --init torch) ;;
     small) opts=(--preset small) ;;
-    small-torch-init) opts=(--preset small --init torch) ;;
+    small-swish-init) opts=(--preset small --init swish) ;;
     *) echo "paper_size.sh: unknown setting '$setting' (see the list at the top)" >&2; exit 2 ;;
   esac
   dir=$out/$setting/seed$seed
