@@ -1,5 +1,6 @@
 """Weight initialisation that keeps the signal's scale through a deep stack of Swish layers
-(the `model.init: swish` option, the default; `torch` keeps PyTorch's per-layer defaults).
+(the `model.init: swish` option, in the `paper` preset; `torch` keeps PyTorch's per-layer
+defaults, as `small` does: its LayerNorms keep the scale, docs/MODEL.md).
 
 Why: PyTorch's default for nn.Linear and nn.Conv1d draws W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 so Var(W x) = Var(x) / 3, and Swish near 0 halves its input (silu(x) ~ x / 2). A DPNet block
@@ -11,9 +12,10 @@ epsilon (1e-8), and the network sits on the start plateau predicting one class
 
 The rule (He et al.'s derivation applied to Swish, with zero biases): a weight feeding Swish
 has std = g / sqrt(fan_in) with g = 1 / sqrt(E[silu(x)^2]) = 1.677 for x ~ N(0, 1), so a
-unit-variance input stays unit-variance through Linear + Swish. Where a Swish takes the sum of
-k terms (eq 16: FC(n_hat) and the attended aggregate; RGAT: the root term and the relations'
-messages), each term's weights get g / sqrt(k). Projections that feed no Swish (the audio stem
+unit-variance input stays unit-variance through Linear + Swish. Where a sum of k unit-scale
+terms is involved, the gain is divided by sqrt(k): eq 16's W_2 takes n_hat + the attended
+aggregate (k = 2), and RGAT's Swish takes its root term plus three relations' messages, whose
+weights W_0 and W_r each get g / sqrt(4). Projections that feed no Swish (the audio stem
 W_a, the RGCT's W_Q, W_K, W_V, RGAT's W_r) keep unit gain, so audio enters at the visual
 features' scale. The gate and classifier keep PyTorch's defaults: they end the network.
 
