@@ -116,13 +116,14 @@ def train_one_epoch(
 def feature_logits(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor,
                    batch_size: int) -> torch.Tensor:
     """(N, T, C) logits for videos given by audio (N, T, 128) and pooled visual (N, T, 512)
-    features, in order, with the model in eval mode, on the model's device. Needs no labels (new videos)."""
+    features, in order, with the model in eval mode, on the model's device. Needs no labels (new
+    videos); any T (localize runs long videos whole)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     batches = batch_indices(audio.shape[0], batch_size, None)
     for index in bar(batches, total=-(-audio.shape[0] // batch_size), desc="predict", unit="batch"):
-        g = graph.batch_graph(len(index), device=device)
+        g = graph.batch_graph(len(index), t=audio.shape[1], device=device)
         out.append(model(g, audio[index].to(device), visual[index].to(device)))
     return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0, device=device)
 

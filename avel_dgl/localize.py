@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avel_dgl import graph
+from avel_dgl import engine
 from avel_dgl.checkpoint import check_output as check_file
 from avel_dgl.checkpoint import write_text_atomic
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_SEGMENTS
@@ -44,13 +44,9 @@ def default_cache_dir() -> Path:
 
 # ---- probabilities for any T -------------------------------------------------------------------
 
-@torch.no_grad()
 def _probs(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor) -> np.ndarray:
     """(B, t, 29) softmax probabilities of B videos of t segments each."""
-    model.eval()
-    device = next(model.parameters()).device
-    g = graph.batch_graph(audio.shape[0], t=audio.shape[1], device=device)
-    return torch.softmax(model(g, audio.to(device), visual.to(device)), dim=-1).cpu().numpy()
+    return torch.softmax(engine.feature_logits(model, audio, visual, len(audio)), dim=-1).cpu().numpy()
 
 
 def window_starts(t: int, window: int = WINDOW) -> list[int]:
