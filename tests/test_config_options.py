@@ -37,8 +37,10 @@ def test_every_option_field_is_an_option_of_train_with_its_help():
     help_text = _squeezed(result.stdout)
     fields = option_fields()
     assert sorted(flag(key) for key in fields) == sorted(TRAIN_FLAGS)
+    options = {p.opts[0]: p for p in main.commands["train"].params}
     for key, (f, _) in fields.items():
-        assert _squeezed(f"{flag(key)}") in help_text and _squeezed(f.metadata["help"]) in help_text, key
+        assert options[flag(key)].help.startswith(f.metadata["help"]), key
+        assert _squeezed(f.metadata["help"]) in help_text, key
     assert _squeezed("--residual / --no-residual") in help_text
     assert _squeezed("--task [sel|wsel] sel: segment labels; wsel: video labels only (MIL pooling). [default: sel]") \
         in help_text
@@ -65,20 +67,24 @@ def _another(v, choices):
     return v + "x" if isinstance(v, str) else v + 1
 
 
+def _train_config(args: list[str]):
+    """The config `train` would run with these arguments (parsed by the command, not run)."""
+    params = main.commands["train"].make_context("train", ["--preset", *args]).params
+    return resolve_config(params["preset"], params["replicate"], params["link"],
+                          **{name: params[name] for name in OVERRIDES if name not in ("replicate", "link")})
+
+
 @pytest.mark.parametrize("preset", ["small", "paper"])
 def test_each_option_sets_its_own_field_and_unset_options_keep_the_preset(preset):
     base = get_preset(preset)
-    unset = {name: None for name in OVERRIDES if name not in ("replicate", "link")}
-    assert resolve_config(preset, None, None, **unset) == base
-    for name, key in OVERRIDES.items():
-        new = _another(value(base, key), option_fields()[key][0].metadata["choices"])
-        if name in ("replicate", "link"):  # resolve_config's own arguments
-            config = resolve_config(preset, **{"replicate": None, "link": None, name: new}, **unset)
-        else:
-            config = resolve_config(preset, None, None, **{**unset, name: new})
+    assert _train_config([preset]) == base
+    for key, (f, _) in option_fields().items():
+        new = _another(value(base, key), f.metadata["choices"])
+        args = [f"--{'' if new else 'no-'}{flag(key)[2:]}"] if isinstance(new, bool) else [flag(key), str(new)]
+        config = _train_config([preset, *args])
         # --task wsel also switches replicate and link off, unless they are asked for
-        also = {"train.replicate", "train.link"} if name == "task" and base.train.replicate else set()
-        assert value(config, key) == new and {d[0] for d in differences(base, config)} == {key} | also, name
+        also = {"train.replicate", "train.link"} if key == "train.task" and base.train.replicate else set()
+        assert value(config, key) == new and {d[0] for d in differences(base, config)} == {key} | also, args
 
 
 # A config with one field more, as a contributor would add it: its option, type, choices and
