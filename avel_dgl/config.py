@@ -140,7 +140,8 @@ def option_fields(sections: dict[str, type] | None = None) -> dict[str, tuple[da
     found = {}
     for section, cls in (sections or SECTIONS).items():
         types = typing.get_type_hints(cls)  # the annotations are strings (from __future__ import annotations)
-        found.update({f"{section}.{f.name}": (f, types[f.name]) for f in dataclasses.fields(cls) if "help" in f.metadata})
+        found.update({f"{section}.{f.name}": (f, types[f.name]) for f in dataclasses.fields(cls)
+                      if "help" in f.metadata})
     return found
 
 
