@@ -10,55 +10,71 @@ The `small` preset is the CPU default: the same structure at width 128 with 2 bl
 regularisation measured to matter on AVE-sized data (dropout on the inputs and before the
 classifier, LayerNorm after each layer; docs/RESULTS.md). Every option beyond the paper is a
 named field that any preset can switch off.
+
+Each field that users set is declared with `option(default, help, choices)`: that is its one
+description, from which the CLI derives its command-line option (`--batch-size` for
+train.batch_size, `--residual/--no-residual` for a bool; cli/options.py), and its choices are
+what `validate` accepts. Adding an option is adding such a field. Fields declared plainly
+(model.kernel_size, train.cycle_epochs, train.lr_floors) are set by the presets and from Python
+only. Problems are ConfigErrors keyed by the dotted field ("train.lr: expected a positive
+number, found -1.0"), which the CLI words with the flag ("--lr: ...").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import ConfigError, ConfigWarning
 
-TASKS = ("sel", "wsel")
-INITS = ("swish", "torch")
+
+def option(default, help: str, choices: tuple = ()) -> dataclasses.Field:
+    """A field that is also a command-line option: its help line and, for a closed set of values,
+    the choices that `validate` accepts (and the CLI offers)."""
+    return field(default=default, metadata={"help": help, "choices": tuple(choices)})
 
 
 @dataclass
 class ModelConfig:
-    variant: str = "dpnet"  # a name from avel_dgl.nn.dpnet.VARIANTS
-    width: int = 768  # feature size of every transformation inside the backbone
-    blocks: int = 4  # DPBlocks (eq 8)
-    dropout: float = 0.2  # dropout on the RGCT's attended aggregation (eq 16)
+    variant: str = option("dpnet", "Network variant: dpnet, another network of Table 3 (docs/MODEL.md), or bilstm "
+                                   "(the baseline).")  # checked by nn.dpnet.build, which knows the variants
+    width: int = option(768, "Feature size of every transformation inside the backbone (the hidden width of "
+                             "every layer).")
+    blocks: int = option(4, "Number of DPBlocks (eq 8), or of the variant's layers.")
+    dropout: float = option(0.2, "Dropout inside the blocks, on the RGCT's attended aggregation (eq 16).")
     kernel_size: int = 3  # TCN kernel (eqs 5-6)
     # Beyond the paper (off by default; see docs/MODEL.md for measured effects).
-    input_dropout: float = 0.0  # dropout on the audio/visual inputs of the backbone
-    classifier_dropout: float = 0.0  # dropout on the gated features before the classifier
-    norm: str = "none"  # "none" | "layer": LayerNorm on each layer's output
-    residual: bool = False  # add each layer's input to its output (where the widths agree)
-    # Weight initialisation (the paper states none): "swish" keeps the features' scale through
-    # the Swish layers (nn/init.py); "torch" is PyTorch's per-layer default, with which the
-    # paper-size network starts on a plateau, and which suits networks whose LayerNorms keep the
-    # scale (`small`; docs/RESULTS.md, "Paper size").
-    init: str = "swish"
+    input_dropout: float = option(0.0, "Dropout on the audio and visual inputs of the backbone (beyond the paper).")
+    classifier_dropout: float = option(0.0, "Dropout on the gated features before the segment classifier (beyond "
+                                            "the paper).")
+    norm: str = option("none", "LayerNorm after each layer, or none (beyond the paper).", choices=("none", "layer"))
+    residual: bool = option(False, "Identity paths around layers: add each layer's input to its output where the "
+                                   "widths agree (beyond the paper).")
+    init: str = option("swish", "Weight initialisation (the paper states none): swish keeps the features' scale "
+                                "through the Swish layers (nn/init.py); torch is PyTorch's per-layer default, which "
+                                "leaves the paper-size network on a plateau and suits networks whose LayerNorms "
+                                "keep the scale (docs/RESULTS.md, Paper size).", choices=("swish", "torch"))
 
 
 @dataclass
 class TrainConfig:
-    task: str = "sel"  # "sel" (segment labels) | "wsel" (video labels, MIL pooling)
-    epochs: int = 400
-    batch_size: int = 48
-    optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    task: str = option("sel", "sel: segment labels; wsel: video labels only (MIL pooling).", choices=("sel", "wsel"))
+    epochs: int = option(400, "Training epochs.")
+    batch_size: int = option(48, "Videos per training step (the global batch under torchrun).")
+    optimizer: str = option("adam", "The optimizer (the paper names none).", choices=("adam", "adamw", "sgd"))
+    lr: float = option(1e-4, "Base learning rate.")
+    weight_decay: float = option(0.0, "Weight decay of the optimizer.")
     cycle_epochs: int = 20  # cosine annealing with warm restarts: cycle length
     # (first epoch, floor): the learning-rate multiplier anneals from 1 to the floor in force.
     lr_floors: tuple[tuple[int, float], ...] = ((0, 0.1), (300, 0.01))
-    input_norm: str = "none"  # "none" | "standardize": per-feature z-score from the train split
-    replicate: bool = False  # Replicate (section 3.4); SEL only
-    link: bool = False  # Link original and replica graphs (eqs 17-21); needs replicate
-    seed: int = 0
+    input_norm: str = option("none", "Standardise features with the training split's per-feature mean and std, "
+                                     "or not.", choices=("none", "standardize"))
+    replicate: bool = option(False, "Replicate augmentation (section 3.4); SEL only.")
+    link: bool = option(False, "Link original and replica graphs (eqs 17-21); needs replicate.")
+    seed: int = option(0, "Random seed.")
 
 
 @dataclass
@@ -97,11 +113,12 @@ def _small() -> Config:
 
 
 PRESETS = {"paper": _paper, "small": _small}
+SECTIONS = {"train": TrainConfig, "model": ModelConfig}  # Config's attribute -> its dataclass (options in this order)
 
 
 def get_preset(name: str) -> Config:
     if name not in PRESETS:
-        raise AvelError(f"--preset: expected one of {', '.join(PRESETS)}, found '{name}'")
+        raise ConfigError("preset", f"expected one of {', '.join(PRESETS)}, found '{name}'")
     return PRESETS[name]()
 
 
@@ -112,9 +129,26 @@ def replace(config: Config, **overrides) -> Config:
         section, _, name = key.partition(".")
         target = {"model": model, "train": train}.get(section)
         if target is None or not hasattr(target, name):
-            raise AvelError(f"config: unknown field '{key}'")
+            raise ConfigError(key, "not a config field (expected model.<field> or train.<field>)")
         setattr(target, name, value)
     return Config(config.preset, model, train)
+
+
+def option_fields(sections: dict[str, type] | None = None) -> dict[str, tuple[dataclasses.Field, type]]:
+    """Dotted name -> (field, its type) of every field declared with `option`, in declaration order.
+    sections: {attribute: dataclass}, SECTIONS by default."""
+    found = {}
+    for section, cls in (sections or SECTIONS).items():
+        types = typing.get_type_hints(cls)  # the annotations are strings (from __future__ import annotations)
+        found.update({f"{section}.{f.name}": (f, types[f.name]) for f in dataclasses.fields(cls)
+                      if "help" in f.metadata})
+    return found
+
+
+def value(config: Config, key: str):
+    """The value of dotted field `key` in `config`."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
 
 
 def flatten(config: Config) -> dict:
@@ -138,39 +172,35 @@ ADAM_STEP_LIMIT = 0.3
 
 
 def validate(config: Config) -> None:
-    """Reject option values that cannot work, with a one-line message naming the option."""
+    """Reject values that cannot work with a ConfigError keyed by the field, and warn (ConfigWarning)
+    about a learning rate too large for the width."""
+    for key, (f, _) in option_fields().items():
+        choices = f.metadata["choices"]
+        if choices and value(config, key) not in choices:
+            raise ConfigError(key, f"expected one of {', '.join(choices)}, found '{value(config, key)}'")
     t, m = config.train, config.model
-    if t.task not in TASKS:
-        raise AvelError(f"--task: expected one of {', '.join(TASKS)}, found '{t.task}'")
-    if t.epochs < 1:
-        raise AvelError(f"--epochs: expected a positive integer, found {t.epochs}")
-    if t.batch_size < 1:
-        raise AvelError(f"--batch-size: expected a positive integer, found {t.batch_size}")
-    if not (math.isfinite(t.lr) and t.lr > 0):
-        raise AvelError(f"--lr: expected a positive number, found {t.lr}")
-    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
-        raise AvelError(f"--weight-decay: expected a number >= 0, found {t.weight_decay}")
-    if not 0 <= t.seed < 2**31:  # DGL takes an int32 seed
-        raise AvelError(f"--seed: expected an integer in [0, 2**31), found {t.seed}")
-    if t.cycle_epochs < 1:
-        raise AvelError(f"train.cycle_epochs: expected a positive integer, found {t.cycle_epochs}")
-    if m.width < 1:
-        raise AvelError(f"--width: expected a positive integer, found {m.width}")
-    if m.blocks < 1:
-        raise AvelError(f"--blocks: expected a positive integer, found {m.blocks}")
-    for name in ("dropout", "input_dropout", "classifier_dropout"):
-        p = getattr(m, name)
-        if not 0 <= p < 1:
-            raise AvelError(f"--{name.replace('_', '-')}: expected a probability in [0, 1), found {p}")
-    if m.init not in INITS:
-        raise AvelError(f"--init: expected one of {', '.join(INITS)}, found '{m.init}'")
-    if m.kernel_size < 1 or m.kernel_size % 2 == 0:
-        raise AvelError(f"model.kernel_size: expected an odd positive integer, found {m.kernel_size}")
+    rules = [  # (field, whether its value can work, what is expected)
+        ("train.epochs", t.epochs >= 1, "a positive integer"),
+        ("train.batch_size", t.batch_size >= 1, "a positive integer"),
+        ("train.lr", math.isfinite(t.lr) and t.lr > 0, "a positive number"),
+        ("train.weight_decay", math.isfinite(t.weight_decay) and t.weight_decay >= 0, "a number >= 0"),
+        ("train.seed", 0 <= t.seed < 2**31, "an integer in [0, 2**31)"),  # DGL takes an int32 seed
+        ("train.cycle_epochs", t.cycle_epochs >= 1, "a positive integer"),
+        ("model.width", m.width >= 1, "a positive integer"),
+        ("model.blocks", m.blocks >= 1, "a positive integer"),
+        *((f"model.{p}", 0 <= getattr(m, p) < 1, "a probability in [0, 1)")
+          for p in ("dropout", "input_dropout", "classifier_dropout")),
+        ("model.kernel_size", m.kernel_size >= 1 and m.kernel_size % 2 == 1, "an odd positive integer"),
+    ]
+    for key, holds, expected in rules:
+        if not holds:
+            raise ConfigError(key, f"expected {expected}, found {value(config, key)}")
     if t.optimizer in ("adam", "adamw") and t.lr * m.width > ADAM_STEP_LIMIT:
-        warnings.warn(f"--lr {t.lr:g} at --width {m.width}: Adam steps this large have kept wide networks on one "
-                      f"class (docs/RESULTS.md, Paper size); keep lr x width under {ADAM_STEP_LIMIT} (the paper "
-                      f"preset: 1e-4 at width 768)")
+        warnings.warn(ConfigWarning("train.lr", f"{t.lr:g} at model.width {m.width}: Adam steps this large have kept "
+                                    f"wide networks on one class (docs/RESULTS.md, Paper size); keep lr x width "
+                                    f"under {ADAM_STEP_LIMIT} (the paper preset: 1e-4 at width 768)"))
     if t.link and not t.replicate:
-        raise AvelError("--link: needs --replicate (link edges join an original and its replica)")
-    if t.task == "wsel" and (t.replicate or t.link):
-        raise AvelError("--replicate/--link: only for --task sel (replicas need segment labels), found --task wsel")
+        raise ConfigError("train.link", "needs train.replicate (link edges join an original and its replica)")
+    if t.task == "wsel" and t.replicate:
+        raise ConfigError("train.replicate", "only for train.task sel (replicas need segment labels; so is "
+                                             "train.link), found train.task wsel")

@@ -1,5 +1,6 @@
 """The exception types the CLI turns into one line on stderr and a non-zero exit: user errors
-(AvelError) and a training run stopped by a signal (Interrupted)."""
+(AvelError; ConfigError for a config value, keyed by its field) and a training run stopped by a
+signal (Interrupted); and ConfigWarning, a config value that may not work."""
 
 import signal
 
@@ -24,3 +25,24 @@ class Interrupted(AvelError):
         super().__init__(message or f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class _KeyedByField:
+    """A problem with one config field, `field` its dotted name ("train.lr"). The text is
+    "<field>: <problem>" and names fields by their dotted names only, so that the CLI can word
+    each as the flag that sets it (cli/options.py)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(field, problem)  # args: what pickling needs to rebuild it
+        self.field, self.problem = field, problem
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class ConfigError(_KeyedByField, AvelError):
+    """A config value that cannot work, e.g. ConfigError("train.lr", "expected a positive number, found -1.0")."""
+
+
+class ConfigWarning(_KeyedByField, UserWarning):
+    """A config value that may not work (warnings.warn(ConfigWarning(field, problem)))."""

@@ -7,8 +7,12 @@ from pathlib import Path
 import click
 
 from avel_dgl.nn.dpnet import VARIANTS
-from cli.options import cache_dir_option, quiet_option
-from cli.train_commands import config_options, device_options, resolve_config
+from cli.options import cache_dir_option, config_options, quiet_option
+from cli.train_commands import device_options, resolve_config
+
+# The fields avel_dgl.ablate.cell_config sets for each run of the grid (variant, column, seed): no
+# option for them. (Not imported from there: that would load the training code for every command.)
+CELL_FIELDS = ("model.variant", "train.task", "train.replicate", "train.link", "train.seed")
 
 
 @click.command()
@@ -26,7 +30,7 @@ from cli.train_commands import config_options, device_options, resolve_config
               help="Runs trained at a time, each in its own process with one thread, pinned to its own core "
                    "where there are enough; a run's results are those it gets alone at one thread. "
                    "Progress bars only with 1.")
-@config_options
+@config_options(exclude=CELL_FIELDS)
 @device_options
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @quiet_option

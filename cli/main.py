@@ -1,5 +1,6 @@
 """The `avel-dgl` click group. Commands live in sibling modules; this file only gathers them and
-turns user errors (AvelError, bad options) into one line on stderr and a non-zero exit.
+turns user errors (AvelError, bad options) into one line on stderr and a non-zero exit (a config
+error worded with the flags of its fields).
 Anything else is a bug and raises with its traceback; --debug shows tracebacks for all errors."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import warnings
 import click
 
 from avel_dgl import __version__
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import AvelError, ConfigError, ConfigWarning
+from cli.options import in_flags
 
 
 def _usage_error(e: click.UsageError) -> None:
@@ -41,7 +43,7 @@ class _Group(click.Group):
         except AvelError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"avel-dgl: {e.kind}: {e}", err=True)
+            click.echo(f"avel-dgl: {e.kind}: {in_flags(e) if isinstance(e, ConfigError) else e}", err=True)
             sys.exit(e.exit_code)
         except click.UsageError as e:  # a malformed option of a command, an unknown command: one line too
             if ctx.obj and ctx.obj.get("debug"):
@@ -60,8 +62,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
     ctx.obj = {"debug": debug}
     set_quiet(False)  # until a command's --quiet says otherwise (several commands may run in one process)
-    if not debug:  # data warnings (e.g. multi-label rows) as one line, like errors
-        warnings.showwarning = lambda message, *_: click.echo(f"avel-dgl: warning: {message}", err=True)
+    if not debug:  # warnings (e.g. multi-label rows) as one line, like errors; a config warning names flags
+        warnings.showwarning = lambda message, *_: click.echo(
+            f"avel-dgl: warning: {in_flags(message) if isinstance(message, ConfigWarning) else message}", err=True)
 
 
 # One module per area; each exposes COMMANDS, a list of click commands.

@@ -13,17 +13,12 @@ from click.core import ParameterSource
 
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError
-from cli.options import cache_dir_option, checkpoint_option, device_option, overwrite_option, quiet_option
+from cli.options import (cache_dir_option, checkpoint_option, config_options, device_option, option_names,
+                         overwrite_option, quiet_option)
 
-# Command-line option -> config field. Options left unset keep the preset's value.
-OVERRIDES = {
-    "task": "train.task", "epochs": "train.epochs", "seed": "train.seed", "batch_size": "train.batch_size",
-    "lr": "train.lr", "optimizer": "train.optimizer", "weight_decay": "train.weight_decay",
-    "input_norm": "train.input_norm", "variant": "model.variant", "width": "model.width",
-    "blocks": "model.blocks", "dropout": "model.dropout", "input_dropout": "model.input_dropout",
-    "classifier_dropout": "model.classifier_dropout", "norm": "model.norm", "residual": "model.residual",
-    "init": "model.init",
-}
+# Click parameter name -> config field, for the options `config_options` derives from the config.
+# Options left unset keep the preset's value.
+OVERRIDES = option_names()
 
 
 def resolve_config(preset: str, replicate: bool | None, link: bool | None, **options):
@@ -37,26 +32,6 @@ def resolve_config(preset: str, replicate: bool | None, link: bool | None, **opt
                               if v is not None})
 
 
-# Preset overrides shared by `train` and `ablate` (OVERRIDES names their config fields).
-CONFIG_OPTIONS = (
-    click.option("--epochs", type=int, help="Override the preset's epoch count."),
-    click.option("--batch-size", type=int, help="Videos per training step (the global batch under torchrun)."),
-    click.option("--lr", type=float, help="Base learning rate."),
-    click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), help="Override the preset's optimizer."),
-    click.option("--weight-decay", type=float, help="Weight decay of the optimizer."),
-    click.option("--input-norm", type=click.Choice(["none", "standardize"]),
-                 help="Standardise features with the training split's mean and std, or not."),
-    click.option("--width", type=int, help="Hidden width of every layer."),
-    click.option("--blocks", type=int, help="Number of DPBlocks (or of the variant's layers)."),
-    click.option("--dropout", type=float, help="Dropout inside the blocks."),
-    click.option("--input-dropout", type=float, help="Dropout on the input features."),
-    click.option("--classifier-dropout", type=float, help="Dropout before the segment classifier."),
-    click.option("--norm", type=click.Choice(["none", "layer"]), help="LayerNorm after each layer, or none."),
-    click.option("--residual/--no-residual", default=None, help="Identity paths around layers (beyond the paper)."),
-    click.option("--init", type=click.Choice(["swish", "torch"]),
-                 help="Weight initialisation: swish keeps the features' scale through the Swish layers "
-                      "(the paper preset's); torch is PyTorch's per-layer default (small's)."),
-)
 DEVICE_OPTIONS = (
     device_option,
     click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
@@ -73,23 +48,17 @@ def _apply(options):
     return decorate
 
 
-config_options, device_options = _apply(CONFIG_OPTIONS), _apply(DEVICE_OPTIONS)
+device_options = _apply(DEVICE_OPTIONS)
 
 
 @click.command()
-@click.option("--task", type=click.Choice(["sel", "wsel"]), default="sel", show_default=True,
-              help="sel: segment labels; wsel: video labels only (MIL pooling).")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="AVE-format data folder (with --resume: defaults to the run's own).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder to create.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue the run in this folder from its last.pt (same config; --epochs may extend it).")
 @click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
-@click.option("--seed", type=int, help="Random seed (default: the preset's, 0).")
-@click.option("--variant", help="Network variant (default dpnet; bilstm is the baseline).")
-@config_options
-@click.option("--replicate/--no-replicate", default=None, help="Replicate augmentation (SEL only).")
-@click.option("--link/--no-link", default=None, help="Link original and replica graphs (needs --replicate).")
+@config_options()
 @click.option("--subevents", type=click.Path(path_type=Path),
               help="Sub-event database for --replicate (default: <data>/.avel_cache/subevents.h5 if it "
                    "matches the data, else built in memory).")

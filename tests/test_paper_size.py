@@ -107,7 +107,7 @@ def test_a_learning_rate_too_large_for_the_width_is_warned_about(recwarn):
     for fine in (get_preset("small"), get_preset("paper"), replace(get_preset("paper"), **{"train.lr": 3e-4})):
         validate(fine)
     assert not recwarn.list
-    with pytest.warns(UserWarning, match=r"--lr 0.001 at --width 768: .*keep lr x width under 0.3"):
+    with pytest.warns(UserWarning, match=r"^train.lr: 0.001 at model.width 768: .*keep lr x width under 0.3"):
         validate(replace(get_preset("small"), **{"model.width": 768, "model.blocks": 4}))
     validate(replace(get_preset("small"), **{"model.width": 768, "train.optimizer": "sgd"}))  # Adam's rule only
     assert not recwarn.list

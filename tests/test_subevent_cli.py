@@ -90,7 +90,7 @@ def test_subevents_without_replicate_and_replicate_with_wsel_are_rejected(data, 
     assert run("build-subevents", "--data", data).exit_code == 0
     check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
     check_one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
-                   "--replicate/--link", "--task wsel")
+                   "--replicate: only for --task sel", "found --task wsel")
 
 
 def test_replicate_link_run_resumed_after_one_epoch_equals_the_uninterrupted_run(ave_dir, tmp_path):

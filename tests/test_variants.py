@@ -101,7 +101,7 @@ def test_parallel_block_averages_its_branches():
 
 
 def test_rgat_rejects_a_width_its_heads_do_not_divide():
-    from avel_dgl.errors import AvelError
+    from avel_dgl.errors import ConfigError
 
-    with pytest.raises(AvelError, match="--width"):
+    with pytest.raises(ConfigError, match=r"^model\.width: the rgat variant needs a multiple of its 4 heads, found 18"):
         build(tiny("rgat", **{"model.width": 18}))

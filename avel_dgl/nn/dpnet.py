@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from avel_dgl.config import Config, ModelConfig
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import ConfigError
 from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.nn.baseline import BiLSTM
 from avel_dgl.nn.init import init_swish
@@ -102,7 +102,7 @@ def build(config: Config) -> nn.Module:
         return BiLSTM(m)
     if m.variant not in VARIANTS:
         names = ", ".join([*VARIANTS, "bilstm"])
-        raise AvelError(f"--variant: expected one of {names}, found '{m.variant}'")
+        raise ConfigError("model.variant", f"expected one of {names}, found '{m.variant}'")
     net = DPNet(m, VARIANTS[m.variant](m))
     return init_swish(net) if m.init == "swish" else net  # nn/init.py
 

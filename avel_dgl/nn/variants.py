@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from avel_dgl.config import ModelConfig
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import ConfigError
 from avel_dgl.format import VISUAL_DIM
 from avel_dgl.nn.rgat import RGAT
 from avel_dgl.nn.rgct import RGCT
@@ -109,7 +109,8 @@ def tcn_layer(m: ModelConfig, in_dim: int) -> nn.Module:
 
 def rgat_layer(m: ModelConfig, in_dim: int) -> nn.Module:
     if m.width % RGAT_HEADS:
-        raise AvelError(f"--width: the rgat variant needs a multiple of its {RGAT_HEADS} heads, found {m.width}")
+        raise ConfigError("model.width", f"the rgat variant needs a multiple of its {RGAT_HEADS} heads, "
+                                         f"found {m.width}")
     return GraphLayer(RGAT(in_dim, m.width, RGAT_HEADS, m.dropout))
 
 
