@@ -13,7 +13,7 @@ import torch
 
 from avel_dgl import __version__, progress
 from avel_dgl.checkpoint import publish
-from avel_dgl.distributed import DEVICES
+from avel_dgl.runtime import DEVICES
 from avel_dgl.errors import AvelError
 from cli.main import main
 from conftest import invoke
@@ -145,3 +145,4 @@ def test_a_device_it_cannot_use_is_one_line_and_writes_nothing(command, device, 
     assert result.exit_code != 0 and result.stdout == ""
     assert result.stderr == f"avel-dgl: error: {message.format(command)}\n"
     assert list(tmp_path.iterdir()) == []
+
