@@ -18,9 +18,10 @@ may change.
 
 With jobs > 1 the runs go that many at a time, each in a worker process of its own ('spawn'd, so
 no torch or DGL thread pool is inherited half-initialised through fork), pinned to a core of its
-own where there are enough (`runtime.pin_worker`), with one torch thread, and the grid's
-runtime.Runtime; a run's results are then those of the same run with jobs = 1 at one thread. The parent alone writes the tables and stops
-every worker (SIGTERM: each keeps a resumable last.pt) when the grid stops.
+own where there are enough (`runtime.pin_worker`), with one torch thread and the grid's
+runtime.Runtime; a run's results are then those of the same run with jobs = 1 at one thread. The
+parent alone writes the tables and stops every worker (SIGTERM: each keeps a resumable last.pt)
+when the grid stops.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ Run directory layout (under torch.distributed, rank 0 alone writes it):
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
 - Every file is written atomically (checkpoint.write_atomic).
-- Resume granularity is one epoch. last.pt holds the whole state after its epoch (`training_state`),
+- Resume granularity is one epoch. last.pt holds the whole state after its epoch (`Run.training_state`),
   and is written once before the first step too (epoch 0), so every run folder can be resumed.
   A resumed run repeats the interrupted epoch from its start and gives the same per-epoch metrics
   and final weights as an uninterrupted one, bit for bit on CPU (same machine, thread count and
   library versions).
-- End of an epoch (`end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
+- End of an epoch (`Run.end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
   with SIGINT/SIGTERM held until all three are done. If the process dies between best.pt and
   last.pt, the resumed run repeats that epoch and rewrites the same best.pt.
 - SIGINT/SIGTERM at any other moment abandon the step in progress: the run stops with the message
@@ -288,7 +288,7 @@ class Run:
 
     @classmethod
     def _build(cls, config: Config, data_dir: Path, out_dir: Path, runtime: Runtime,
-              subevents: Path | None = None) -> Run:
+               subevents: Path | None = None) -> Run:
         """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
         bad option, data file or sub-event database leaves nothing behind). Seeds first: model
         initialisation and the replica sampler draw from the seeded generators. `subevents`: the

@@ -72,7 +72,8 @@ class RGAT(nn.Module):
         q = (g_dst * self.att_query[r]).sum(-1, keepdim=True)  # (N_dst, H, 1)
         if self.kernel == "torch":
             return self._aggregate_torch(g, rel, k, q, g_src)
-        sub = graph.graph_for(g, g_src.device, self.kernel)[rel]  # the relation's edges alone: the softmax runs within the relation
+        # the relation's edges alone: the softmax runs within the relation
+        sub = graph.graph_for(g, g_src.device, self.kernel)[rel]
         with sub.local_scope():
             sub.srcnodes[src_type].data["k"] = k
             sub.dstnodes[dst_type].data["q"] = q
