@@ -218,3 +218,32 @@ def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
     # Once per epoch, the combined metrics; never per step. (The finite-loss check is a sync of
     # one flag, not counted here.)
     assert counts[1:] == [1, 1], transfers
+
+
+@pytest.mark.parametrize("variant", ["dpnet-parallel", "rgat"])
+def test_build_gives_every_graph_layer_its_kernel_and_the_same_weights(variant, monkeypatch):
+    """build(config, kernel): each graph layer runs the kernel it was given (counted where the torch
+    kernel's own code runs), and the kernel is no weight, so both builds have one state_dict."""
+    from avel_dgl.config import get_preset, replace
+    from avel_dgl.nn.dpnet import build
+    from avel_dgl.nn.rgat import RGAT
+    from avel_dgl.nn.rgct import RGCT
+
+    config = replace(get_preset("small"), **{"model.variant": variant, "model.width": 8, "model.blocks": 1})
+    calls = []
+    means, aggregate = graph._neighbour_means_torch, RGAT._aggregate_torch
+    monkeypatch.setattr(graph, "_neighbour_means_torch", lambda *a: calls.append("rgct") or means(*a))
+    monkeypatch.setattr(RGAT, "_aggregate_torch", lambda self, *a: calls.append("rgat") or aggregate(self, *a))
+    audio, visual = torch.randn(2, 10, 128), torch.randn(2, 10, 512)
+    per_layer = {RGCT: 1, RGAT: 6}  # torch-kernel calls per forward: RGAT's runs per relation received
+    models = {}
+    for kernel in ("dgl", "torch"):
+        torch.manual_seed(0)
+        models[kernel] = build(config, kernel).eval()
+        calls.clear()
+        models[kernel](graph.batch_graph(2), audio, visual)
+        layers = [m for m in models[kernel].modules() if isinstance(m, (RGCT, RGAT))]
+        assert layers and len(calls) == (0 if kernel == "dgl" else sum(per_layer[type(m)] for m in layers))
+    dgl_state, torch_state = models["dgl"].state_dict(), models["torch"].state_dict()
+    assert dgl_state.keys() == torch_state.keys()
+    assert all(torch.equal(dgl_state[k], torch_state[k]) for k in dgl_state)
