@@ -18,9 +18,10 @@ may change.
 
 With jobs > 1 the runs go that many at a time, each in a worker process of its own ('spawn'd, so
 no torch or DGL thread pool is inherited half-initialised through fork), pinned to a core of its
-own where there are enough (`train.pin_worker`), with one torch thread; a run's results are then
-those of the same run with jobs = 1 at one thread. The parent alone writes the tables and stops
-every worker (SIGTERM: each keeps a resumable last.pt) when the grid stops.
+own where there are enough (`runtime.pin_worker`), with one torch thread and the grid's
+runtime.Runtime; a run's results are then those of the same run with jobs = 1 at one thread. The
+parent alone writes the tables and stops every worker (SIGTERM: each keeps a resumable last.pt)
+when the grid stops.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import LABEL_SETS, SPLITS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
 from avel_dgl.nn.variants import layer_kind
-from avel_dgl.train import pin_worker, resume_run, train_run, worker_cores
+from avel_dgl.runtime import Runtime, pin_worker, worker_cores
+from avel_dgl.train import resume_run, train_run
 
 MANIFEST = "ablate.json"
 RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
@@ -200,7 +202,7 @@ def variant_summary(base: Config, variant: str) -> dict:
     """Layers and parameter count of a variant under the base config (built on the meta device)."""
     config = replace(base, **{"model.variant": variant})
     with torch.device("meta"):
-        model = build(config)
+        model = build(config, "dgl")  # the kernel changes no layer or parameter
     return {"layers": describe(perspective_layers(model)), "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -248,10 +250,10 @@ def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], co
 
 
 def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
-             echo: Callable[[str], None] = print, progress: bool = False, device: str = "auto",
-             kernel: str = "auto", jobs: int = 1) -> list[dict]:
-    """Train every unfinished run of the grid, `jobs` at a time, then write the tables. Returns the
-    table rows. device, kernel: as for `train.train_run`; progress bars only with jobs = 1."""
+             runtime: Runtime, echo: Callable[[str], None] = print, progress: bool = False,
+             jobs: int = 1) -> list[dict]:
+    """Train every unfinished run of the grid, `jobs` at a time, each under `runtime`, then write
+    the tables. Returns the table rows. Progress bars only with jobs = 1."""
     if not isinstance(jobs, int) or jobs < 1:
         raise AvelError(f"--jobs: expected a positive integer, found {jobs!r}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -285,10 +287,10 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
                 for cell in todo:
                     start = time.perf_counter()
                     results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir,
-                                         cell.folder, echo, progress, device=device, kernel=kernel)
+                                         cell.folder, runtime, echo, progress)
                     record(cell, results, time.perf_counter() - start)
             elif todo:
-                _train_in_workers(base, data_dir, todo, jobs, echo, record, device, kernel)
+                _train_in_workers(base, data_dir, todo, jobs, runtime, echo, record)
         except Interrupted as e:
             done = sum(read_results(cell.folder) is not None for cell in cells)  # workers may finish one as they stop
             raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: grid stopped with {done} of "
@@ -299,8 +301,8 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     return rows
 
 
-def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int, echo: Callable[[str], None],
-                      record: Callable[[Cell, dict, float], None], device: str, kernel: str) -> None:
+def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int, runtime: Runtime,
+                      echo: Callable[[str], None], record: Callable[[Cell, dict, float], None]) -> None:
     """Train `todo` in min(jobs, runs) worker processes, handing each the next run as it finishes
     one. Each worker talks over a pipe of its own: no lock shared between processes, which one
     killed while holding it would leave taken. Whatever stops the grid (a signal, a failed run,
@@ -313,7 +315,7 @@ def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int,
     try:
         for core in cores:
             mine, theirs = ctx.Pipe()
-            worker = ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, theirs, device, kernel),
+            worker = ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, theirs, runtime),
                                  daemon=True)
             worker.start()
             theirs.close()
@@ -359,10 +361,11 @@ def _worker_gone(worker) -> None:
                     f"run the same avel-dgl ablate command again to continue")
 
 
-def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn, device: str,
-            kernel: str) -> None:
+def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn, runtime: Runtime) -> None:
     """A worker process of `_train_in_workers`: trains the runs it receives until a None, sending
-    (kind, cell, ...) back. A run stopped by a signal ends the process with exit code 128 + signal."""
+    (kind, cell, ...) back. A run stopped by a signal ends the process with exit code 128 + signal.
+    `runtime`: the grid's, resolved once in the parent (a worker is one process of the grid, not a
+    rank of its own)."""
     # Outside a run the parent alone decides when the grid stops (a terminal's Ctrl-C reaches every
     # process); inside one, train_run's own handlers stop it cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -371,8 +374,7 @@ def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn
         start = time.perf_counter()
         try:
             results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
-                                 lambda line, cell=cell: conn.send(("echo", cell, line)), progress=False,
-                                 device=device, kernel=kernel)
+                                 runtime, lambda line, cell=cell: conn.send(("echo", cell, line)), progress=False)
         except Interrupted as e:
             raise SystemExit(e.exit_code) from None
         except AvelError as e:
@@ -385,22 +387,21 @@ def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn
         conn.send(("done", cell, results, time.perf_counter() - start))
 
 
-def train_cell(config: Config, data_dir: Path, folder: Path, echo: Callable[[str], None], progress: bool,
-               device: str = "auto", kernel: str = "auto") -> dict:
+def train_cell(config: Config, data_dir: Path, folder: Path, runtime: Runtime, echo: Callable[[str], None],
+               progress: bool) -> dict:
     """Train one run of the grid. A folder left by an interrupted run is resumed from its last.pt
     (bit for bit, `train.resume_run`), after checking that it was made with this very config;
     one that cannot be resumed is trained again from scratch."""
     if (folder / "last.pt").is_file():
         try:
-            results = resume_run(folder, data_dir, expect=flatten(config), progress=progress, device=device,
-                                 kernel=kernel)
+            results = resume_run(folder, runtime, data_dir, expect=flatten(config), progress=progress)
             echo(f"resumed the interrupted run in {folder}")
             return results
         except Interrupted:
             raise
         except AvelError as e:
             echo(f"note: cannot resume {folder} ({e}); training it again from scratch")
-    return train_run(config, data_dir, folder, overwrite=True, progress=progress, device=device, kernel=kernel)
+    return train_run(config, data_dir, folder, runtime, overwrite=True, progress=progress)
 
 
 def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:

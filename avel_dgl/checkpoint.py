@@ -18,7 +18,7 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import torch
 
@@ -26,6 +26,9 @@ from avel_dgl import __version__
 from avel_dgl.config import Config
 from avel_dgl.format import N_CLASSES
 from avel_dgl.errors import AvelError
+
+if TYPE_CHECKING:  # only a type here: importing it would load DGL for every atomic write
+    from avel_dgl.runtime import Runtime
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -225,13 +228,14 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | Path, config
     model.load_state_dict(weights)
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, Config, dict]:
-    """The model of a checkpoint, built from the config stored with it, in eval mode."""
+def load_model(path: str | Path, runtime: Runtime) -> tuple[torch.nn.Module, Config, dict]:
+    """The model of a checkpoint, built from the config stored with it for `runtime` (its eq 12
+    kernel, on its device), in eval mode."""
     from avel_dgl.nn.dpnet import build
 
     ckpt = read_checkpoint(path)
     config = checkpoint_config(ckpt, path)
-    model = build(config)
+    model = build(config, runtime.kernel)
     load_weights(model, ckpt["model"], path, config)
-    model.eval()
+    model.to(runtime.device).eval()
     return model, config, ckpt

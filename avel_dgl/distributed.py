@@ -1,6 +1,6 @@
-"""Data-parallel training on torch.distributed: the process group torchrun describes, the device
-each process uses, rank shards of batches and evaluation rows, agreement of metrics across
-ranks, rank-0-only side effects, and the single-machine launcher behind `train --nproc K`.
+"""Data-parallel training on torch.distributed: the process group torchrun describes, rank shards
+of batches and evaluation rows, agreement of metrics across ranks, rank-0-only side effects, and
+the single-machine launcher behind `train --nproc K`. (Each process's device: runtime.py.)
 
 Outside torchrun (no WORLD_SIZE in the environment) every function here is the identity of a
 one-process run: rank 0 of 1, whole batches, no communication.
@@ -22,9 +22,6 @@ import torch
 import torch.distributed as dist
 
 from avel_dgl.errors import AvelError
-
-DEVICES = ("auto", "cpu", "cuda")
-
 
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
@@ -53,34 +50,20 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto': this process's GPU if torch sees one, else the CPU. 'cuda': this process's GPU
-    (cuda:LOCAL_RANK under torchrun), an error if there is none. 'cpu': the CPU."""
-    if name not in DEVICES:
-        raise AvelError(f"--device: expected one of {', '.join(DEVICES)}, found '{name}'")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise AvelError("--device cuda: torch sees no CUDA device on this machine; use --device cpu or auto")
-    if local_rank() >= torch.cuda.device_count():
-        raise AvelError(f"--device cuda: process {local_rank()} on this machine needs GPU {local_rank()}, "
-                        f"found {torch.cuda.device_count()} GPUs")
-    return torch.device("cuda", local_rank())
-
-
 @contextlib.contextmanager
-def process_group(device_name: str = "auto") -> Iterator[torch.device]:
-    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA) for the duration of the
-    block and yield this process's device. Outside torchrun: just the device."""
-    device = resolve_device(device_name)
+def process_group(device: torch.device | str) -> Iterator[None]:
+    """Join the process group torchrun set up for the duration of the block: gloo when this
+    process computes on the CPU, nccl on CUDA (`device`: its runtime.Runtime's). Outside torchrun
+    this does nothing."""
+    device = torch.device(device)
     if not launched() or dist.is_initialized():
-        yield device
+        yield
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     # On an error the group is left as it is: the process ends, and torchrun stops the others.
-    yield device
+    yield
     # Every rank finishes its last collective before any rank leaves.
     dist.barrier()
     # No destroy_process_group(): in torch 2.2 ~ProcessGroupGloo joins its worker threads while

@@ -1,5 +1,7 @@
-"""One epoch of training, evaluation, and the SEL / WSEL losses. Works on dense tensors; the
-graph of each batch comes from `graph.batch_graph` (cached per batch shape).
+"""One epoch of training, evaluation (of a model in memory, or of a checkpoint file on a data
+folder's test split), and the SEL / WSEL losses. Works on dense tensors; the graph of each batch
+comes from `graph.batch_graph` (cached per batch shape). No training-run code: inference commands
+use this module without importing train.py.
 
 Each batch is moved to the model's device once; within a step nothing comes back to the host
 but the finite-loss flag. Under torch.distributed each rank trains on its share of every global
@@ -9,6 +11,7 @@ ranks, so every rank returns the same numbers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -16,10 +19,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avel_dgl import distributed, graph
+from avel_dgl.checkpoint import load_model
 from avel_dgl.config import TrainConfig
-from avel_dgl.data.dataset import SplitData
-from avel_dgl.metrics import global_accuracy
+from avel_dgl.data.dataset import SplitData, load_split
+from avel_dgl.metrics import global_accuracy, per_class_table
 from avel_dgl.progress import bar
+from avel_dgl.runtime import Runtime
 
 # (batch row positions in the training SplitData) -> (audio, visual) of one replica per video,
 # with the same segment labels as the originals. See data/subevents.py.
@@ -89,7 +94,7 @@ def train_one_epoch(
             audio, visual = torch.cat([audio, rep_audio]), torch.cat([visual, rep_visual])
             seg_labels = torch.cat([seg_labels, seg_labels])
         audio, visual, seg_labels, video_labels = (x.to(device) for x in (audio, visual, seg_labels, video_labels))
-        g = graph.batch_graph(audio.shape[0], linked=replicas is not None and cfg.link, device=device)
+        g = graph.batch_graph(audio.shape[0], linked=replicas is not None and cfg.link)
         logits = model(g, audio, visual)
         loss = task_loss(cfg.task, logits, seg_labels, video_labels)
         if not distributed.all_true(torch.isfinite(loss)):  # every rank stops at the same step
@@ -123,7 +128,7 @@ def feature_logits(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Te
     out = []
     batches = batch_indices(audio.shape[0], batch_size, None)
     for index in bar(batches, total=-(-audio.shape[0] // batch_size), desc="predict", unit="batch"):
-        g = graph.batch_graph(len(index), t=audio.shape[1], device=device)
+        g = graph.batch_graph(len(index), t=audio.shape[1])
         out.append(model(g, audio[index].to(device), visual[index].to(device)))
     return torch.cat(out) if out else torch.empty(0, audio.shape[1], 0, device=device)
 
@@ -154,3 +159,13 @@ def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, task: str
             * len(rows) if len(rows) else torch.zeros((), dtype=torch.float64, device=device)
         out["loss"] = distributed.all_reduce_sum(loss).item() / len(data)
     return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set: str, runtime: Runtime) -> dict:
+    """Test-split global segment accuracy of a checkpoint on a label set ('o-ave' or 'c-ave'),
+    run under `runtime`, and the per-class table."""
+    model, config, _ = load_model(checkpoint, runtime)
+    test = load_split(data_dir, "test", label_set)
+    out = evaluate(model, test, config.train.batch_size)
+    table = per_class_table(out["pred"], test.segment_labels)
+    return {"acc": out["acc"], "per_class": table, "videos": len(test), "label_set": label_set}

@@ -30,6 +30,7 @@ from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import DPNet, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.progress import bar
+from avel_dgl.runtime import Runtime
 
 DISPLAY_SIZE = 112  # 7x7 maps are upsampled bilinearly to this many pixels for display
 DEFAULT_SEGMENTS = 4  # panels rows when --segments is not given
@@ -108,10 +109,10 @@ def plot_fam(fams: torch.Tensor, segments: list[int], row_labels: list[str], tit
     return fig
 
 
-def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, overwrite: bool = False,
-               device: torch.device | str = "cpu") -> list[int]:
+def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, runtime: Runtime,
+               overwrite: bool = False) -> list[int]:
     """Write the FAM figure of video `row` of a data folder to `out` (PNG; an existing file only
-    with `overwrite`), the model run on `device`. Row labels give each segment's predicted class
+    with `overwrite`), the model run under `runtime`. Row labels give each segment's predicted class
     (and its label, when the folder has labels). Returns the segments."""
     data_dir, out = Path(data_dir), Path(out)
     kind = "a file name ending in .png"
@@ -122,8 +123,8 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
     if bad:
         raise AvelError(f"--segments: expected segment indices in 0..{N_SEGMENTS - 1}, found {bad[0]}")
     steps = bar(total=3, desc="fam", unit="step")
-    model, config, _ = load_model(checkpoint)
-    model.to(device)
+    model, config, _ = load_model(checkpoint, runtime)
+    device = runtime.device
     steps.update()
     first_rgct(model)  # fail before reading features if the network has no such layer
     n = check_row_counts(data_dir, [AUDIO_FILE, VISUAL_FILE])
@@ -135,7 +136,7 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
         audio = read_rows(a, rows, str(data_dir / AUDIO_FILE)).astype(np.float32)
     pooled = pool_maps(maps).astype(np.float32)  # what the model sees (section 3.2)
     with torch.no_grad():
-        logits = model(graph.batch_graph(1, device=device), torch.from_numpy(audio).to(device),
+        logits = model(graph.batch_graph(1), torch.from_numpy(audio).to(device),
                        torch.from_numpy(pooled).to(device))
     probs = torch.softmax(logits[0], dim=-1).cpu().numpy()
     pred = probs.argmax(-1)

@@ -28,13 +28,14 @@ Eq 12 has two interchangeable kernels over the same heterograph: DGL's message p
 and a plain torch sparse product whose coordinates are the heterograph's own edge index
 tensors ("torch", a scatter-mean over the same edges). PyPI's
 DGL runs on the CPU only, so on a GPU the torch kernel lets every tensor stay on the device while
-the DGL heterograph (kept on the CPU) still describes the structure. `resolve_kernel` picks one.
+the DGL heterograph (kept on the CPU) still describes the structure. Every function that runs
+a kernel is told which one ('dgl' or 'torch'): a model's graph layers hold the one it was built
+with (nn/dpnet.build), which runtime.Runtime resolves once per process.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import weakref
 from functools import lru_cache
 from typing import Callable
@@ -43,9 +44,6 @@ import dgl
 import torch
 
 from avel_dgl.format import N_SEGMENTS
-from avel_dgl.errors import AvelError
-
-log = logging.getLogger(__name__)
 
 AUDIO, VISUAL = "audio", "visual"
 NODE_TYPES = (AUDIO, VISUAL)
@@ -116,67 +114,28 @@ def _batch_template(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
     return g
 
 
-KERNELS = ("auto", "dgl", "torch")
-_kernel = "auto"  # the process-wide choice, set once per run by `set_kernel`
+def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS) -> dgl.DGLHeteroGraph:
+    """The cached graph of a batch of `videos` videos, on the CPU. With linked=True the batch is B
+    originals followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21.
+    Each kernel takes it where it needs it (`graph_for`)."""
+    return _batch_template(videos, linked, t)
 
 
-@lru_cache(maxsize=None)
-def dgl_supports(device_type: str) -> bool:
-    """Whether the installed DGL can hold a graph on this device type (PyPI's DGL: 'cpu' only)."""
-    if device_type == "cpu":
-        return True
-    try:
-        dgl.graph(([0], [0])).to(device_type)
-        return True
-    except Exception:  # DGL raises DGLError or torch's RuntimeError, depending on the build
-        return False
+# graph -> {device: the graph on that device}. Weak keys: an entry lives as long as its template.
+_on_device_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
 
 
-@lru_cache(maxsize=None)
-def _resolve(kernel: str, device_type: str) -> str:
-    if kernel not in KERNELS:
-        raise AvelError(f"--kernel: expected one of {', '.join(KERNELS)}, found '{kernel}'")
-    supported = dgl_supports(device_type)
-    if kernel == "dgl" and not supported:
-        raise AvelError(f"--kernel dgl: the installed DGL {dgl.__version__} cannot run on {device_type}; "
-                        "use --kernel torch or auto")
-    chosen = kernel if kernel != "auto" else ("dgl" if supported else "torch")
-    why = "as asked" if kernel != "auto" else (
-        "DGL supports this device" if supported else f"DGL {dgl.__version__} has no {device_type} support")
-    # lru_cache makes this log line appear once per (kernel, device type) in a process.
-    log.info("graph kernel for eq 12 on %s: %s (%s)", device_type, chosen, why)
-    return chosen
-
-
-def resolve_kernel(device: torch.device | str, kernel: str | None = None) -> str:
-    """'dgl' or 'torch': the kernel for `device` under `kernel` (default: the one `set_kernel` set).
-    'auto' takes DGL where the installed DGL supports the device, else torch."""
-    return _resolve(kernel or _kernel, torch.device(device).type)
-
-
-def set_kernel(kernel: str) -> None:
-    """Choose the eq 12 kernel for this process: 'auto', 'dgl' or 'torch'."""
-    global _kernel
-    if kernel not in KERNELS:
-        raise AvelError(f"--kernel: expected one of {', '.join(KERNELS)}, found '{kernel}'")
-    _kernel = kernel
-
-
-@lru_cache(maxsize=64)
-def _on_device(videos: int, linked: bool, t: int, device: str) -> dgl.DGLHeteroGraph:
-    return _batch_template(videos, linked, t).to(device)
-
-
-def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS, device: torch.device | str = "cpu"):
-    """The cached graph of a batch of `videos` videos. With linked=True the batch is B originals
-    followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21.
-
-    With the DGL kernel the graph lives on `device`; with the torch kernel it stays on the CPU
-    (its `mean_matrix` goes to the device instead, once)."""
+def graph_for(g: dgl.DGLHeteroGraph, device: torch.device | str, kernel: str) -> dgl.DGLHeteroGraph:
+    """The graph `kernel` works on for features on `device`. The torch kernel keeps g where it is
+    (on the CPU; its `mean_matrix` goes to the device instead, once); DGL's needs g on the device,
+    copied there once per graph and device (only a DGL build with that device's support can)."""
     device = torch.device(device)
-    if device.type == "cpu" or resolve_kernel(device) == "torch":
-        return _batch_template(videos, linked, t)
-    return _on_device(videos, linked, t, str(device))
+    if kernel == "torch" or g.device == device:
+        return g
+    per_device = _on_device_cache.setdefault(g, {})
+    if device not in per_device:
+        per_device[device] = g.to(device)
+    return per_device[device]
 
 
 # graph -> {device: mean matrix}. Weak keys: an entry lives as long as its (cached) template.
@@ -225,7 +184,7 @@ def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: to
 
 def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
                       cross_reducer: Callable[[str, list[torch.Tensor]], torch.Tensor],
-                      kernel: str | None = None) -> dict[str, torch.Tensor]:
+                      kernel: str) -> dict[str, torch.Tensor]:
     """Per relation, the mean of each node's neighbours (eq 12); then, per node type m,
     `cross_reducer(m, means)` combines a node's relations, where means holds one (N_m, D) tensor
     per relation in RELATIONS_INTO[m] order. Returns {ntype: cross_reducer's result}.
@@ -238,12 +197,15 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
     reducer. DGL 2.1 hands a callable the per-relation results in the order of the dict it was
     given (only its built-in 'stack' reorders them by edge type id), and the dict is built in
     RELATIONS_INTO order. Torch kernel: the same means from one sparse product over the same edges
-    (`mean_matrix`), then the same `cross_reducer`. `kernel` ('dgl' | 'torch') overrides the
-    process-wide choice; both give the same result.
+    (`mean_matrix`), then the same `cross_reducer`. `kernel`: 'dgl' or 'torch'; both give the
+    same result.
     """
-    if resolve_kernel(feats[AUDIO].device, kernel) == "torch":
+    if kernel == "torch":
         means = _neighbour_means_torch(g, feats)
         return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
+    if kernel != "dgl":
+        raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
+    g = graph_for(g, feats[AUDIO].device, kernel)
     out = {}
     with g.local_scope():
         for ntype, h in feats.items():
@@ -257,7 +219,7 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
 
 
 def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
-                    kernel: str | None = None) -> dict[str, torch.Tensor]:
+                    kernel: str) -> dict[str, torch.Tensor]:
     """Eq 12 alone for every node and relation: {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO
     order (zeros where a node has no neighbour under a relation)."""
     return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel)

@@ -24,6 +24,7 @@ import tempfile
 from colorsys import hls_to_rgb
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,9 @@ from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
 from avel_dgl.progress import bar
+
+if TYPE_CHECKING:  # a type only: the model's modules load when a report predicts (test_predictions)
+    from avel_dgl.runtime import Runtime
 
 REPORT_FILE = "report.html"
 # Every file a report folder may hold: what --overwrite may delete.
@@ -131,15 +135,13 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
     return config, metrics, results
 
 
-def test_predictions(checkpoint: Path, data_dir: Path,
-                     device: torch.device | str = "cpu") -> dict[str, SplitPredictions]:
-    """Probabilities of best.pt on the test split, computed on `device`, with the labels of each label set."""
+def test_predictions(checkpoint: Path, data_dir: Path, runtime: Runtime) -> dict[str, SplitPredictions]:
+    """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each label set."""
     from avel_dgl import engine
     from avel_dgl.checkpoint import load_model
     from avel_dgl.data.dataset import load_split
 
-    model, config, _ = load_model(checkpoint)
-    model.to(device)  # predict_logits sends each batch to the model's device
+    model, config, _ = load_model(checkpoint, runtime)  # predict_logits sends each batch to the model's device
     out, probs = {}, None
     for label_set in LABEL_SETS:
         test = load_split(data_dir, "test", label_set)
@@ -368,11 +370,11 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
                         f"(--overwrite replaces only a report's files) or choose another folder")
 
 
-def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                 per_kind: int = 2, overwrite: bool = False,
-                 device: torch.device | str = "cpu") -> tuple[Path, list[str]]:
+def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | None = None,
+                 out_dir: str | Path | None = None, per_kind: int = 2,
+                 overwrite: bool = False) -> tuple[Path, list[str]]:
     """Write OUT_DIR/report.html and its PNGs (default OUT_DIR: RUN_DIR/report; an earlier report
-    there is replaced only with `overwrite`); best.pt predicts the test split on `device`. Returns
+    there is replaced only with `overwrite`); best.pt predicts the test split under `runtime`. Returns
     the HTML path and the notes of sections that are missing or suspicious. A progress bar counts
     the steps (avel_dgl.progress)."""
     run_dir = Path(run_dir)
@@ -406,7 +408,7 @@ def build_report(run_dir: str | Path, data_dir: str | Path | None = None, out_di
     elif not Path(data).is_dir():
         why_not = f"data folder {data} not found: pass --data DIR"
     else:
-        preds = test_predictions(run_dir / "best.pt", Path(data), device)
+        preds = test_predictions(run_dir / "best.pt", Path(data), runtime)
     steps.update()
 
     per_class = Section("Test accuracy per class")

@@ -1,6 +1,11 @@
 """A training run: data, model, optimizer and schedule, the epoch loop, validation-selected
 checkpoints, resuming an interrupted run bit for bit, and the final test accuracy on O-AVE and
-C-AVE. Also evaluating a checkpoint.
+C-AVE.
+
+A run has one shape, `Run`: `Run.start` (a new run folder) or `Run.resume` (an interrupted one),
+then `run.fit(progress)` (the remaining epochs) and `run.finish()` (test best.pt, results.json).
+`train_run` and `resume_run` do all three under the signal handlers. The process's device and
+eq 12 kernel come in as a runtime.Runtime, made by the caller.
 
 Run directory layout (under torch.distributed, rank 0 alone writes it):
     config.json         the resolved config (for people; last.pt holds the one in force)
@@ -13,12 +18,12 @@ Run directory layout (under torch.distributed, rank 0 alone writes it):
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
 - Every file is written atomically (checkpoint.write_atomic).
-- Resume granularity is one epoch. last.pt holds the whole state after its epoch (`training_state`),
+- Resume granularity is one epoch. last.pt holds the whole state after its epoch (`Run.training_state`),
   and is written once before the first step too (epoch 0), so every run folder can be resumed.
   A resumed run repeats the interrupted epoch from its start and gives the same per-epoch metrics
   and final weights as an uninterrupted one, bit for bit on CPU (same machine, thread count and
   library versions).
-- End of an epoch (`end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
+- End of an epoch (`Run.end_epoch`) writes best.pt (if improved), then last.pt, then metrics.csv,
   with SIGINT/SIGTERM held until all three are done. If the process dies between best.pt and
   last.pt, the resumed run repeats that epoch and rewrites the same best.pt.
 - SIGINT/SIGTERM at any other moment abandon the step in progress: the run stops with the message
@@ -32,12 +37,12 @@ run with the same process count continues as an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import signal
@@ -47,22 +52,21 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import dgl
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from avel_dgl import distributed, engine, graph, interrupt
-from avel_dgl.checkpoint import (checkpoint_config, load_model, load_weights, read_checkpoint,
-                                 save_checkpoint, write_text_atomic)
+from avel_dgl import distributed, engine, interrupt
+from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint, write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace, validate
 from avel_dgl.data.dataset import SplitData, load_noisy, load_split
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import LABEL_SETS
-from avel_dgl.metrics import per_class_table
 from avel_dgl.nn.dpnet import build
+from avel_dgl.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +80,6 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     dgl.seed(seed)
-
-
-def set_threads(processes: int = 1) -> None:
-    """Cores divided by processes: oversubscribing the cores makes torch many times slower.
-    Counts the cores this process may run on, so `taskset -c 0 avel-dgl ...` means one thread."""
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
-
-
-def worker_cores(processes: int) -> list[int | None]:
-    """The core each of `processes` worker processes is pinned to: its own one where this process
-    may run on enough cores, else None for every worker (unpinned, sharing them all)."""
-    cores = sorted(os.sched_getaffinity(0))
-    return cores[:processes] if processes <= len(cores) else [None] * processes
-
-
-def pin_worker(core: int | None, processes: int) -> None:
-    """Run this worker process on `core` (from `worker_cores`) with `set_threads`' share of the
-    cores: one thread when pinned, and one when unpinned too since processes then outnumber cores."""
-    if core is not None:
-        os.sched_setaffinity(0, {core})
-    set_threads(1 if core is not None else processes)
 
 
 def lr_multiplier(epoch: float, cycle_epochs: int, floors: tuple[tuple[int, float], ...]) -> float:
@@ -143,89 +126,7 @@ def check_test_split(data_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run in memory, and what last.pt keeps of it
-
-
-@dataclass
-class Run:
-    """A run in memory: its data, the objects `training_state` saves, and its progress."""
-
-    config: Config
-    data_dir: Path
-    out_dir: Path
-    train: SplitData
-    val: SplitData
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator  # shuffles each epoch's batches
-    replicas: object | None  # the replica sampler (SEL with replicate), see data/subevents.py
-    subevents: str | None  # the sub-event database file given for replicate (None: the default)
-    fingerprints: dict  # {"train": crc, "val": crc} of the data, see `data_fingerprint`
-    epoch: int = 0  # epochs completed and saved in last.pt
-    best_acc: float = -1.0
-    best_epoch: int = -1
-    rows: list[dict] = field(default_factory=list)  # metrics.csv rows of epochs 1..epoch
-    net: torch.nn.Module | None = None  # what trains: DDP around `model` under torch.distributed; None: `model`
-    runtime: dict = field(default_factory=dict)  # device, kernel, processes (runtime.json), see `runtime_info`
-
-    def __post_init__(self):
-        if self.net is None:
-            self.net = self.model
-
-
-def runtime_info(device: torch.device, kernel: str, batch_size: int) -> dict:
-    """Where and how a run computes: logged when it starts and kept in runtime.json."""
-    k = distributed.world_size()
-    return {"device": str(device), "kernel": kernel, "processes": k, "backend": distributed.backend(),
-            "global_batch": batch_size, "per_process_batch": -(-batch_size // k),
-            "torch": torch.__version__, "dgl": dgl.__version__}
-
-
-def build_run(config: Config, data_dir: Path, out_dir: Path, subevents: Path | None = None, device: str = "auto",
-              kernel: str = "auto") -> Run:
-    """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
-    bad option, data file or sub-event database leaves nothing behind). Seeds first: model
-    initialisation and the replica sampler draw from the seeded generators. `subevents`: the
-    sub-event database file for replicate (default: see data/subevents.replica_fn).
-
-    device: 'auto' | 'cpu' | 'cuda'; kernel: the eq 12 kernel, 'auto' | 'dgl' | 'torch'. Under
-    torchrun (inside `distributed.process_group`) this builds one rank of a data-parallel run."""
-    validate(config)
-    t = config.train
-    device = distributed.resolve_device(device)
-    graph.set_kernel(kernel)
-    runtime = runtime_info(device, graph.resolve_kernel(device), t.batch_size)
-    log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
-             "(%(per_process_batch)d per process)", runtime)
-    set_seed(t.seed)
-    with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
-        train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
-        check_test_split(data_dir)
-    model = build(config)
-    if t.input_norm == "standardize":
-        model.audio_norm.set_stats(train.audio)
-        model.visual_norm.set_stats(train.visual)
-    elif t.input_norm != "none":
-        raise AvelError(f"--input-norm: expected none or standardize, found '{t.input_norm}'")
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, distributed.steps_per_epoch(len(train), t.batch_size))
-    replicas = None
-    if t.replicate:
-        from avel_dgl.data.subevents import replica_fn
-
-        # Each rank draws its own replicas, reproducibly; rank 0's are a one-process run's.
-        note = (lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr)) if distributed.is_main() \
-            else (lambda msg: None)
-        replicas = replica_fn(train, data_dir, seed=t.seed + distributed.rank(), subevents=subevents, note=note)
-    if distributed.rank() > 0:
-        set_seed(t.seed + distributed.rank())  # own dropout masks; the model was built identically
-    generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
-    fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
-    return Run(config, data_dir, out_dir, train, val, model, optimizer, scheduler, generator, replicas,
-               None if subevents is None else str(Path(subevents).resolve()), fingerprints,
-               net=distributed.wrap(model), runtime=runtime)
+# Helpers of a run: random streams, data checksums, the metrics file, the run folder
 
 
 def rng_state() -> dict:
@@ -260,49 +161,6 @@ def data_fingerprint(data: SplitData) -> int:
     return crc
 
 
-def training_state(run: Run) -> dict:
-    """Everything besides the weights that the next epoch depends on (stored in last.pt).
-    Called on every rank: with several, "ranks" keeps each rank's own random streams."""
-    replicas = run.replicas.state_dict() if hasattr(run.replicas, "state_dict") else None
-    state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-             "generator": run.generator.get_state(), "rng": rng_state(), "replicas": replicas,
-             "best_acc": run.best_acc, "best_epoch": run.best_epoch, "rows": run.rows,
-             "data_dir": str(run.data_dir.resolve()), "data": run.fingerprints, "threads": torch.get_num_threads(),
-             "subevents": run.subevents}
-    if distributed.world_size() > 1:
-        state["ranks"] = distributed.all_gather_object({"rng": state["rng"], "replicas": replicas})
-    return state
-
-
-def restore(run: Run, ckpt: dict, last: Path) -> None:
-    """Put a run built by `build_run` into the state saved in last.pt."""
-    state = ckpt["training"]
-    for split in ("train", "val"):
-        if run.fingerprints[split] != state["data"][split]:
-            raise AvelError(f"--data: the {split} split in {run.data_dir} differs from the one the run in "
-                            f"{run.out_dir} was trained on (different rows, features or labels)")
-    if state["threads"] != torch.get_num_threads() and distributed.is_main():
-        warnings.warn(f"{last} was written with {state['threads']} torch threads, now {torch.get_num_threads()}: "
-                      f"the resumed run may differ from an uninterrupted one in the last bits", stacklevel=2)
-    load_weights(run.model, ckpt["model"], last, run.config)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.generator.set_state(state["generator"])
-    # This rank's random streams; a rank the saved run did not have keeps its fresh ones.
-    ranks = state.get("ranks", [{"rng": state["rng"], "replicas": state["replicas"]}])
-    if len(ranks) != distributed.world_size() and distributed.is_main():
-        warnings.warn(f"{last} was written by {len(ranks)} process(es), now {distributed.world_size()}: the same "
-                      f"global batches, but the resumed run's dropout and replicas differ from an uninterrupted "
-                      f"one's", stacklevel=2)
-    if distributed.rank() < len(ranks):
-        own = ranks[distributed.rank()]
-        if own["replicas"] is not None:
-            run.replicas.load_state_dict(own["replicas"])
-        set_rng_state(own["rng"])
-    run.epoch, run.best_acc, run.best_epoch = ckpt["epoch"], state["best_acc"], state["best_epoch"]
-    run.rows = list(state["rows"])
-
-
 def metrics_text(rows: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, METRIC_FIELDS, lineterminator="\n")
@@ -311,34 +169,12 @@ def metrics_text(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def save_last(run: Run, val_acc: float | None = None) -> None:
-    """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds).
-    Called on every rank (the state gathers each rank's streams); rank 0 writes."""
-    training = training_state(run)
-
-    def write() -> None:
-        save_checkpoint(run.out_dir / "last.pt", run.model, run.config, epoch=run.epoch, val_acc=val_acc,
-                        training=training)
-        write_text_atomic(run.out_dir / "metrics.csv", metrics_text(run.rows))
-
-    distributed.main_only(write)
-
-
-def end_epoch(run: Run, row: dict, val_acc: float) -> None:
-    """Record a finished epoch and write best.pt (if improved), last.pt and metrics.csv, in this
-    order, with signals held: run.epoch always names the epoch last.pt holds."""
-    with interrupt.deferred():
-        run.rows.append(row)
-        run.epoch = row["epoch"]
-        if val_acc > run.best_acc:  # val_acc is the same on every rank, so is this choice
-            run.best_acc, run.best_epoch = val_acc, run.epoch
-            distributed.main_only(save_checkpoint, run.out_dir / "best.pt", run.model, run.config, epoch=run.epoch,
-                                  val_acc=val_acc)
-        save_last(run, val_acc)
-
-
-# ---------------------------------------------------------------------------------------------
-# Starting, resuming and running
+def runtime_info(runtime: Runtime, batch_size: int) -> dict:
+    """Where and how a run computes: logged when it starts and kept in runtime.json."""
+    k = runtime.world_size
+    return {"device": str(runtime.device), "kernel": runtime.kernel, "processes": k,
+            "backend": distributed.backend(), "global_batch": batch_size, "per_process_batch": -(-batch_size // k),
+            "torch": torch.__version__, "dgl": dgl.__version__}
 
 
 def avel_dgl_file(name: str) -> bool:
@@ -377,100 +213,6 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
 
 
-def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
-              progress: bool = True, subevents: str | Path | None = None, device: str = "auto",
-              kernel: str = "auto") -> dict:
-    """Train a new run, keep the best checkpoint by validation accuracy, then test it on o-ave and c-ave.
-    `subevents`: a sub-event database file for replicate (default: see data/subevents.replica_fn).
-    device and kernel: see `build_run`."""
-    out_dir = Path(out_dir)
-    with interrupt.interruptible():
-        try:
-            run = build_run(config, Path(data_dir), out_dir, subevents, device, kernel)
-        except Interrupted as e:
-            raise _stopped(e, None) from None
-
-        def files() -> None:
-            prepare_out_dir(out_dir, overwrite)
-            write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-            write_text_atomic(out_dir / "runtime.json", json.dumps(run.runtime, indent=2))
-
-        def create() -> None:
-            distributed.main_only(files)
-            save_last(run)  # epoch 0: resumable before the first step
-
-        return _complete(run, create, progress)
-
-
-def resume_run(run_dir: str | Path, data_dir: str | Path | None = None, epochs: int | None = None,
-               expect: dict | None = None, progress: bool = True, device: str = "auto", kernel: str = "auto") -> dict:
-    """Continue the run in `run_dir` from its last.pt (see the module docstring).
-
-    data_dir: defaults to the folder the run was trained on. epochs: train up to this many
-    epochs in all (>= those done). expect: {dotted config field: value} given on the command
-    line; each must equal the run's own value, since a resumed run keeps its config.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
-    last = run_dir / "last.pt"
-    if not last.exists():
-        raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
-                        f"(start again with --out {run_dir} --overwrite)")
-    with interrupt.interruptible():
-        try:
-            ckpt = read_checkpoint(last)
-            if "training" not in ckpt:
-                raise AvelError(f"{last}: holds no training state (a model-only checkpoint); cannot resume")
-            config = checkpoint_config(ckpt, last)
-            check_run_config(config, run_dir, last, expect or {})
-            if epochs is not None:
-                if epochs < ckpt["epoch"]:
-                    raise AvelError(f"--epochs: the run in {run_dir} has already trained {ckpt['epoch']} epochs, "
-                                    f"found {epochs}")
-                config = replace(config, **{"train.epochs": epochs})
-            run = build_run(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir,
-                            ckpt["training"].get("subevents"), device, kernel)
-            restore(run, ckpt, last)
-        except Interrupted as e:
-            raise _stopped(e, run_dir) from None
-
-        def files() -> None:
-            # Results describe a finished run; finish() writes them again.
-            for stale in [run_dir / "results.json", *run_dir.glob("per_class_*.csv")]:
-                stale.unlink(missing_ok=True)
-            write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-            write_text_atomic(run_dir / "runtime.json", json.dumps(run.runtime, indent=2))
-
-        def reopen() -> None:
-            distributed.main_only(files)
-            save_last(run, ckpt["val_acc"])  # again, so that a new --epochs or --data holds from now on
-
-        return _complete(run, reopen, progress)
-
-
-def _complete(run: Run, prepare: Callable[[], None], progress: bool) -> dict:
-    """Write the run folder's starting files (`prepare`, signals held), train the remaining
-    epochs, then test best.pt. A signal on the way stops with a message saying how to continue."""
-    try:
-        with interrupt.deferred():
-            prepare()
-        fit(run, progress and distributed.is_main())
-        return finish(run)
-    except Interrupted as e:
-        raise _stopped(e, run.out_dir, run) from None
-
-
-def _stopped(e: Interrupted, run_dir: Path | None, run: Run | None = None) -> Interrupted:
-    """The message of a run stopped by a signal: what is on disk, and how to continue."""
-    name = signal.Signals(e.signum).name
-    last = run_dir / "last.pt" if run_dir is not None else None
-    if last is None or not last.exists():
-        return Interrupted(e.signum, f"{name}: stopped before training started; nothing was written")
-    held = f"holds epoch {run.epoch} of {run.config.train.epochs}" if run is not None else "is unchanged"
-    return Interrupted(e.signum, f"{name}: stopped; {last} {held}; continue with: avel-dgl train --resume {run_dir}")
-
-
 def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) -> None:
     """last.pt must belong to this run (its config.json), and options given on the command line
     must agree with the run's config. Both name the first differing field."""
@@ -492,78 +234,302 @@ def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) ->
                             f"line (a resumed run keeps its config; only --epochs may change)")
 
 
-def fit(run: Run, progress: bool) -> None:
-    """The epoch loop from run.epoch + 1 to config.train.epochs."""
-    t = run.config.train
-    bar = tqdm(range(run.epoch + 1, t.epochs + 1), initial=run.epoch, total=t.epochs,
-               desc=f"{run.config.model.variant} {t.task}", disable=not progress)
-    for epoch in bar:
-        start = time.perf_counter()
-        dgl.seed(epoch_seed(t.seed, epoch))
-        lr = run.optimizer.param_groups[0]["lr"]
-        try:
-            stats = engine.train_one_epoch(run.net, run.train, run.optimizer, run.scheduler, t, run.generator,
-                                           run.replicas, progress)
-        except engine.NonFiniteLoss as e:
-            raise AvelError(f"epoch {epoch} step {e.step}: training loss is {e.value}; stopped. "
-                            f"{kept(run)}") from None
-        if not all(torch.isfinite(p).all() for p in run.model.parameters()):
-            raise AvelError(f"epoch {epoch}: weights became NaN or Inf; stopped. {kept(run)}")
-        val_stats = engine.evaluate(run.model, run.val, t.batch_size, task=t.task)
-        val_acc = val_stats["acc"]
-        row = {"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{stats['loss']:.6f}",
-               "train_acc": f"{stats['acc']:.6f}", "val_acc": f"{val_acc:.6f}",
-               "val_loss": f"{val_stats['loss']:.6f}", "seconds": f"{time.perf_counter() - start:.2f}"}
-        end_epoch(run, row, val_acc)
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", train=f"{stats['acc']:.3f}", val=f"{val_acc:.3f}",
-                        best=f"{run.best_acc:.3f}@{run.best_epoch}")
+@contextlib.contextmanager
+def stop_message(run_dir: Path | None, run: Run | None = None) -> Iterator[None]:
+    """A signal's Interrupted leaves the block as the message of a stopped run: what is on disk
+    (`run_dir`'s last.pt, holding `run`'s epoch or, without a run in memory, unchanged) and how
+    to continue."""
+    try:
+        yield
+    except Interrupted as e:
+        name = signal.Signals(e.signum).name
+        last = run_dir / "last.pt" if run_dir is not None else None
+        if last is None or not last.exists():
+            raise Interrupted(e.signum, f"{name}: stopped before training started; nothing was written") from None
+        held = f"holds epoch {run.epoch} of {run.config.train.epochs}" if run is not None else "is unchanged"
+        raise Interrupted(e.signum, f"{name}: stopped; {last} {held}; continue with: avel-dgl train --resume "
+                                    f"{run_dir}") from None
 
 
-def kept(run: Run) -> str:
-    """What a stopped run leaves intact, for the error message."""
-    best = f" and best.pt (epoch {run.best_epoch})" if run.best_epoch > 0 else ""
-    return (f"The last good state is in {run.out_dir / 'last.pt'} (epoch {run.epoch}){best}; "
-            f"look for NaN or huge input features, or try a lower --lr")
+# ---------------------------------------------------------------------------------------------
+# The run
 
 
-def finish(run: Run) -> dict:
-    """Test best.pt on both label sets and write results.json. Every rank tests its share of the
-    rows of best.pt (read from the shared run folder); rank 0 writes."""
-    # The data folder is recorded so `avel-dgl report` can predict on its test split later.
-    results = {"seed": run.config.train.seed, "best_epoch": run.best_epoch, "val_acc": run.best_acc,
-               "data": str(run.data_dir.resolve())}
-    if run.replicas is not None:  # how often Algorithm 1 re-split or copied, summed over every rank's draws
-        per_rank = distributed.all_gather_object(dict(run.replicas.counts))
-        results["replicas"] = {key: sum(counts[key] for counts in per_rank) for key in per_rank[0]}
-    tables = {}
-    for label_set in LABEL_SETS:  # best.pt is complete: its writer, main_only, waited for rank 0
-        out = evaluate_checkpoint(run.out_dir / "best.pt", run.data_dir, label_set,
-                                  device=next(run.model.parameters()).device)
-        results[f"test_acc_{label_set}"], tables[label_set] = out["acc"], out["per_class"]
+@dataclass
+class Run:
+    """A run in memory: its data, the objects `training_state` saves, and its progress.
 
-    def write() -> None:
+    Made by `start` (new) or `resume` (from last.pt); `fit` trains the remaining epochs, `finish`
+    tests best.pt. Each of them says, when a signal stops it, what is on disk and how to continue
+    (the caller installs the handlers: interrupt.interruptible)."""
+
+    config: Config
+    data_dir: Path
+    out_dir: Path
+    runtime: Runtime
+    train: SplitData
+    val: SplitData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # shuffles each epoch's batches
+    replicas: object | None  # the replica sampler (SEL with replicate), see data/subevents.py
+    subevents: str | None  # the sub-event database file given for replicate (None: the default)
+    fingerprints: dict  # {"train": crc, "val": crc} of the data, see `data_fingerprint`
+    epoch: int = 0  # epochs completed and saved in last.pt
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    rows: list[dict] = field(default_factory=list)  # metrics.csv rows of epochs 1..epoch
+    net: torch.nn.Module | None = None  # what trains: DDP around `model` under torch.distributed; None: `model`
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.model
+
+    @classmethod
+    def _build(cls, config: Config, data_dir: Path, out_dir: Path, runtime: Runtime,
+               subevents: Path | None = None) -> Run:
+        """Data, model, optimizer, schedule and samplers of a run, before any file is written (so a
+        bad option, data file or sub-event database leaves nothing behind). Seeds first: model
+        initialisation and the replica sampler draw from the seeded generators. `subevents`: the
+        sub-event database file for replicate (default: see data/subevents.replica_fn). Under
+        torchrun (inside `distributed.process_group`) this builds one rank of a data-parallel run."""
+        validate(config)
+        t = config.train
+        log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
+                 "(%(per_process_batch)d per process)", runtime_info(runtime, t.batch_size))
+        set_seed(t.seed)
+        with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
+            train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
+            check_test_split(data_dir)
+        model = build(config, runtime.kernel)
+        if t.input_norm == "standardize":
+            model.audio_norm.set_stats(train.audio)
+            model.visual_norm.set_stats(train.visual)
+        elif t.input_norm != "none":
+            raise AvelError(f"--input-norm: expected none or standardize, found '{t.input_norm}'")
+        model.to(runtime.device)
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, distributed.steps_per_epoch(len(train), t.batch_size))
+        replicas = None
+        if t.replicate:
+            from avel_dgl.data.subevents import replica_fn
+
+            # Each rank draws its own replicas, reproducibly; rank 0's are a one-process run's.
+            note = (lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr)) if runtime.is_main \
+                else (lambda msg: None)
+            replicas = replica_fn(train, data_dir, seed=t.seed + runtime.rank, subevents=subevents, note=note)
+        if runtime.rank > 0:
+            set_seed(t.seed + runtime.rank)  # own dropout masks; the model was built identically
+        generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
+        fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
+        return cls(config, data_dir, out_dir, runtime, train, val, model, optimizer, scheduler, generator, replicas,
+                   None if subevents is None else str(Path(subevents).resolve()), fingerprints,
+                   net=distributed.wrap(model))
+
+    @classmethod
+    def start(cls, config: Config, data_dir: str | Path, out_dir: str | Path, runtime: Runtime,
+              overwrite: bool = False, subevents: str | Path | None = None) -> Run:
+        """A new run: built, then its folder made (replacing a run there only with `overwrite`)
+        with config.json, runtime.json and an epoch-0 last.pt, so it can be resumed from the start."""
+        out_dir = Path(out_dir)
+        with stop_message(None):
+            run = cls._build(config, Path(data_dir), out_dir, runtime, subevents)
+        with stop_message(out_dir, run), interrupt.deferred():
+            distributed.main_only(run._write_start_files, overwrite)
+            run.save_last()
+        return run
+
+    def _write_start_files(self, overwrite: bool) -> None:
+        prepare_out_dir(self.out_dir, overwrite)
+        self._write_config_files()
+
+    def _write_config_files(self) -> None:
+        write_text_atomic(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
+        write_text_atomic(self.out_dir / "runtime.json",
+                          json.dumps(runtime_info(self.runtime, self.config.train.batch_size), indent=2))
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, runtime: Runtime, data_dir: str | Path | None = None,
+               epochs: int | None = None, expect: dict | None = None) -> Run:
+        """The run in `run_dir` as its last.pt left it (see the module docstring), ready to fit.
+
+        data_dir: defaults to the folder the run was trained on. epochs: train up to this many
+        epochs in all (>= those done). expect: {dotted config field: value} given on the command
+        line; each must equal the run's own value, since a resumed run keeps its config.
+        """
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
+        last = run_dir / "last.pt"
+        if not last.exists():
+            raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
+                            f"(start again with --out {run_dir} --overwrite)")
+        with stop_message(run_dir):
+            ckpt = read_checkpoint(last)
+            if "training" not in ckpt:
+                raise AvelError(f"{last}: holds no training state (a model-only checkpoint); cannot resume")
+            config = checkpoint_config(ckpt, last)
+            check_run_config(config, run_dir, last, expect or {})
+            if epochs is not None:
+                if epochs < ckpt["epoch"]:
+                    raise AvelError(f"--epochs: the run in {run_dir} has already trained {ckpt['epoch']} epochs, "
+                                    f"found {epochs}")
+                config = replace(config, **{"train.epochs": epochs})
+            run = cls._build(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir, runtime,
+                            ckpt["training"].get("subevents"))
+            run.restore(ckpt, last)
+        with stop_message(run_dir, run), interrupt.deferred():
+            distributed.main_only(run._write_resume_files)
+            run.save_last(ckpt["val_acc"])  # again, so that a new --epochs or --data holds from now on
+        return run
+
+    def _write_resume_files(self) -> None:
+        # Results describe a finished run; finish() writes them again.
+        for stale in [self.out_dir / "results.json", *self.out_dir.glob("per_class_*.csv")]:
+            stale.unlink(missing_ok=True)
+        self._write_config_files()
+
+    def training_state(self) -> dict:
+        """Everything besides the weights that the next epoch depends on (stored in last.pt).
+        Called on every rank: with several, "ranks" keeps each rank's own random streams."""
+        replicas = self.replicas.state_dict() if hasattr(self.replicas, "state_dict") else None
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "generator": self.generator.get_state(), "rng": rng_state(), "replicas": replicas,
+                 "best_acc": self.best_acc, "best_epoch": self.best_epoch, "rows": self.rows,
+                 "data_dir": str(self.data_dir.resolve()), "data": self.fingerprints,
+                 "threads": torch.get_num_threads(), "subevents": self.subevents}
+        if self.runtime.world_size > 1:
+            state["ranks"] = distributed.all_gather_object({"rng": state["rng"], "replicas": replicas})
+        return state
+
+    def restore(self, ckpt: dict, last: Path) -> None:
+        """Put a run just built into the state saved in last.pt."""
+        state = ckpt["training"]
+        for split in ("train", "val"):
+            if self.fingerprints[split] != state["data"][split]:
+                raise AvelError(f"--data: the {split} split in {self.data_dir} differs from the one the run in "
+                                f"{self.out_dir} was trained on (different rows, features or labels)")
+        if state["threads"] != torch.get_num_threads() and self.runtime.is_main:
+            warnings.warn(f"{last} was written with {state['threads']} torch threads, now {torch.get_num_threads()}: "
+                          f"the resumed run may differ from an uninterrupted one in the last bits", stacklevel=2)
+        load_weights(self.model, ckpt["model"], last, self.config)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        # This rank's random streams; a rank the saved run did not have keeps its fresh ones.
+        ranks = state.get("ranks", [{"rng": state["rng"], "replicas": state["replicas"]}])
+        if len(ranks) != self.runtime.world_size and self.runtime.is_main:
+            warnings.warn(f"{last} was written by {len(ranks)} process(es), now {self.runtime.world_size}: the "
+                          f"same global batches, but the resumed run's dropout and replicas differ from an "
+                          f"uninterrupted one's", stacklevel=2)
+        if self.runtime.rank < len(ranks):
+            own = ranks[self.runtime.rank]
+            if own["replicas"] is not None:
+                self.replicas.load_state_dict(own["replicas"])
+            set_rng_state(own["rng"])
+        self.epoch, self.best_acc, self.best_epoch = ckpt["epoch"], state["best_acc"], state["best_epoch"]
+        self.rows = list(state["rows"])
+
+    def save_last(self, val_acc: float | None = None) -> None:
+        """last.pt with the training state, then metrics.csv (a copy of the rows last.pt holds).
+        Called on every rank (the state gathers each rank's streams); rank 0 writes."""
+        training = self.training_state()
+        distributed.main_only(self._write_last, training, val_acc)
+
+    def _write_last(self, training: dict, val_acc: float | None) -> None:
+        save_checkpoint(self.out_dir / "last.pt", self.model, self.config, epoch=self.epoch, val_acc=val_acc,
+                        training=training)
+        write_text_atomic(self.out_dir / "metrics.csv", metrics_text(self.rows))
+
+    def end_epoch(self, row: dict, val_acc: float) -> None:
+        """Record a finished epoch and write best.pt (if improved), last.pt and metrics.csv, in this
+        order, with signals held: self.epoch always names the epoch last.pt holds."""
+        with interrupt.deferred():
+            self.rows.append(row)
+            self.epoch = row["epoch"]
+            if val_acc > self.best_acc:  # val_acc is the same on every rank, so is this choice
+                self.best_acc, self.best_epoch = val_acc, self.epoch
+                distributed.main_only(save_checkpoint, self.out_dir / "best.pt", self.model, self.config,
+                                      epoch=self.epoch, val_acc=val_acc)
+            self.save_last(val_acc)
+
+    def fit(self, progress: bool) -> None:
+        """The epoch loop from self.epoch + 1 to config.train.epochs (progress bars on rank 0 only)."""
+        t = self.config.train
+        progress = progress and self.runtime.is_main
+        bar = tqdm(range(self.epoch + 1, t.epochs + 1), initial=self.epoch, total=t.epochs,
+                   desc=f"{self.config.model.variant} {t.task}", disable=not progress)
+        with stop_message(self.out_dir, self):
+            for epoch in bar:
+                start = time.perf_counter()
+                dgl.seed(epoch_seed(t.seed, epoch))
+                lr = self.optimizer.param_groups[0]["lr"]
+                try:
+                    stats = engine.train_one_epoch(self.net, self.train, self.optimizer, self.scheduler, t,
+                                                   self.generator, self.replicas, progress)
+                except engine.NonFiniteLoss as e:
+                    raise AvelError(f"epoch {epoch} step {e.step}: training loss is {e.value}; stopped. "
+                                    f"{self.kept()}") from None
+                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                    raise AvelError(f"epoch {epoch}: weights became NaN or Inf; stopped. {self.kept()}")
+                val_stats = engine.evaluate(self.model, self.val, t.batch_size, task=t.task)
+                val_acc = val_stats["acc"]
+                row = {"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{stats['loss']:.6f}",
+                       "train_acc": f"{stats['acc']:.6f}", "val_acc": f"{val_acc:.6f}",
+                       "val_loss": f"{val_stats['loss']:.6f}", "seconds": f"{time.perf_counter() - start:.2f}"}
+                self.end_epoch(row, val_acc)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", train=f"{stats['acc']:.3f}", val=f"{val_acc:.3f}",
+                                best=f"{self.best_acc:.3f}@{self.best_epoch}")
+
+    def kept(self) -> str:
+        """What a stopped run leaves intact, for the error message."""
+        best = f" and best.pt (epoch {self.best_epoch})" if self.best_epoch > 0 else ""
+        return (f"The last good state is in {self.out_dir / 'last.pt'} (epoch {self.epoch}){best}; "
+                f"look for NaN or huge input features, or try a lower --lr")
+
+    def finish(self) -> dict:
+        """Test best.pt on both label sets and write results.json and the per-class tables. Every
+        rank tests its share of the rows of best.pt (read from the shared run folder); rank 0 writes."""
+        # The data folder is recorded so `avel-dgl report` can predict on its test split later.
+        results = {"seed": self.config.train.seed, "best_epoch": self.best_epoch, "val_acc": self.best_acc,
+                   "data": str(self.data_dir.resolve())}
+        with stop_message(self.out_dir, self):
+            if self.replicas is not None:  # how often Algorithm 1 re-split or copied, summed over every rank's draws
+                per_rank = distributed.all_gather_object(dict(self.replicas.counts))
+                results["replicas"] = {key: sum(counts[key] for counts in per_rank) for key in per_rank[0]}
+            tables = {}
+            for label_set in LABEL_SETS:  # best.pt is complete: its writer, main_only, waited for rank 0
+                out = engine.evaluate_checkpoint(self.out_dir / "best.pt", self.data_dir, label_set, self.runtime)
+                results[f"test_acc_{label_set}"], tables[label_set] = out["acc"], out["per_class"]
+            distributed.main_only(self._write_results, results, tables)
+        return results
+
+    def _write_results(self, results: dict, tables: dict) -> None:
         for label_set, table in tables.items():
-            write_per_class(run.out_dir / f"per_class_{label_set}.csv", table)
-        write_text_atomic(run.out_dir / "results.json", json.dumps(results, indent=2))
-
-    distributed.main_only(write)
-    return results
+            write_text_atomic(self.out_dir / f"per_class_{label_set}.csv", table.to_csv(index=False))
+        write_text_atomic(self.out_dir / "results.json", json.dumps(results, indent=2))
 
 
-def write_per_class(path: str | Path, table) -> None:
-    """A `per_class_table` as CSV, written atomically."""
-    write_text_atomic(path, table.to_csv(index=False))
+# ---------------------------------------------------------------------------------------------
+# Whole runs, as `avel-dgl train` makes them
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set: str,
-                        per_class_csv: str | Path | None = None, device: torch.device | str = "cpu") -> dict:
-    """Test-split global segment accuracy of a checkpoint on a label set ('o-ave' or 'c-ave'),
-    and the per-class table (written to `per_class_csv` if given)."""
-    model, config, _ = load_model(checkpoint)
-    model.to(device)
-    test = load_split(data_dir, "test", label_set)
-    out = engine.evaluate(model, test, config.train.batch_size)
-    table = per_class_table(out["pred"], test.segment_labels)
-    if per_class_csv is not None:
-        write_per_class(per_class_csv, table)
-    return {"acc": out["acc"], "per_class": table, "videos": len(test), "label_set": label_set}
+def train_run(config: Config, data_dir: str | Path, out_dir: str | Path, runtime: Runtime, overwrite: bool = False,
+              progress: bool = True, subevents: str | Path | None = None) -> dict:
+    """Train a new run to its last epoch and test its best checkpoint (`Run.start`, `fit`,
+    `finish`); SIGINT/SIGTERM stop it with a message saying how to continue. Returns results.json's."""
+    with interrupt.interruptible():
+        run = Run.start(config, data_dir, out_dir, runtime, overwrite, subevents)
+        run.fit(progress)
+        return run.finish()
+
+
+def resume_run(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | None = None, epochs: int | None = None,
+               expect: dict | None = None, progress: bool = True) -> dict:
+    """Continue the run in `run_dir` from its last.pt to its last epoch and test it (`Run.resume`,
+    `fit`, `finish`); the options are `Run.resume`'s."""
+    with interrupt.interruptible():
+        run = Run.resume(run_dir, runtime, data_dir, epochs, expect)
+        run.fit(progress)
+        return run.finish()

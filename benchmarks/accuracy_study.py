@@ -3,7 +3,7 @@
 Each named setting is a set of config overrides on a preset; every (setting, seed) is one
 ordinary `train_run` (validation-selected checkpoint, tested on O-AVE and C-AVE). Runs whose
 results.json exists are skipped, so an interrupted study resumes. Runs go `--jobs` at a time,
-each pinned to its own core where there are enough (`train.pin_worker`) with one torch thread
+each pinned to its own core where there are enough (`runtime.pin_worker`) with one torch thread
 (more threads than cores is many times slower).
 
     python benchmarks/accuracy_study.py --data DIR --out DIR --settings all --seeds 0,1,2 --epochs 12
@@ -46,8 +46,8 @@ SETTINGS = {
 
 
 def init_worker(cores, jobs: int) -> None:
-    """Pool initializer: each worker takes its core (`train.worker_cores`) for its whole life."""
-    from avel_dgl.train import pin_worker
+    """Pool initializer: each worker takes its core (`runtime.worker_cores`) for its whole life."""
+    from avel_dgl.runtime import pin_worker
 
     pin_worker(cores.get(), jobs)
 
@@ -55,11 +55,12 @@ def init_worker(cores, jobs: int) -> None:
 def run_one(job: tuple) -> str:
     name, preset, overrides, seed, epochs, data_dir, out_dir = job
     from avel_dgl.config import get_preset, replace
+    from avel_dgl.runtime import Runtime
     from avel_dgl.train import train_run
 
     config = replace(get_preset(preset), **overrides, **{"train.seed": seed, "train.epochs": epochs})
     folder = Path(out_dir) / name / f"seed{seed}"
-    train_run(config, data_dir, folder, overwrite=True, progress=False)
+    train_run(config, data_dir, folder, Runtime.create(), overwrite=True, progress=False)
     return f"{name} seed {seed} done"
 
 
@@ -107,7 +108,7 @@ def main():
             if not (args.out / n / f"seed{s}" / "results.json").is_file()]
     jobs = [(n, args.preset, SETTINGS[n], s, args.epochs, args.data, args.out) for n, s in todo]
     print(f"{len(todo)} runs to do, {args.jobs} at a time")
-    from avel_dgl.train import worker_cores
+    from avel_dgl.runtime import worker_cores
 
     ctx = mp.get_context("spawn")
     cores = ctx.Queue()

@@ -1,7 +1,7 @@
 """What resumable checkpoints cost a training run: the end-of-epoch writes against the epoch.
 
 For each preset, a run of random data the size of AVE's train split is built in memory, one
-training step on a batch is timed, and so is `train.end_epoch` in its most expensive form
+training step on a batch is timed, and so is `train.Run.end_epoch` in its most expensive form
 (best.pt and last.pt with the full training state and metrics.csv, each written to a temporary
 file, fsynced and renamed), and reading last.pt back (`read_checkpoint`: zip CRC check, then
 torch.load). Step and writes are measured alternately in the same run, medians reported, so
@@ -27,7 +27,8 @@ from avel_dgl.config import get_preset
 from avel_dgl.data.dataset import SplitData
 from avel_dgl.format import AUDIO_DIM, N_CLASSES, N_SEGMENTS, VISUAL_DIM
 from avel_dgl.nn.dpnet import build
-from avel_dgl.train import Run, data_fingerprint, end_epoch, make_optimizer, make_scheduler
+from avel_dgl.runtime import Runtime
+from avel_dgl.train import Run, data_fingerprint, make_optimizer, make_scheduler
 
 AVE_TRAIN, AVE_VAL = 3339, 402  # videos in the AVE release's train and val splits
 
@@ -41,11 +42,13 @@ def random_split(n: int) -> SplitData:
 def make_run(preset: str, out_dir: Path) -> Run:
     config = get_preset(preset)
     train, val = random_split(AVE_TRAIN), random_split(AVE_VAL)
-    model = build(config)
+    runtime = Runtime.create("cpu")
+    model = build(config, runtime.kernel)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, math.ceil(AVE_TRAIN / config.train.batch_size))
-    return Run(config, out_dir, out_dir, train, val, model, optimizer, scheduler, torch.Generator().manual_seed(0),
-               None, {"train": data_fingerprint(train), "val": data_fingerprint(val)})
+    return Run(config, out_dir, out_dir, runtime, train, val, model, optimizer, scheduler,
+               torch.Generator().manual_seed(0), replicas=None, subevents=None,
+               fingerprints={"train": data_fingerprint(train), "val": data_fingerprint(val)})
 
 
 def time_step(run: Run) -> float:
@@ -66,7 +69,7 @@ def time_writes(run: Run) -> float:
     row = {"epoch": run.epoch + 1, "lr": "0.0001", "train_loss": "1.0", "train_acc": "0.5", "val_acc": "0.5",
            "seconds": "1.0"}
     start = time.perf_counter()
-    end_epoch(run, row, 0.5)
+    run.end_epoch(row, 0.5)
     return time.perf_counter() - start
 
 

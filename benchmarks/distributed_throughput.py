@@ -2,7 +2,7 @@
 
 Each configuration (processes:threads each) runs in fresh processes joined as torchrun would
 join them (gloo on CPU). The default compares the project's rule, threads = cores // processes
-(`train.set_threads`), for 1 and 2 processes, plus 1 process with 1 thread: on a busy machine
+(`runtime.set_threads`), for 1 and 2 processes, plus 1 process with 1 thread: on a busy machine
 a multi-threaded process can lose most of its time waiting for its own threads. Every rank
 builds the same model, wraps it in DDP, and runs `engine.train_one_epoch` (the training loop
 itself: batch shards, loss scaling, gradient all-reduce, metrics combined) on random AVE-sized
@@ -52,7 +52,7 @@ def rank_main(rank: int, world: int, threads: int, port: int, args: argparse.Nam
     with distributed.process_group("cpu"):
         config = replace(get_preset(args.preset), **{"train.batch_size": args.batch})
         set_seed(0)
-        model = build(config)
+        model = build(config, "dgl")
         net = distributed.wrap(model)
         optimizer = make_optimizer(model, config)
         data = random_split(args.batch * args.steps)
@@ -132,7 +132,7 @@ def main() -> None:
         median = statistics.median(rates[(world, threads)])
         print(f"| {world} | {threads} | {median:.1f} | {', '.join(f'{r:.1f}' for r in rates[(world, threads)])} | "
               f"{median / base:.2f}x |")
-    sizes = {name: sum(p.numel() for p in build(get_preset(name)).parameters()) for name in ("small", "paper")}
+    sizes = {name: sum(p.numel() for p in build(get_preset(name), "dgl").parameters()) for name in ("small", "paper")}
     with tempfile.TemporaryDirectory() as tmp:
         result = str(Path(tmp) / "result")
         mp.spawn(allreduce_main, args=(2, free_port(), list(sizes.values()), result), nprocs=2, join=True)

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avel_dgl.train import set_threads  # noqa: E402
+from avel_dgl.runtime import set_threads  # noqa: E402
 from avel_dgl.video import extract  # noqa: E402
 
 

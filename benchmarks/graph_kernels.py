@@ -24,11 +24,12 @@ import torch
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset
 from avel_dgl.nn.dpnet import build
+from avel_dgl.nn.rgct import RGCT
 
 KERNELS = ("dgl", "dgl-update_all", "torch")
 
 
-def update_all_per_relation(g, feats, cross_reducer, kernel=None):
+def update_all_per_relation(g, feats, cross_reducer, kernel):
     """graph.relational_update as it ran before issue 13: six update_all calls, one per relation."""
     out = {}
     with g.local_scope():
@@ -46,10 +47,16 @@ def update_all_per_relation(g, feats, cross_reducer, kernel=None):
 RELATIONAL_UPDATE = graph.relational_update
 
 
-def use(kernel: str) -> None:
-    """Select a kernel for the whole process (model layers read the process-wide choice)."""
+def use(kernel: str, model: torch.nn.Module | None = None) -> str:
+    """Select a kernel of KERNELS for what runs next, with the same weights: the form of DGL's
+    (graph.relational_update swapped for the old one), and for `model` its RGCT layers' kernel.
+    Returns the kernel name graph functions take."""
     graph.relational_update = update_all_per_relation if kernel == "dgl-update_all" else RELATIONAL_UPDATE
-    graph.set_kernel("torch" if kernel == "torch" else "dgl")
+    name = "torch" if kernel == "torch" else "dgl"
+    for layer in model.modules() if model is not None else ():
+        if isinstance(layer, RGCT):
+            layer.kernel = name
+    return name
 
 
 def timed(fn) -> float:
@@ -65,22 +72,21 @@ def eq12_step(batch: int, width: int):
     visual = torch.randn(n, width, requires_grad=True)
 
     def run(kernel: str) -> None:
-        use(kernel)
-        out = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual})
+        out = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual}, use(kernel))
         (out[graph.AUDIO].sum() + out[graph.VISUAL].sum()).backward()
     return run
 
 
 def train_step(batch: int):
     config = get_preset("small")
-    model = build(config)
+    model = build(config, "dgl")  # `use` switches its kernel
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     audio, visual = torch.randn(2 * batch, 10, 128), torch.randn(2 * batch, 10, 512)
     labels = torch.randint(0, 29, (2 * batch, 10))
     g = graph.batch_graph(2 * batch, linked=True)
 
     def run(kernel: str) -> None:
-        use(kernel)
+        use(kernel, model)
         loss = engine.sel_loss(model(g, audio, visual), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -113,7 +119,6 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{ms[k]:.1f}" for k in KERNELS)
               + f" | {ms['dgl-update_all'] / ms['dgl']:.2f} | {ms['torch'] / ms['dgl']:.2f} |")
     use("dgl")
-    graph.set_kernel("auto")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from avel_dgl.data.ave import BACKGROUND, N_EVENTS, N_SEGMENTS  # noqa: E402
 from avel_dgl.data.cache import pool_maps  # noqa: E402
 from avel_dgl.data.synthetic import make_synthetic, make_world, sample_spans, video_features  # noqa: E402
 from avel_dgl.localize import MODES, video_probs  # noqa: E402
+from avel_dgl.runtime import Runtime  # noqa: E402
 
 
 def long_video(world, rng, length: int, offset: int):
@@ -63,7 +64,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "cli.main", "train", "--task", "sel", "--preset", "small", "--data",
                         str(data), "--out", str(run), "--epochs", str(args.epochs), "--quiet"], check=True, cwd=ROOT)
     print(f"data and checkpoint: {time.time() - t0:.0f} s")
-    model, _, _ = load_model(run / "best.pt")
+    model, _, _ = load_model(run / "best.pt", Runtime.create("cpu"))
     world = make_world(args.seed)  # the training set's generative world; new videos from a new stream
     rng = np.random.default_rng(10_000 + args.seed)
     print("| length (s) | videos | " + " | ".join(f"{m} acc" for m in MODES) + " |")

@@ -28,8 +28,9 @@ import torch
 torch.set_num_threads(1)
 from avel_dgl.predict import feature_files_source, predict_to_file
 from avel_dgl.checkpoint import load_model
+from avel_dgl.runtime import Runtime
 ckpt, audio, visual, out, batch = sys.argv[1:6]
-model, _, _ = load_model(ckpt)
+model, _, _ = load_model(ckpt, Runtime.create("cpu"))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports and the model
 start = time.perf_counter()
 _, videos, events = predict_to_file(model, feature_files_source(audio, visual), out, int(batch), ckpt)
@@ -67,7 +68,7 @@ def main() -> None:
         tmp = Path(tmp)
         set_seed(0)
         config = get_preset("small")
-        save_checkpoint(tmp / "model.pt", build(config), config)
+        save_checkpoint(tmp / "model.pt", build(config, "dgl"), config)
         for n in [int(x) for x in args.videos.split(",")]:
             folder = tmp / str(n)
             folder.mkdir()

@@ -82,7 +82,7 @@ def main() -> None:
     for name, (rep, link) in modes.items():
         set_seed(0)
         cfg = replace(config, **{"train.replicate": rep, "train.link": link})
-        model = build(cfg)
+        model = build(cfg, "dgl")
         opt = make_optimizer(model, cfg)
         state[name] = (cfg, model, opt, make_scheduler(opt, cfg, steps), torch.Generator().manual_seed(0))
     times = {name: [] for name in modes}

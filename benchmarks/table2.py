@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from avel_dgl.config import get_preset, replace
+from avel_dgl.runtime import Runtime
 from avel_dgl.train import train_run
 
 MODES = {"base": (False, False), "replicate": (True, False), "replicate+link": (True, True)}
@@ -29,6 +30,7 @@ LABEL_SETS = ("o-ave", "c-ave")
 
 
 def run_all(data: Path, out: Path, preset: str, epochs: int, seeds: list[int], input_norm: str) -> dict:
+    runtime = Runtime.create()  # --device auto, --kernel auto, as `avel-dgl train`'s defaults
     results = {}
     for mode, (rep, link) in MODES.items():
         for seed in seeds:
@@ -42,7 +44,7 @@ def run_all(data: Path, out: Path, preset: str, epochs: int, seeds: list[int], i
                 results[mode, seed] = json.loads(done.read_text())
                 continue
             print(f"training {mode} seed {seed} -> {run_dir}", flush=True)
-            results[mode, seed] = train_run(config, data, run_dir, overwrite=True, progress=False)
+            results[mode, seed] = train_run(config, data, run_dir, runtime, overwrite=True, progress=False)
     return results
 
 

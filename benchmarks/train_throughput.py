@@ -50,7 +50,7 @@ def fresh_like(x):
 
 
 def make_step(config, batch: int):
-    model = build(config)
+    model = build(config, "dgl")
     optim = torch.optim.Adam(model.parameters(), lr=1e-4)
     audio, visual = torch.randn(batch, 10, 128), torch.randn(batch, 10, 512)
     labels = torch.randint(0, 29, (batch, 10))

@@ -40,7 +40,7 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
     from avel_dgl import ablate as grid
     from avel_dgl.config import validate
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
 
     set_threads()
     base = resolve_config(preset, False, False, **options)
@@ -49,8 +49,9 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
     if dry_run:
         grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
-    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, echo=click.echo, progress=not quiet,
-                  device=device, kernel=kernel, jobs=jobs)
+    runtime = Runtime.create(device, kernel)  # the grid's, for every run and worker
+    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
+                  jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
 
 

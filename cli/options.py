@@ -42,7 +42,7 @@ def overwrite_option(what: str):
     return click.option("--overwrite", is_flag=True, help=f"Replace {what} when present (refused otherwise).")
 
 
-# The names avel_dgl.distributed.resolve_device takes (not imported here: it would load torch for --help).
+# The names avel_dgl.runtime.resolve_device takes (not imported here: it would load torch for --help).
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                              help="auto: this process's GPU if torch sees one, else the CPU.")
 quiet_option = click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars.")

@@ -75,14 +75,14 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
     A new run needs --data and --out; an interrupted one continues with --resume RUN_DIR.
     Under torchrun each process is one rank of a data-parallel run; --batch-size stays the global batch."""
     from avel_dgl import distributed
-    from avel_dgl.train import resume_run, set_threads, train_run
+    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.train import resume_run, train_run
 
     ctx = click.get_current_context()
     if nproc is not None and nproc > 1:
         sys.exit(distributed.launch(nproc, command_line(ctx, exclude={"nproc"})))
 
-    def run() -> dict:
-        set_threads(distributed.local_world_size())
+    def run(runtime: Runtime) -> dict:
         if resume_dir is not None:
             if out_dir is not None:
                 raise AvelError("--resume: continues a run in its own folder, do not also pass --out")
@@ -97,7 +97,7 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
                                      ("link", link, "train.link")):
                 if name in given:
                     expect[key] = value
-            return resume_run(resume_dir, data_dir, epochs, expect, progress=not quiet, device=device, kernel=kernel)
+            return resume_run(resume_dir, runtime, data_dir, epochs, expect, progress=not quiet)
         if out_dir is None:
             raise AvelError("train: expected --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
         if data_dir is None:
@@ -105,15 +105,17 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
         config = resolve_config(preset, replicate, link, **options)
         if subevents is not None and not config.train.replicate:
             raise AvelError("--subevents: only used with --replicate, found replicate off")
-        return train_run(config, data_dir, out_dir, overwrite=overwrite, progress=not quiet, subevents=subevents,
-                         device=device, kernel=kernel)
+        return train_run(config, data_dir, out_dir, runtime, overwrite=overwrite, progress=not quiet,
+                         subevents=subevents)
 
     main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
     if main_rank:  # one copy of the run's log lines (device, kernel)
         show_log()
     try:
-        with distributed.process_group(device):
-            results = run()
+        set_threads(distributed.local_world_size())
+        runtime = Runtime.create(device, kernel)  # this process's (this rank's, under torchrun), once
+        with distributed.process_group(runtime.device):
+            results = run(runtime)
     except AvelError as e:
         # After the group is joined every rank meets the same error: rank 0 prints it once.
         if main_rank or distributed.world_size() == 1:
@@ -183,17 +185,17 @@ def _label_set(ctx, param, value: str) -> str:
 def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet):
     """Global segment accuracy over the test split, and a per-class table."""
     from avel_dgl.checkpoint import check_output, write_texts
-    from avel_dgl.distributed import resolve_device
-    from avel_dgl.train import evaluate_checkpoint, set_threads
+    from avel_dgl.engine import evaluate_checkpoint
+    from avel_dgl.runtime import Runtime, set_threads
 
-    device = resolve_device(device)
+    runtime = Runtime.create(device)
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
     kind = "a stem for STEM.json and STEM.csv"
     if out_prefix.is_dir():
         raise AvelError(f"--out: {out_prefix} is a folder, expected {kind} (e.g. {out_prefix / 'eval'})")
     targets = [check_output(out_prefix.with_suffix(s), overwrite, kind=kind) for s in (".json", ".csv")]
-    result = evaluate_checkpoint(checkpoint, data_dir, label_set, device=device)
+    result = evaluate_checkpoint(checkpoint, data_dir, label_set, runtime)
     table = result["per_class"]
     summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}

@@ -35,10 +35,9 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
     """Detected events (intervals in seconds, class, confidence) and per-segment class
     probabilities for every video of a data folder's subset or of new feature files."""
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.distributed import resolve_device
     from avel_dgl.predict import (check_output, data_folder_source, feature_files_source, parse_selection,
                                   predict_to_file)
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
 
     given = ctx.get_parameter_source("selection") != click.core.ParameterSource.DEFAULT
     if old_selection is not None:
@@ -56,11 +55,11 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
     if new_videos and given:
         raise AvelError("--subset: only applies to --data (feature files are predicted whole)")
     rows = None if new_videos else parse_selection(selection)
-    device = resolve_device(device)
+    runtime = Runtime.create(device)
     set_threads()
     check_output(out, overwrite)
     # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
-    model = load_model(checkpoint)[0].to(device)  # predict_probs sends each chunk to the model's device
+    model = load_model(checkpoint, runtime)[0]  # predict_probs sends each chunk to the model's device
     source = feature_files_source(audio, visual) if new_videos else data_folder_source(data_dir, rows)
     files, videos, events = predict_to_file(model, source, out, batch_size, checkpoint, overwrite)
     click.echo(f"{videos} videos, {events} events; wrote {' and '.join(map(str, files))}")
@@ -81,15 +80,14 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
 def report(run_dir, data_dir, out_dir, per_kind, device, overwrite, quiet):
     """A self-contained HTML report of a training run: curves, per-class accuracy, confusion
     matrices, and timelines of true vs predicted events."""
-    from avel_dgl.distributed import resolve_device
     from avel_dgl.report import build_report
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
 
     if per_kind < 1:
         raise AvelError(f"--videos: expected a positive integer, found {per_kind}")
-    device = resolve_device(device)
+    runtime = Runtime.create(device)
     set_threads()
-    path, notes = build_report(run_dir, data_dir, out_dir, per_kind, overwrite, device)
+    path, notes = build_report(run_dir, runtime, data_dir, out_dir, per_kind, overwrite)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {path} (PNGs beside it)")
@@ -116,13 +114,12 @@ def _segments(value: str | None) -> list[int] | None:
 @quiet_option
 def fam(checkpoint, data_dir, row, segments, out, device, overwrite, quiet):
     """Feature activation maps (paper section 4.2) of the first RGCT's relational polymorphs."""
-    from avel_dgl.distributed import resolve_device
     from avel_dgl.fam import fam_figure
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
 
-    device = resolve_device(device)
+    runtime = Runtime.create(device)
     set_threads()
-    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, overwrite, device)
+    shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, runtime, overwrite)
     click.echo(f"wrote {out} (segments {', '.join(map(str, shown))})")
 
 

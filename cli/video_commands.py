@@ -47,14 +47,14 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
     paths. Rerunning over the same inputs skips the videos already done."""
-    from avel_dgl.distributed import resolve_device
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
 
     set_threads()
+    runtime = Runtime.create(device)
     settings = Settings(frames_per_segment, visual_weights, pooled, batch_size)
-    entries, n, t = run(inputs, out_dir, settings, weights_dir, resolve_device(device), strict, progress=not quiet)
+    entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet)
     failed = sum(e.status == "failed" for e in entries)
     click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
                f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
@@ -80,20 +80,20 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.distributed import resolve_device
     from avel_dgl.localize import DEFAULT_MODE, check_html
     from avel_dgl.localize import localize as run
     from avel_dgl.predict import check_output
-    from avel_dgl.train import set_threads
+    from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
 
     set_threads()
+    runtime = Runtime.create(device)
     check_output(out, overwrite)
     check_html(html_out, overwrite)
     settings = Settings(frames_per_segment, visual_weights, True, batch_size)
-    model, _, _ = load_model(checkpoint)  # before extracting: a bad checkpoint fails in seconds
+    model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,
-                  resolve_device(device), strict, checkpoint, progress=not quiet, overwrite=overwrite)
+                  runtime.device, strict, checkpoint, progress=not quiet, overwrite=overwrite)
     click.echo(f"{summary['videos']} videos, {summary['events']} events; wrote "
                f"{' and '.join(map(str, summary['files']))}")
 

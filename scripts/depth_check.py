@@ -20,7 +20,8 @@ import torch
 
 from avel_dgl.config import get_preset, replace
 from avel_dgl.nn import dpnet, variants
-from avel_dgl.train import set_threads, train_run
+from avel_dgl.runtime import Runtime, set_threads
+from avel_dgl.train import train_run
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--norm", choices=["none", "layer"])
     args = parser.parse_args()
     set_threads()
+    runtime = Runtime.create()
     options = {"train.input_norm": args.input_norm, "model.input_dropout": args.input_dropout,
                "model.classifier_dropout": args.classifier_dropout, "model.norm": args.norm}
     base = replace(get_preset(args.preset), **{"train.epochs": args.epochs, "train.seed": args.seed,
@@ -49,8 +51,8 @@ def main() -> None:
             dpnet.VARIANTS[variant] = lambda m, make=make, depth=depth: variants.sequence(m, [make] * depth)
             config = replace(base, **{"model.variant": variant})
             with torch.device("meta"):
-                params = sum(p.numel() for p in dpnet.build(config).parameters())
-            results = train_run(config, args.data, args.out / variant, overwrite=True, progress=False)
+                params = sum(p.numel() for p in dpnet.build(config, "dgl").parameters())
+            results = train_run(config, args.data, args.out / variant, runtime, overwrite=True, progress=False)
             with open(args.out / variant / "metrics.csv", newline="") as f:
                 losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
             print(f"{name:8}  {depth:5}  {params:>10,}  {100 * results['val_acc']:8.2f}  "

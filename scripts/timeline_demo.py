@@ -21,6 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from avel_dgl.checkpoint import load_model  # noqa: E402
 from avel_dgl.localize import localize  # noqa: E402
+from avel_dgl.runtime import Runtime  # noqa: E402
 from avel_dgl.video import extract, vggish  # noqa: E402
 from test_video import SmallVisual  # noqa: E402
 from video_files import make_video, train_tiny_detector  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> None:
     clips = [make_video(out / "clip.mkv", square=(3, 6), tone_span=(3, 6)),
              make_video(out / "long_clip.mkv", seconds=25, square=(12, 17), tone_span=(12, 17)),
              make_video(out / "tone_only.mkv", square=(0, 0), tone_span=(2, 8))]
-    model, _, _ = load_model(checkpoint)
+    model, _, _ = load_model(checkpoint, Runtime.create("cpu"))
     summary = localize(clips, model, out / "events.json", out / "timeline.html", out / "cache", settings,
                        checkpoint=checkpoint, networks=lambda: nets)
     print(summary)

@@ -12,6 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from avel_dgl.runtime import Runtime
+
+# The runtime of the tests' models: the CPU and DGL's eq 12 kernel (what `--device auto` resolves
+# to on a machine without a GPU; tests of the torch kernel make their own).
+CPU = Runtime(torch.device("cpu"), "dgl")
+
 # One torch thread: the tests run tiny models, where a second thread gains little and, on a
 # machine busy with other work, oversubscription makes steps tens of times slower.
 torch.set_num_threads(1)

@@ -15,7 +15,7 @@ from avel_dgl import ablate, engine
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import Interrupted
 from cli.main import main
-from conftest import loss_hook, send_signal
+from conftest import CPU, loss_hook, send_signal
 
 # 1 epoch, narrow and shallow: the grid's mechanics, not its accuracy, are under test.
 TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]
@@ -67,7 +67,7 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
     finished runs, resumes the interrupted one from its last.pt and trains the last one."""
     out = tmp_path / "grid"
     base = replace(get_preset("small"), **TINY)
-    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2)
+    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, CPU)
     # 96 training videos in batches of 32: 3 steps a run, so step 7 is the third run's first step
     monkeypatch.setattr(engine, "sel_loss", loss_hook(7, send_signal(signal.SIGINT)))
     with pytest.raises(Interrupted, match="grid stopped with 2 of 4 runs done; run the same avel-dgl ablate"):
@@ -95,12 +95,12 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
 def test_a_run_that_cannot_resume_is_trained_again(ave_dir, tmp_path):
     out = tmp_path / "grid"
     base = replace(get_preset("small"), **TINY)
-    ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, echo=lambda s: None)
+    ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, CPU, echo=lambda s: None)
     folder = ablate.run_dir(out, "dpnet", "sel", 0)
     (folder / "results.json").unlink()
     (folder / "last.pt").write_bytes(b"not a checkpoint")
     lines = []
-    rows = ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, echo=lines.append)
+    rows = ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, CPU, echo=lines.append)
     assert any(line.startswith(f"note: cannot resume {folder}") and "training it again from scratch" in line
                for line in lines)
     assert ablate.read_results(folder) is not None

@@ -17,6 +17,7 @@ from avel_dgl import ablate
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.train import TIMING_FIELDS
+from conftest import CPU
 from test_ablate import TINY, TINY_OPTIONS, run_cli
 
 
@@ -34,7 +35,7 @@ def test_two_jobs_give_the_runs_and_tables_of_one(ave_dir, tmp_path):
     grids = {}
     for jobs in (1, 2):
         grids[jobs] = tmp_path / f"jobs{jobs}"
-        ablate.run_grid(base, ave_dir, grids[jobs], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1,
+        ablate.run_grid(base, ave_dir, grids[jobs], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1, CPU,
                         echo=lambda s: None, jobs=jobs)
     cells = ablate.plan(base, grids[1], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1)
     assert len(cells) >= 4 and mp.active_children() == []
@@ -50,7 +51,7 @@ def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
     the same call again keeps the finished runs, resumes the stopped ones and completes the grid."""
     out = tmp_path / "grid"
     base = replace(get_preset("small"), **{**TINY, "train.epochs": 2})
-    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2)
+    args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, CPU)
 
     def stop_after_first(line):
         if line.startswith("[1/4]"):
@@ -97,7 +98,7 @@ def test_ctrl_c_in_the_workers_stops_the_grid(ave_dir, tmp_path):
 
     try:
         with pytest.raises(Interrupted, match=r"SIGINT: grid stopped with [1-3] of 4 runs done; run the same"):
-            ablate.run_grid(base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, echo=start_after_first, jobs=2)
+            ablate.run_grid(base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, CPU, echo=start_after_first, jobs=2)
     finally:
         stop.set()
     assert mp.active_children() == []
@@ -141,7 +142,7 @@ def test_bad_jobs_fail_with_one_line(ave_dir, tmp_path, value, message):
 def test_run_grid_refuses_a_bad_jobs(ave_dir, tmp_path):
     base = replace(get_preset("small"), **TINY)
     with pytest.raises(AvelError, match="--jobs: expected a positive integer, found 0"):
-        ablate.run_grid(base, ave_dir, tmp_path / "grid", ["dpnet"], ["sel"], 1, jobs=0)
+        ablate.run_grid(base, ave_dir, tmp_path / "grid", ["dpnet"], ["sel"], 1, CPU, jobs=0)
     assert not (tmp_path / "grid").exists()
 
 

@@ -13,6 +13,7 @@ import torch
 from avel_dgl.checkpoint import load_model, upgrade_weights
 from avel_dgl.config import Config
 from avel_dgl.nn.dpnet import build
+from conftest import CPU
 
 LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "state_dict_layout_1beb270.json").read_text())["cases"]
 
@@ -22,7 +23,7 @@ def test_old_names_map_onto_todays_network_in_order_with_the_same_initial_values
     config = Config.from_dict(LAYOUT[case]["config"])
     old = LAYOUT[case]["tensors"]
     torch.manual_seed(0)
-    today = build(config).state_dict()
+    today = build(config, "dgl").state_dict()
     renamed = upgrade_weights({name: name for name in old}, config)  # new name -> old name
     # the same tensors in the same order: parameters() order is what an optimizer's state follows
     assert list(renamed) == list(today)
@@ -40,7 +41,7 @@ def test_a_checkpoint_in_the_old_layout_loads_with_every_tensor_in_its_place(tmp
     path = tmp_path / "old.pt"
     torch.save({"version": "0.1.0", "config": case["config"], "classes": 29, "model": weights,
                 "epoch": 3, "val_acc": 0.5}, path)
-    model, config, _ = load_model(path)
+    model, config, _ = load_model(path, CPU)
     assert config.model.variant == "dpnet" and config.model.blocks == 2
     first_rgct = model.blocks[0].rgct.layer  # Normed(GraphLayer(RGCT)): the first layer changes the width
     torch.testing.assert_close(first_rgct.layer.query["audio"].weight, weights["layers.0.layer.layer.query.audio.weight"])

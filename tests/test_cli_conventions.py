@@ -13,7 +13,7 @@ import torch
 
 from avel_dgl import __version__, progress
 from avel_dgl.checkpoint import publish
-from avel_dgl.distributed import DEVICES
+from avel_dgl.runtime import DEVICES
 from avel_dgl.errors import AvelError
 from cli.main import main
 from conftest import invoke
@@ -145,3 +145,46 @@ def test_a_device_it_cannot_use_is_one_line_and_writes_nothing(command, device, 
     assert result.exit_code != 0 and result.stdout == ""
     assert result.stderr == f"avel-dgl: error: {message.format(command)}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+# The modules behind the commands that use a trained model: none of them is training code.
+INFERENCE = ("avel_dgl.engine", "avel_dgl.checkpoint", "avel_dgl.runtime", "avel_dgl.predict", "avel_dgl.report",
+             "avel_dgl.fam", "avel_dgl.localize", "avel_dgl.video.extract")
+
+
+def test_inference_commands_never_import_training_code(tiny_run, ave_dir, tmp_path):
+    """In a fresh process: import the modules behind evaluate, predict, report, fam, localize and
+    extract, then run each command (the first four to the end on a tiny run; localize and extract
+    until their input video is found missing, after their imports and, for localize, loading the
+    model). avel_dgl.train must not be among the modules loaded."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    missing = tmp_path / "missing.mp4"
+    commands = [
+        ["evaluate", "--help"],
+        ["evaluate", "--checkpoint", tiny_run, "--data", ave_dir, "--out", tmp_path / "eval", "--quiet"],
+        ["predict", "--checkpoint", tiny_run, "--data", ave_dir, "--out", tmp_path / "p.json", "--quiet"],
+        ["report", tiny_run, "--data", ave_dir, "--out", tmp_path / "report", "--quiet"],
+        ["fam", "--checkpoint", tiny_run, "--data", ave_dir, "--video", "3", "--out", tmp_path / "fam.png", "--quiet"],
+        ["localize", missing, "--checkpoint", tiny_run, "--out", tmp_path / "l.json", "--quiet"],
+        ["extract", missing, "--out", tmp_path / "features", "--quiet"],
+    ]
+    script = ("import importlib, json, sys\n"
+              "from click.testing import CliRunner\n"
+              "from cli.main import main\n"
+              f"for name in {INFERENCE!r}: importlib.import_module(name)\n"
+              "codes = [CliRunner().invoke(main, args).exit_code for args in json.loads(sys.argv[1])]\n"
+              "print(json.dumps([codes, 'avel_dgl.train' in sys.modules]))\n")
+    argv = json.dumps([[str(a) for a in args] for args in commands])
+    done = subprocess.run([sys.executable, "-c", script, argv], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    codes, train_loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert codes == [0, 0, 0, 0, 0, 2, 2]  # each command ran (the last two stop at the missing video)
+    assert (tmp_path / "eval.json").is_file() and (tmp_path / "report" / "report.html").is_file()
+    assert not train_loaded

@@ -165,7 +165,7 @@ def test_an_unknown_variant_is_a_config_error_keyed_by_the_field():
     from avel_dgl.nn.dpnet import build
 
     with pytest.raises(ConfigError) as caught:
-        build(replace(get_preset("small"), **{"model.variant": "nope"}))
+        build(replace(get_preset("small"), **{"model.variant": "nope"}), "dgl")
     assert caught.value.field == "model.variant" and str(caught.value).startswith("model.variant: expected one of ")
 
 

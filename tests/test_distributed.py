@@ -25,6 +25,7 @@ from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler
+from conftest import CPU
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "model.input_dropout": 0.0,
@@ -86,7 +87,7 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
     seen["gathered"] = distributed.gather_rows(seen["rows"] * 10, 7)
     seen["sum"] = distributed.all_reduce_sum(torch.tensor([rank + 1.0]))
     torch.manual_seed(0)  # the same model on every rank
-    model = build(replace(get_preset("small"), **TINY))
+    model = build(replace(get_preset("small"), **TINY), "dgl")
     out = engine.evaluate(model, load_split(data_dir, "val"), batch_size=5)
     seen["acc"], seen["pred"] = out["acc"], out["pred"]
     distributed.main_only(Path.write_text, out_dir / f"written_by_rank{rank}", "x")
@@ -128,7 +129,7 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
 def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tmp_path):
     # The single-process reference first (it also builds the pooled cache the ranks read).
     torch.manual_seed(0)
-    single = engine.evaluate(build(replace(get_preset("small"), **TINY)), load_split(ave_dir, "val"), 5)
+    single = engine.evaluate(build(replace(get_preset("small"), **TINY), "dgl"), load_split(ave_dir, "val"), 5)
     with socket.socket() as s:  # a free port for the group's store
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -207,7 +208,7 @@ def test_two_processes_with_a_resume_match_one_at_the_same_global_batch_and_seed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each of the two ranks ran; two threads crawl on a busy 2-core machine
     try:
-        train_run(replace(get_preset("small"), **TINY), ave_dir, tmp_path / "k1", progress=False, device="cpu")
+        train_run(replace(get_preset("small"), **TINY), ave_dir, tmp_path / "k1", CPU, progress=False)
     finally:
         torch.set_num_threads(threads)
     one, two = torch.load(tmp_path / "k1" / "last.pt"), torch.load(out2 / "last.pt")

@@ -16,6 +16,7 @@ from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
 from avel_dgl.train import lr_multiplier, train_run
 from cli.main import main
+from conftest import CPU
 
 
 def tiny_config(**overrides):
@@ -32,7 +33,7 @@ def random_batch(b=3, seed=0):
 
 def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
     config = tiny_config(**{"model.blocks": 3})
-    model = build(config)
+    model = build(config, "dgl")
     assert isinstance(model, DPNet) and [type(block) for block in model.blocks] == [DPBlock] * 3  # eq 8
     kinds = [type(layer.layer).__name__ for layer in perspective_layers(model)]
     assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN
@@ -45,7 +46,7 @@ def test_small_preset_adds_the_measured_regularisation_to_the_same_structure():
     m, t = get_preset("small").model, get_preset("small").train
     assert (m.variant, m.kernel_size, m.dropout) == ("dpnet", 3, 0.2)
     assert (m.norm, m.input_dropout, m.classifier_dropout, t.input_norm) == ("layer", 0.5, 0.5, "standardize")
-    model = build(get_preset("small"))
+    model = build(get_preset("small"), "dgl")
     assert [type(layer.layer.layer).__name__ for layer in perspective_layers(model)] == ["RGCT", "TCN"] * m.blocks
 
 
@@ -75,7 +76,7 @@ def test_tcn_keeps_length_and_uses_separate_weights_per_modality():
 
 
 def test_gradients_reach_every_parameter():
-    model = build(tiny_config(**{"model.blocks": 2}))
+    model = build(tiny_config(**{"model.blocks": 2}), "dgl")
     audio, visual = random_batch()
     logits = model(graph.batch_graph(3), audio, visual)
     engine.sel_loss(logits, torch.randint(0, N_CLASSES, (3, 10))).backward()
@@ -108,14 +109,14 @@ def test_tiny_model_overfits_a_tiny_dataset():
                      torch.randint(0, N_CLASSES, (n, 10), generator=gen), torch.zeros(n, dtype=torch.long),
                      torch.arange(n))
     config = tiny_config(**{"model.width": 32, "model.dropout": 0.0, "train.lr": 3e-3, "train.batch_size": 8})
-    assert fit(build(config), data, config, epochs=150) >= 0.95
+    assert fit(build(config, "dgl"), data, config, epochs=150) >= 0.95
 
 
 @pytest.mark.parametrize("task", ["sel", "wsel"])
 def test_training_learns_clearly_above_chance(ave_dir, tmp_path, task):
     torch.manual_seed(0)
     config = tiny_config(**{"train.task": task, "train.epochs": 8, "model.width": 32, "train.lr": 3e-3})
-    results = train_run(config, ave_dir, tmp_path / "run", progress=False)
+    results = train_run(config, ave_dir, tmp_path / "run", CPU, progress=False)
     # SEL must beat always-background; WSEL never sees segment labels, so it must beat chance.
     majority = load_split(ave_dir, "test").segment_labels.eq(28).float().mean().item()
     floor = majority + 0.1 if task == "sel" else 1 / N_CLASSES + 0.2
@@ -124,7 +125,7 @@ def test_training_learns_clearly_above_chance(ave_dir, tmp_path, task):
 
 def test_run_dir_holds_config_metrics_checkpoints_and_results(ave_dir, tmp_path):
     config = tiny_config()
-    results = train_run(config, ave_dir, tmp_path / "run", progress=False)
+    results = train_run(config, ave_dir, tmp_path / "run", CPU, progress=False)
     run = tmp_path / "run"
     for name in ("config.json", "metrics.csv", "best.pt", "last.pt", "results.json",
                  "per_class_o-ave.csv", "per_class_c-ave.csv"):
@@ -163,7 +164,7 @@ def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
 
 def test_residual_option_adds_identity_paths_where_widths_agree():
     config = tiny_config(**{"model.blocks": 2, "model.residual": True})
-    model = build(config)
+    model = build(config, "dgl")
     wrapped = [type(layer).__name__ for layer in perspective_layers(model)]
     assert wrapped == ["GraphLayer", "Residual", "Residual", "Residual"]  # the first changes the width
     tcn = model.blocks[0].tcn

@@ -8,8 +8,9 @@ import logging
 import pytest
 import torch
 
-from avel_dgl import distributed, graph
+from avel_dgl import graph, runtime
 from avel_dgl.errors import AvelError
+from avel_dgl.runtime import Runtime
 
 
 def _means_and_grads(g, audio, visual, weights, kernel):
@@ -92,11 +93,8 @@ def test_rgct_kernels_agree_in_values_and_all_gradients(videos, linked):
     for kernel in ("dgl", "torch"):
         a, v = audio.clone().requires_grad_(), visual.clone().requires_grad_()
         layer.zero_grad()
-        graph.set_kernel(kernel)
-        try:
-            out = torch.cat(layer(g, a, v))
-        finally:
-            graph.set_kernel("auto")
+        layer.kernel = kernel  # the same weights under each kernel
+        out = torch.cat(layer(g, a, v))
         (out * weight).sum().backward()
         results.append([out.detach(), a.grad, v.grad] + [p.grad.clone() for p in layer.parameters()])
     assert len(results[0]) == 3 + len(list(layer.parameters()))
@@ -127,46 +125,56 @@ def test_mean_matrix_is_built_once_per_graph_and_device():
 
 
 def test_kernel_choice_per_device_and_logged_once(caplog):
-    graph._resolve.cache_clear()
-    with caplog.at_level(logging.INFO, logger="avel_dgl.graph"):
-        assert graph.resolve_kernel("cpu", "auto") == "dgl"
-        assert graph.resolve_kernel("cpu", "auto") == "dgl"
-        assert graph.resolve_kernel("cpu", "torch") == "torch"
+    runtime._resolve.cache_clear()
+    with caplog.at_level(logging.INFO, logger="avel_dgl.runtime"):
+        assert runtime.resolve_kernel("auto", "cpu") == "dgl"
+        assert runtime.resolve_kernel("auto", "cpu") == "dgl"
+        assert runtime.resolve_kernel("torch", "cpu") == "torch"
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["graph kernel for eq 12 on cpu: dgl (DGL supports this device)",
                      "graph kernel for eq 12 on cpu: torch (as asked)"]
     # PyPI's DGL has no CUDA: auto falls back to torch, and asking for DGL there is a user error.
-    if not graph.dgl_supports("cuda"):
-        assert graph.resolve_kernel("cuda", "auto") == "torch"
+    if not runtime.dgl_supports("cuda"):
+        assert runtime.resolve_kernel("auto", "cuda") == "torch"
         with pytest.raises(AvelError, match="--kernel dgl: .* cannot run on cuda"):
-            graph.resolve_kernel("cuda", "dgl")
+            runtime.resolve_kernel("dgl", "cuda")
     with pytest.raises(AvelError, match="--kernel: expected one of auto, dgl, torch, found 'fast'"):
-        graph.set_kernel("fast")
+        Runtime.create("cpu", "fast")
+
+
+def test_runtime_resolves_once_and_takes_torchrun_rank(monkeypatch):
+    assert Runtime.create("cpu", "torch") == Runtime(torch.device("cpu"), "torch", 0, 1)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    made = Runtime.create("cpu")
+    assert (made.kernel, made.rank, made.world_size, made.is_main) == ("dgl", 1, 2, False)
+    with pytest.raises(ValueError, match="resolved kernel"):
+        Runtime(torch.device("cpu"), "auto")
 
 
 def test_torch_kernel_graph_stays_the_cpu_template_on_a_gpu_device():
-    if graph.dgl_supports("cuda"):
-        pytest.skip("this DGL runs on CUDA: the graph moves there instead")
     # No CUDA needed: with the torch kernel the DGL graph is never moved; only its matrix is.
-    assert graph.batch_graph(4, device="cuda") is graph.batch_graph(4)
+    g = graph.batch_graph(4)
+    assert graph.graph_for(g, "cuda", "torch") is g
+    assert graph.graph_for(g, "cpu", "dgl") is g  # DGL's kernel on the CPU: the template itself
 
 
 def test_resolve_device(monkeypatch):
-    assert distributed.resolve_device("cpu") == torch.device("cpu")
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert distributed.resolve_device("auto") == torch.device("cpu")
+    assert runtime.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(AvelError, match="--device cuda: torch sees no CUDA device"):
-        distributed.resolve_device("cuda")
+        runtime.resolve_device("cuda")
     with pytest.raises(AvelError, match="--device: expected one of auto, cpu, cuda, found 'tpu'"):
-        distributed.resolve_device("tpu")
+        runtime.resolve_device("tpu")
     # Under torchrun each process takes the GPU of its local rank.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert distributed.resolve_device("auto") == torch.device("cuda", 1)
+    assert runtime.resolve_device("auto") == torch.device("cuda", 1)
     monkeypatch.setenv("LOCAL_RANK", "2")
     with pytest.raises(AvelError, match="process 2 on this machine needs GPU 2, found 2 GPUs"):
-        distributed.resolve_device("cuda")
+        runtime.resolve_device("cuda")
 
 
 def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
@@ -195,14 +203,13 @@ def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
 
     for name in ("item", "cpu", "tolist", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
-    monkeypatch.setattr(graph, "_kernel", "torch")
     config = replace(get_preset("small"), **{"model.width": 8, "model.blocks": 1, "train.batch_size": 4})
     data = load_split(ave_dir, "train")
     counts = []
     # The first epoch builds the batch-of-4 graph and its matrix (once per shape, not counted);
     # then an epoch of one step, and one of three.
     for videos in (4, 4, 12):
-        model = build(config)
+        model = build(config, "torch")
         optimizer = make_optimizer(model, config)
         transfers.clear()
         engine.train_one_epoch(model, data.subset(torch.arange(videos)), optimizer,
@@ -211,3 +218,32 @@ def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
     # Once per epoch, the combined metrics; never per step. (The finite-loss check is a sync of
     # one flag, not counted here.)
     assert counts[1:] == [1, 1], transfers
+
+
+@pytest.mark.parametrize("variant", ["dpnet-parallel", "rgat"])
+def test_build_gives_every_graph_layer_its_kernel_and_the_same_weights(variant, monkeypatch):
+    """build(config, kernel): each graph layer runs the kernel it was given (counted where the torch
+    kernel's own code runs), and the kernel is no weight, so both builds have one state_dict."""
+    from avel_dgl.config import get_preset, replace
+    from avel_dgl.nn.dpnet import build
+    from avel_dgl.nn.rgat import RGAT
+    from avel_dgl.nn.rgct import RGCT
+
+    config = replace(get_preset("small"), **{"model.variant": variant, "model.width": 8, "model.blocks": 1})
+    calls = []
+    means, aggregate = graph._neighbour_means_torch, RGAT._aggregate_torch
+    monkeypatch.setattr(graph, "_neighbour_means_torch", lambda *a: calls.append("rgct") or means(*a))
+    monkeypatch.setattr(RGAT, "_aggregate_torch", lambda self, *a: calls.append("rgat") or aggregate(self, *a))
+    audio, visual = torch.randn(2, 10, 128), torch.randn(2, 10, 512)
+    per_layer = {RGCT: 1, RGAT: 6}  # torch-kernel calls per forward: RGAT's runs per relation received
+    models = {}
+    for kernel in ("dgl", "torch"):
+        torch.manual_seed(0)
+        models[kernel] = build(config, kernel).eval()
+        calls.clear()
+        models[kernel](graph.batch_graph(2), audio, visual)
+        layers = [m for m in models[kernel].modules() if isinstance(m, (RGCT, RGAT))]
+        assert layers and len(calls) == (0 if kernel == "dgl" else sum(per_layer[type(m)] for m in layers))
+    dgl_state, torch_state = models["dgl"].state_dict(), models["torch"].state_dict()
+    assert dgl_state.keys() == torch_state.keys()
+    assert all(torch.equal(dgl_state[k], torch_state[k]) for k in dgl_state)

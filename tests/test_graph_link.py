@@ -95,7 +95,7 @@ def test_linked_neighbourhood_means_match_a_hand_computation():
     g = graph.batch_graph(2, linked=True, t=4)
     audio = torch.tensor([1., 2, 3, 4, 10, 20, 30, 40])[:, None]
     visual = torch.tensor([100., 200, 300, 400, 1000, 2000, 3000, 4000])[:, None]
-    na = graph.neighbour_means(g, {"audio": audio, "visual": visual})
+    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, "dgl")
     # audio receives (audio_forward, audio_backward, visual_to_audio), in RELATIONS_INTO order
     forward = [0, (1 + 10) / 2, (2 + 20) / 2, (3 + 30) / 2]  # segment 0 has no forward neighbour
     backward = [(2 + 20) / 2, (3 + 30) / 2, (4 + 40) / 2, 0]
@@ -108,7 +108,7 @@ def test_linked_neighbourhood_means_match_a_hand_computation():
     assert torch.allclose(na["visual"][..., 0], torch.tensor([v_forward, v_backward, a2v]).T.repeat(2, 1))
 
     # Without the link each video only sees itself.
-    plain = graph.neighbour_means(graph.batch_graph(2, linked=False, t=4), {"audio": audio, "visual": visual})
+    plain = graph.neighbour_means(graph.batch_graph(2, linked=False, t=4), {"audio": audio, "visual": visual}, "dgl")
     assert plain["audio"][1, 0, 0] == 1 and plain["audio"][5, 0, 0] == 10
 
 

@@ -31,7 +31,7 @@ def _tiny_model(seed: int = 0):
     config = get_preset("small")
     config.model = ModelConfig(width=16, blocks=1, norm="layer")
     torch.manual_seed(seed)
-    return build(config), config
+    return build(config, "dgl"), config
 
 
 def test_window_starts():

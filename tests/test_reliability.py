@@ -20,7 +20,7 @@ import torch
 from avel_dgl import checkpoint, engine, interrupt
 from avel_dgl.errors import Interrupted
 from avel_dgl.train import TIMING_FIELDS
-from conftest import TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
+from conftest import CPU, TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = TINY_EPOCHS * TINY_STEPS_PER_EPOCH
@@ -179,7 +179,7 @@ class Crash(BaseException):
 def test_crash_while_saving_leaves_the_previous_checkpoint_loadable(moment, tiny_run, tmp_path, monkeypatch):
     path = tmp_path / "best.pt"
     shutil.copy(tiny_run / "best.pt", path)
-    model, config, before = checkpoint.load_model(path)
+    model, config, before = checkpoint.load_model(path, CPU)
     for p in model.parameters():  # a new version that differs from the saved one everywhere
         p.data.add_(1)
     if moment == "while writing":
@@ -190,13 +190,13 @@ def test_crash_while_saving_leaves_the_previous_checkpoint_loadable(moment, tiny
     with pytest.raises(Crash):
         checkpoint.save_checkpoint(path, model, config, epoch=99, val_acc=0.0)
     assert (tmp_path / "best.pt.tmp").exists()  # the crash's leftover, never read
-    _, _, after = checkpoint.load_model(path)
+    _, _, after = checkpoint.load_model(path, CPU)
     assert after["epoch"] == before["epoch"]
     assert_equal(after["model"], before["model"], "model")
 
     monkeypatch.undo()
     checkpoint.save_checkpoint(path, model, config, epoch=99, val_acc=0.0)  # the next save replaces both
-    assert checkpoint.load_model(path)[2]["epoch"] == 99
+    assert checkpoint.load_model(path, CPU)[2]["epoch"] == 99
     assert not (tmp_path / "best.pt.tmp").exists()
 
 
@@ -206,11 +206,11 @@ def _raise(error: BaseException):
 
 def test_resuming_a_finished_run_on_another_thread_count_warns_and_gives_its_results(tiny_run, tmp_path,
                                                                                       monkeypatch):
-    from avel_dgl import train
+    from avel_dgl import runtime
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    monkeypatch.setattr(train, "set_threads", lambda processes=1: None)  # keep the count set below
+    monkeypatch.setattr(runtime, "set_threads", lambda processes=1: None)  # keep the count set below
     threads, written = torch.get_num_threads(), checkpoint.read_checkpoint(run / "last.pt")["training"]["threads"]
     other = 1 if written != 1 else 2
     torch.set_num_threads(other)

@@ -32,6 +32,7 @@ from avel_dgl.predict import data_folder_source, events_from_probs, predict_prob
 from avel_dgl.report import SplitPredictions, build_report, sample_videos
 from avel_dgl.train import train_run
 from cli.main import main
+from conftest import CPU
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +42,7 @@ def run_dir(ave_dir, tmp_path_factory) -> Path:
     """A tiny DPNet trained for 2 epochs: enough to have every file of a run folder."""
     config = replace(get_preset("small"), **{"train.epochs": 2, "model.width": 16, "model.blocks": 1})
     out = tmp_path_factory.mktemp("run")
-    train_run(config, ave_dir, out, overwrite=True, progress=False)
+    train_run(config, ave_dir, out, CPU, overwrite=True, progress=False)
     return out
 
 
@@ -109,7 +110,7 @@ def test_predict_json_schema_and_consistency(run_dir, ave_dir, tmp_path):
 
 
 def test_predict_streaming_in_chunks_equals_whole_split(run_dir, ave_dir):
-    model, config, _ = load_model(run_dir / "best.pt")
+    model, config, _ = load_model(run_dir / "best.pt", CPU)
     test = load_split(ave_dir, "test")
     expected = torch.softmax(engine.predict_logits(model, test, 64), -1).numpy()
     chunks = list(predict_probs(model, data_folder_source(ave_dir, "test"), batch_size=5))
@@ -161,7 +162,7 @@ def test_predict_new_feature_files_without_labels(run_dir, ave_dir, tmp_path, po
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert [v["row"] for v in doc["videos"]] == [0, 1, 2, 3]
-    model, _, _ = load_model(run_dir / "best.pt")
+    model, _, _ = load_model(run_dir / "best.pt", CPU)
     (_, reference), = predict_probs(model, data_folder_source(ave_dir, np.array(rows)), batch_size=8)
     np.testing.assert_allclose(np.array([v["segment_probs"] for v in doc["videos"]]), reference, atol=2e-6)
 
@@ -198,7 +199,7 @@ def test_run_metrics_record_the_validation_loss_of_each_epoch(run_dir, ave_dir):
     import pandas as pd
 
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    model, config, _ = load_model(run_dir / "last.pt")
+    model, config, _ = load_model(run_dir / "last.pt", CPU)
     val = load_split(ave_dir, "val")
     loss = engine.sel_loss(engine.predict_logits(model, val, 64), val.segment_labels).item()
     assert metrics["val_loss"].iloc[-1] == pytest.approx(loss, abs=1e-5)
@@ -247,16 +248,16 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     results = json.loads((copy / "results.json").read_text())
     del results["data"]
     (copy / "results.json").write_text(json.dumps(results))
-    path, notes = build_report(copy)
+    path, notes = build_report(copy, CPU)
     assert any("pass --data" in n for n in notes)
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
-    path, notes = build_report(copy, data_dir=ave_dir, overwrite=True)  # replaces the first report
+    path, notes = build_report(copy, CPU, data_dir=ave_dir, overwrite=True)  # replaces the first report
     assert (path.parent / "timelines.png").is_file()
     assert len(notes) == 1 and "O-AVE" in notes[0] and "results.json records 0.0100" in notes[0]
     (copy / "metrics.csv").unlink()
     with pytest.raises(AvelError, match="metrics.csv: not found"):
-        build_report(copy)
+        build_report(copy, CPU)
 
 
 def test_sample_videos_picks_best_worst_typical():
@@ -301,7 +302,7 @@ def test_fam_queries_average_to_the_models_own_query(run_dir, ave_dir):
     """The visual node's 7x7 query fields average to the relational polymorphs the first RGCT
     computes from the pooled features in a forward pass (captured with a hook); the audio node's
     fields average to its query projections of the same pooled visual input."""
-    model, _, _ = load_model(run_dir / "best.pt")
+    model, _, _ = load_model(run_dir / "best.pt", CPU)
     rgct = first_rgct(model)
     captured = []
     hook = rgct.query[graph.VISUAL].register_forward_hook(lambda module, inputs, output: captured.append(output))
@@ -326,8 +327,8 @@ def test_fam_queries_average_to_the_models_own_query(run_dir, ave_dir):
 
 def test_fam_rejects_a_network_without_a_first_rgct(tmp_path):
     config = replace(get_preset("small"), **{"model.variant": "bilstm", "model.width": 8})
-    save_checkpoint(tmp_path / "lstm.pt", build(config), config)
-    model, _, _ = load_model(tmp_path / "lstm.pt")
+    save_checkpoint(tmp_path / "lstm.pt", build(config, "dgl"), config)
+    model, _, _ = load_model(tmp_path / "lstm.pt", CPU)
     with pytest.raises(AvelError, match="first layer is an RGCT"):
         first_rgct(model)
 
@@ -366,6 +367,6 @@ def test_report_marks_wrong_segments_and_captions_say_what_figures_show(run_dir,
     assert marks.count(to_rgba(WRONG)) == 2 and marks.count(to_rgba(RIGHT)) == 8
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report*"))
-    page = build_report(copy, data_dir=ave_dir)[0].read_text()
+    page = build_report(copy, CPU, data_dir=ave_dir)[0].read_text()
     captions = re.findall(r"<figcaption>(.*?) <span class='file'>", page)
     assert len(captions) == 5 and all(len(c) > 40 and not c.endswith(".png") for c in captions)

@@ -26,6 +26,8 @@ from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.nn.baseline import BiLSTM
 from avel_dgl.nn.init import init_swish
 from avel_dgl.nn.inputs import InputNorm
+from avel_dgl.nn.rgat import RGAT
+from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.variants import TABLE3, GraphLayer, rgct_layer, tcn_layer, with_options
 
 
@@ -94,16 +96,23 @@ class DPNet(nn.Module):
 VARIANTS: dict[str, Callable[[ModelConfig], list[nn.Module]]] = {**TABLE3, "dpnet": dpblocks}
 
 
-def build(config: Config) -> nn.Module:
+def build(config: Config, kernel: str) -> nn.Module:
     """The network named by config.model.variant: a DPNet with that variant's blocks, or the
-    BiLSTM baseline ('bilstm')."""
+    BiLSTM baseline ('bilstm'). `kernel`: eq 12's kernel for every graph layer, 'dgl' or 'torch'
+    (runtime.Runtime.kernel); it changes no parameter, so a checkpoint loads under either."""
     m = config.model
+    if kernel not in ("dgl", "torch"):
+        raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
     if m.variant == "bilstm":
         return BiLSTM(m)
     if m.variant not in VARIANTS:
         names = ", ".join([*VARIANTS, "bilstm"])
         raise ConfigError("model.variant", f"expected one of {names}, found '{m.variant}'")
     net = DPNet(m, VARIANTS[m.variant](m))
+    # Set here, once for the whole model, rather than threaded through every layer maker.
+    for layer in net.modules():
+        if isinstance(layer, (RGCT, RGAT)):
+            layer.kernel = kernel
     return init_swish(net) if m.init == "swish" else net  # nn/init.py
 
 

@@ -36,11 +36,13 @@ from avel_dgl.nn.rgct import RelationalProjection
 
 
 class RGAT(nn.Module):
-    """One RGAT layer over the audio/visual heterograph. Maps in_dim -> out_dim features."""
+    """One RGAT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
+    `kernel`: 'dgl' or 'torch', as the RGCT's (`build` sets it for a whole model)."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4, dropout: float = 0.2,
-                 negative_slope: float = 0.2):
+                 negative_slope: float = 0.2, kernel: str = "dgl"):
         super().__init__()
+        self.kernel = kernel  # a plain attribute: not in the state_dict
         if out_dim % heads:
             raise ValueError(f"out_dim must be divisible by heads, got {out_dim} and {heads}")
         self.heads, self.head_dim = heads, out_dim // heads
@@ -61,16 +63,17 @@ class RGAT(nn.Module):
         """sum_{j in N_r(i)} a_ij^r g_j^r for every destination node i of relation r.
         g_src, g_dst: (N, H, d) projections by W_r of the source and destination node types.
 
-        Two interchangeable kernels, chosen like eq 12's (`graph.resolve_kernel`): DGL message
-        passing, or torch scatter operations over the relation's edge list (for devices the
-        installed DGL cannot run on). Both give the same result."""
+        Two interchangeable kernels, as for eq 12 (self.kernel): DGL message passing, or torch
+        scatter operations over the relation's edge list (for devices the installed DGL cannot
+        run on). Both give the same result."""
         rel = graph.RELATIONS[r]
         src_type, _, dst_type = rel
         k = (g_src * self.att_key[r]).sum(-1, keepdim=True)  # (N_src, H, 1)
         q = (g_dst * self.att_query[r]).sum(-1, keepdim=True)  # (N_dst, H, 1)
-        if graph.resolve_kernel(g_src.device) == "torch":
+        if self.kernel == "torch":
             return self._aggregate_torch(g, rel, k, q, g_src)
-        sub = g[rel]  # the relation's edges alone: the softmax runs within the relation
+        # the relation's edges alone: the softmax runs within the relation
+        sub = graph.graph_for(g, g_src.device, self.kernel)[rel]
         with sub.local_scope():
             sub.srcnodes[src_type].data["k"] = k
             sub.dstnodes[dst_type].data["q"] = q

@@ -59,11 +59,13 @@ class RelationalProjection(nn.Module):
 
 
 class RGCT(nn.Module):
-    """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features."""
+    """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
+    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = "dgl"):
         super().__init__()
         self.out_dim = out_dim
+        self.kernel = kernel  # a plain attribute: not in the state_dict, so checkpoints hold no kernel
         self.query = nn.ModuleDict()
         self.key_value = nn.ModuleDict()  # keys and values projected together: out_dim * 2
         for ntype, relations in graph.RELATIONS_INTO.items():
@@ -86,7 +88,7 @@ class RGCT(nn.Module):
         """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
         feats = {graph.AUDIO: audio, graph.VISUAL: visual}
         # eq 12 per relation, eqs 13-14 across each node type's relations
-        agg = graph.relational_update(g, feats, lambda ntype, na: self.attend(ntype, feats[ntype], na))
+        agg = graph.relational_update(g, feats, lambda ntype, na: self.attend(ntype, feats[ntype], na), self.kernel)
         h, agg = torch.cat([audio, visual]), torch.cat([agg[graph.AUDIO], agg[graph.VISUAL]])
         out = F.silu(self.fc2(F.silu(self.fc1(h)) + self.dropout(agg)))  # eqs 15-16
         return out[: audio.shape[0]], out[audio.shape[0]:]
