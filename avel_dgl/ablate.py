@@ -341,10 +341,22 @@ def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int,
                     raise RuntimeError(f"{cell.variant} {cell.column} seed {cell.seed}: a worker failed "
                                        f"(its traceback is above)")
     finally:
-        for worker in workers.values():
-            if worker.is_alive():
-                worker.terminate()
-        for worker in workers.values():
+        stop_workers(list(workers.values()))
+
+
+def stop_workers(workers: list, grace: float = 60.0) -> None:
+    """SIGTERM to every live worker, then wait for all of them; one still alive after `grace`
+    seconds is killed outright, so that the grid always stops (a run stopped mid-epoch that way
+    resumes from its last.pt like any other). Seen once on a loaded machine: a worker waiting
+    for its next run outlived SIGTERM and the grid waited for it forever."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
             worker.join()
 
 
@@ -355,8 +367,10 @@ def _worker_gone(worker) -> None:
     worker.join()
     if worker.exitcode == 0:
         return
-    if worker.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+    if worker.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped in a run
         raise Interrupted(worker.exitcode - 128)
+    if worker.exitcode in (-signal.SIGINT, -signal.SIGTERM):  # by the signal's default action, between runs
+        raise Interrupted(-worker.exitcode)
     raise AvelError(f"--jobs: a worker process died (exit code {worker.exitcode}); finished runs are kept, "
                     f"run the same avel-dgl ablate command again to continue")
 
@@ -370,7 +384,12 @@ def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn
     # process); inside one, train_run's own handlers stop it cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_worker(core, processes)
-    while (cell := conn.recv()) is not None:
+    while True:
+        # Between runs SIGTERM is the default, a plain exit (a run's handlers may not all be undone
+        # when a signal came as train_run was restoring them).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if (cell := conn.recv()) is None:
+            break
         start = time.perf_counter()
         try:
             results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,

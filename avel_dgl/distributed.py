@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.distributed as dist
 
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import AvelError, ConfigError
 
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
@@ -102,7 +102,7 @@ def shard(batches: Iterable[torch.Tensor], rank_: int | None = None,
     if k > 1 and len(batches) > 1 and len(batches[-1]) < k:
         batches[-2:] = [torch.cat(batches[-2:])]
     if any(len(b) < k for b in batches):
-        raise AvelError(f"--batch-size: each of the {k} processes needs at least one video of every batch, "
+        raise ConfigError("train.batch_size", f"each of the {k} processes needs at least one video of every batch, "
                         f"found a batch of {min(len(b) for b in batches)} videos")
     return [(b[r::k], len(b[r::k]) * k / len(b)) for b in batches]
 

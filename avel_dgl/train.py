@@ -63,7 +63,7 @@ from avel_dgl import distributed, engine, interrupt
 from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint, write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace, validate
 from avel_dgl.data.dataset import SplitData, load_noisy, load_split
-from avel_dgl.errors import AvelError, Interrupted
+from avel_dgl.errors import AvelError, ConfigError, Interrupted
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.nn.dpnet import build
 from avel_dgl.runtime import Runtime
@@ -99,7 +99,7 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimi
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
         return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
-    raise AvelError(f"--optimizer: expected one of adam, adamw, sgd, found '{t.optimizer}'")
+    raise ConfigError("train.optimizer", f"expected one of adam, adamw, sgd, found '{t.optimizer}'")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int):
@@ -307,7 +307,7 @@ class Run:
             model.audio_norm.set_stats(train.audio)
             model.visual_norm.set_stats(train.visual)
         elif t.input_norm != "none":
-            raise AvelError(f"--input-norm: expected none or standardize, found '{t.input_norm}'")
+            raise ConfigError("train.input_norm", f"expected none or standardize, found '{t.input_norm}'")
         model.to(runtime.device)
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, distributed.steps_per_epoch(len(train), t.batch_size))
@@ -373,8 +373,8 @@ class Run:
             check_run_config(config, run_dir, last, expect or {})
             if epochs is not None:
                 if epochs < ckpt["epoch"]:
-                    raise AvelError(f"--epochs: the run in {run_dir} has already trained {ckpt['epoch']} epochs, "
-                                    f"found {epochs}")
+                    raise ConfigError("train.epochs", f"the run in {run_dir} has already trained "
+                                                      f"{ckpt['epoch']} epochs, found {epochs}")
                 config = replace(config, **{"train.epochs": epochs})
             run = cls._build(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir, runtime,
                             ckpt["training"].get("subevents"))

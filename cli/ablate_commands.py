@@ -25,7 +25,7 @@ CELL_FIELDS = ("model.variant", "train.task", "train.replicate", "train.link", "
               help="sel (columns SEL Base, +Rep., +Link), wsel (column WSEL), or both.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per cell, with seeds 0..K-1.")
-@click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
+@click.option("--preset", default="small", show_default=True, help="Named config: small (CPU), large (the paper's size, regularised) or paper (section 4).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained at a time, each in its own process with one thread, pinned to its own core "
                    "where there are enough; a run's results are those it gets alone at one thread. "

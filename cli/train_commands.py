@@ -57,7 +57,7 @@ device_options = _apply(DEVICE_OPTIONS)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder to create.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue the run in this folder from its last.pt (same config; --epochs may extend it).")
-@click.option("--preset", default="small", show_default=True, help="Named config: small (CPU) or paper.")
+@click.option("--preset", default="small", show_default=True, help="Named config: small (CPU), large (the paper's size, regularised) or paper (section 4).")
 @config_options()
 @click.option("--subevents", type=click.Path(path_type=Path),
               help="Sub-event database for --replicate (default: <data>/.avel_cache/subevents.h5 if it "

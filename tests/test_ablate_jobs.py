@@ -152,3 +152,31 @@ def test_dry_run_is_the_same_with_jobs(ave_dir, tmp_path):
     assert plain.exit_code == jobs.exit_code == 0
     assert jobs.output == plain.output and "grid: " in plain.output
     assert not (tmp_path / "grid").exists()
+
+
+def _deaf_to_sigterm(ready) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        signal.pause()
+
+
+def test_stopping_workers_kills_one_that_outlives_sigterm():
+    """The grid must stop even when a worker does not answer SIGTERM (seen once under load: the
+    grid then waited for it forever): after the grace period it is killed; a worker that answers
+    SIGTERM is only terminated."""
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    deaf = ctx.Process(target=_deaf_to_sigterm, args=(ready,), daemon=True)
+    polite = ctx.Process(target=signal.pause, daemon=True)
+    deaf.start(), polite.start()
+    try:
+        assert ready.wait(30)
+        ablate.stop_workers([deaf, polite], grace=1.0)
+        assert not deaf.is_alive() and deaf.exitcode == -signal.SIGKILL
+        assert not polite.is_alive() and polite.exitcode == -signal.SIGTERM
+    finally:  # whatever happened, leave no process behind for pytest's exit to wait on
+        for process in (deaf, polite):
+            if process.is_alive():
+                process.kill()
+                process.join()

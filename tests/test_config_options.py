@@ -44,7 +44,7 @@ def test_every_option_field_is_an_option_of_train_with_its_help():
     assert _squeezed("--residual / --no-residual") in help_text
     assert _squeezed("--task [sel|wsel] sel: segment labels; wsel: video labels only (MIL pooling). [default: sel]") \
         in help_text
-    assert _squeezed("--width INTEGER") in help_text and _squeezed("[default: 768 (paper), 128 (small)]") in help_text
+    assert _squeezed("--width INTEGER") in help_text and _squeezed("[default: 768 (paper), 128 (small), 768 (large)]") in help_text
 
 
 def test_ablate_has_every_option_but_the_fields_each_cell_of_the_grid_sets():
@@ -181,7 +181,7 @@ def test_replicate_for_wsel_names_the_task_field():
 def test_presets_and_replace_raise_config_errors_keyed_by_field():
     with pytest.raises(ConfigError) as caught:
         get_preset("huge")
-    assert (caught.value.field, str(caught.value)) == ("preset", "preset: expected one of paper, small, found 'huge'")
+    assert (caught.value.field, str(caught.value)) == ("preset", "preset: expected one of paper, small, large, found 'huge'")
     with pytest.raises(ConfigError) as caught:
         replace(get_preset("small"), **{"train.warmup": 3})
     assert caught.value.field == "train.warmup"

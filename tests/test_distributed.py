@@ -56,7 +56,7 @@ def test_a_last_batch_smaller_than_the_ranks_joins_the_one_before():
     batches = list(torch.arange(11).split(5))  # 5, 5, 1
     assert [len(i) for i, _ in distributed.shard(batches, 0, 2)] == [3, 3]  # of 5 and 6
     assert [len(i) for i, _ in distributed.shard(batches, 0, 1)] == [5, 5, 1]  # one process: as is
-    with pytest.raises(AvelError, match="--batch-size: each of the 3 processes needs at least one video"):
+    with pytest.raises(AvelError, match="train.batch_size: each of the 3 processes needs at least one video"):
         distributed.shard(list(torch.arange(8).split(2)), 0, 3)
 
 

@@ -104,10 +104,26 @@ def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
 def test_a_learning_rate_too_large_for_the_width_is_warned_about(recwarn):
     from avel_dgl.config import validate
 
-    for fine in (get_preset("small"), get_preset("paper"), replace(get_preset("paper"), **{"train.lr": 3e-4})):
+    for fine in (get_preset("small"), get_preset("paper"), get_preset("large"), replace(get_preset("paper"), **{"train.lr": 3e-4})):
         validate(fine)
     assert not recwarn.list
     with pytest.warns(UserWarning, match=r"^train.lr: 0.001 at model.width 768: .*keep lr x width under 0.3"):
         validate(replace(get_preset("small"), **{"model.width": 768, "model.blocks": 4}))
     validate(replace(get_preset("small"), **{"model.width": 768, "train.optimizer": "sgd"}))  # Adam's rule only
     assert not recwarn.list
+
+
+def test_large_is_the_measured_paper_size_recipe_and_leaves_the_plateau():
+    """`large` is exactly the configuration measured in docs/RESULTS.md (paper_size.sh's
+    paper-reg-torch-init: the paper preset without Replicate and Link, small's dropout, LayerNorm
+    and PyTorch's init, 30 epochs), and it leaves the start plateau in a few Adam steps."""
+    from avel_dgl.config import differences
+
+    measured = replace(get_preset("paper"), **{
+        "train.replicate": False, "train.link": False, "model.input_dropout": 0.5, "model.classifier_dropout": 0.5,
+        "model.norm": "layer", "model.init": "torch", "train.epochs": 30})
+    assert differences(get_preset("large"), measured) == [("preset", "large", "paper")]
+    audio, visual, labels = prototype_batch(6, 0)
+    logits = train_steps(get_preset("large"), audio, visual, labels, steps=6, seed=0)
+    assert sel_loss(logits, labels).item() < LN_29 - 1.0
+    assert logits.argmax(-1).unique().numel() >= 4
