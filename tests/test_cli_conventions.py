@@ -29,7 +29,7 @@ def test_debug_before_or_after_the_subcommand_shows_the_traceback(where, ave_dir
     args = ["train", "--data", ave_dir, "--out", tmp_path / "run", "--preset", "huge"]
     result = invoke(["--debug", *args] if where == "before" else [*args, "--debug"])
     assert isinstance(result.exception, AvelError)
-    assert str(result.exception) == "preset: expected one of paper, small, found 'huge'"  # the library's wording
+    assert str(result.exception) == "preset: expected one of paper, small, large, found 'huge'"  # the library's wording
 
 
 def test_every_option_of_every_command_has_help_text():

@@ -183,7 +183,7 @@ RESUME_HINT = "(a resumed run keeps its config; only --epochs may change)"
 CASES = [
     # options
     Case("unknown-preset", lambda e: new_run(e, "--preset", "huge"),
-         lambda e: "--preset: expected one of paper, small, found 'huge'", nothing_written),
+         lambda e: "--preset: expected one of paper, small, large, found 'huge'", nothing_written),
     Case("unknown-variant", lambda e: new_run(e, "--variant", "nope"),
          lambda e: f"--variant: expected one of {', '.join([*VARIANTS, 'bilstm'])}, found 'nope'", nothing_written),
     Case("negative-epochs", lambda e: new_run(e, "--epochs", -1),
@@ -623,4 +623,4 @@ def test_debug_shows_the_traceback_of_the_same_fault(ave_dir, tmp_path):
 
     result = invoke(["--debug", "train", "--data", ave_dir, "--out", tmp_path / "run", "--preset", "huge"])
     assert isinstance(result.exception, ConfigError)  # as the package raises it: keyed by field, not by flag
-    assert str(result.exception) == "preset: expected one of paper, small, found 'huge'"
+    assert str(result.exception) == "preset: expected one of paper, small, large, found 'huge'"
