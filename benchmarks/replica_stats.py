@@ -10,7 +10,12 @@ data/subevents.py) and reports, against the originals:
 - features, standardised with the training split's mean and std as the model sees them:
   the cosine similarity of adjacent segments (within a run of one label, and at a border
   between two labels), split for replicas into pairs from one source video and stitch pairs
-  from two, and the spread of a video's segments around its own mean.
+  from two, and the spread of a video's segments around its own mean;
+- Link, at the graph's input: eq 12 averages a node's neighbours under each relation, and a
+  linked graph (eqs 17-21) gives every node two neighbours per relation, one in the original
+  and one in the replica, where a test video's graph has one. The size (root mean square over
+  nodes and features) of that average with link edges, against the one neighbour a test graph
+  gives, per relation kind, for the first draw of replicas.
 The first part depends only on the labels (the same on the real AVE labels as on synthetic
 data made from them); the second depends on the features, so on synthetic data it describes
 the generator, not AVE.
@@ -97,6 +102,24 @@ def main() -> None:
         print(f"| {name} | {original[orig_same].mean():.3f} | {original[~orig_same].mean():.3f} | "
               f"{replica[same_label & ~stitch].mean():.3f} | {replica[same_label & stitch].mean():.3f} | "
               f"{replica[~same_label].mean():.3f} | {spread(z):.3f} / {spread(z[src_video, src_segment]):.3f} |")
+
+    # --- Link: the size of eq 12's neighbour average, linked (training) against single (test) -----
+    video, segment = draws[0]
+    z = {name: standardised(x) for name, x in (("audio", train.audio), ("visual", train.visual))}
+    rep = {name: f[video.numpy(), segment.numpy()] for name, f in z.items()}
+    print("\nsize of eq 12's neighbour average (root mean square) with link edges against a test video's "
+          "single neighbour, first draw:")
+    print("| into | relation | one neighbour (test) | original + replica neighbour (linked training) | ratio |")
+    print("|---|---|---:|---:|---:|")
+    kinds = {"forward": lambda f: f[:, :-1], "backward": lambda f: f[:, 1:], "cross-modal": lambda f: f}
+    for into, source in (("audio", "visual"), ("visual", "audio")):
+        for kind, pick in kinds.items():
+            src = source if kind == "cross-modal" else into
+            single = pick(z[src])
+            linked = (single + pick(rep[src])) / 2
+            rms_single, rms_linked = np.sqrt((single ** 2).mean()), np.sqrt((linked ** 2).mean())
+            print(f"| {into} | {kind} ({src} neighbours) | {rms_single:.3f} | {rms_linked:.3f} | "
+                  f"{rms_linked / rms_single:.3f} |")
 
 
 if __name__ == "__main__":
