@@ -1,9 +1,9 @@
 """Copy the small records of every run folder under SRC (config.json, runtime.json, metrics.csv,
 results.json and any results_*.json kept beside it, per_class_*.csv; never the checkpoints) to
-the same relative paths under DEST, so the figures in docs/RESULTS.md can be checked against the runs that made them, and a grid
-(`avel-dgl ablate`) interrupted by the end of a machine's life can go on elsewhere: ablate counts
-a run folder with a complete results.json as done, so copying DEST's folders back into a grid
-folder made with the same data and base config skips those runs.
+the same relative paths under DEST, so the figures in docs/RESULTS.md can be checked against the
+runs that made them, and a grid (`avel-dgl ablate`) interrupted by the end of a machine's life
+can go on elsewhere: ablate counts a run folder with a complete results.json as done, so copying
+DEST's folders back into a grid folder made with the same data and base config skips those runs.
 
     python benchmarks/keep_records.py /work/exp/runs/ablate docs/runs/ablate-small
     python benchmarks/keep_records.py docs/runs/ablate-small runs/ablate --data data/ave4143   # and back

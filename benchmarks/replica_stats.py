@@ -95,8 +95,8 @@ def main() -> None:
     print("| modality | original, same label | original, label border | replica, same label, one source | "
           "replica, same label, stitch | replica, label border | within-video spread original / replica |")
     print("|---|---:|---:|---:|---:|---:|---|")
-    for name, x in (("audio", train.audio), ("visual", train.visual)):
-        z = standardised(x)
+    z_by_modality = {name: standardised(x) for name, x in (("audio", train.audio), ("visual", train.visual))}
+    for name, z in z_by_modality.items():
         original = adjacent_cosine(z)
         replica = adjacent_cosine(z[src_video, src_segment])
         print(f"| {name} | {original[orig_same].mean():.3f} | {original[~orig_same].mean():.3f} | "
@@ -105,8 +105,7 @@ def main() -> None:
 
     # --- Link: the size of eq 12's neighbour average, linked (training) against single (test) -----
     video, segment = draws[0]
-    z = {name: standardised(x) for name, x in (("audio", train.audio), ("visual", train.visual))}
-    rep = {name: f[video.numpy(), segment.numpy()] for name, f in z.items()}
+    rep = {name: f[video.numpy(), segment.numpy()] for name, f in z_by_modality.items()}
     print("\nsize of eq 12's neighbour average (root mean square) with link edges against a test video's "
           "single neighbour, first draw:")
     print("| into | relation | one neighbour (test) | original + replica neighbour (linked training) | ratio |")
@@ -115,7 +114,7 @@ def main() -> None:
     for into, source in (("audio", "visual"), ("visual", "audio")):
         for kind, pick in kinds.items():
             src = source if kind == "cross-modal" else into
-            single = pick(z[src])
+            single = pick(z_by_modality[src])
             linked = (single + pick(rep[src])) / 2
             rms_single, rms_linked = np.sqrt((single ** 2).mean()), np.sqrt((linked ** 2).mean())
             print(f"| {into} | {kind} ({src} neighbours) | {rms_single:.3f} | {rms_linked:.3f} | "

@@ -15,10 +15,11 @@ A seed still training is listed as unfinished and left out of the means.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 from pathlib import Path
+
+from curves import read_rows  # benchmarks/curves.py: a run's metrics.csv rows
 
 
 def seed_runs(setting: Path) -> list[Path]:
@@ -27,8 +28,7 @@ def seed_runs(setting: Path) -> list[Path]:
 
 
 def run_summary(run: Path, last: int) -> dict:
-    with open(run / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(run)
     val = [100 * float(r["val_acc"]) for r in rows]
     seconds = [float(r["seconds"]) for r in rows]
     best = max(range(len(val)), key=val.__getitem__)
