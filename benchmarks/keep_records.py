@@ -11,6 +11,8 @@ DEST's folders back into a grid folder made with the same data and base config s
 A grid's ablate.json names its data folder by absolute path, and ablate refuses a grid made on
 another folder; `--data` rewrites that path in the copied ablate.json to the folder given (the
 same data regenerated elsewhere: `make-synthetic` with the same arguments writes the same files).
+`--finished-only` leaves out run folders (those with a config.json) that have no results.json
+yet: a grid's interrupted runs, which restart from scratch without their last.pt anyway.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ def main() -> None:
     ap.add_argument("src", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--data", type=Path, help="data folder to record in the copied ablate.json files")
+    ap.add_argument("--finished-only", action="store_true", help="skip run folders without results.json")
     args = ap.parse_args()
     copied = 0
     for pattern in RECORDS:
         for f in sorted(args.src.rglob(pattern)):
+            unfinished_run = (f.parent / "config.json").exists() and not (f.parent / "results.json").exists()
+            if args.finished_only and unfinished_run:
+                continue
             target = args.dest / f.relative_to(args.src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
