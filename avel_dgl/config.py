@@ -188,6 +188,17 @@ def differences(a: Config, b: Config) -> list[tuple[str, object, object]]:
 ADAM_STEP_LIMIT = 0.3
 
 
+def at_width(config: Config, width: int) -> Config:
+    """`config` at model.width `width`. Wider than its own, an Adam learning rate is scaled by
+    old width / new width, which keeps lr x width and so the size of Adam's steps (above): `small`
+    at width 768 trains with 1.67e-4 where its 1e-3 leaves it on one class (docs/RESULTS.md, Paper
+    size). A narrower network keeps the learning rate (its steps only get smaller)."""
+    lr = config.train.lr
+    if config.train.optimizer in ("adam", "adamw") and width > config.model.width:
+        lr *= config.model.width / width
+    return replace(config, **{"model.width": width, "train.lr": lr})
+
+
 def validate(config: Config) -> None:
     """Reject values that cannot work with a ConfigError keyed by the field, and warn (ConfigWarning)
     about a learning rate too large for the width."""

@@ -6,13 +6,14 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from avel_dgl.config import get_preset, replace
-from avel_dgl.errors import AvelError
+from avel_dgl.config import at_width, get_preset, replace
+from avel_dgl.errors import AvelError, ConfigWarning
 from cli.options import (cache_dir_option, checkpoint_option, config_options, device_option, option_names,
                          overwrite_option, quiet_option)
 
@@ -22,10 +23,20 @@ OVERRIDES = option_names()
 
 
 def resolve_config(preset: str, replicate: bool | None, link: bool | None, **options):
-    """The preset with the given options applied. Replicate and link are SEL-only: for WSEL
-    they are off unless asked for (which `config.validate` then rejects with a clear message)."""
+    """The preset with the given options applied. A --width above the preset's without --lr scales
+    the preset's Adam learning rate to keep lr x width (`config.at_width`), with a warning saying
+    so. Replicate and link are SEL-only: for WSEL they are off unless asked for (which
+    `config.validate` then rejects with a clear message)."""
+    width = options.pop("width", None)
     config = get_preset(preset)
     config = replace(config, **{OVERRIDES[k]: v for k, v in options.items() if v is not None})
+    if width is not None:
+        widened = at_width(config, width) if options.get("lr") is None else replace(config, **{"model.width": width})
+        if widened.train.lr != config.train.lr:
+            warnings.warn(ConfigWarning("train.lr", f"{config.train.lr:g} is preset {preset}'s for model.width "
+                                        f"{config.model.width}; at model.width {width} it is scaled to "
+                                        f"{widened.train.lr:.3g} to keep lr x width (set train.lr to choose)"))
+        config = widened
     if config.train.task == "wsel":
         replicate, link = bool(replicate), bool(link)
     return replace(config, **{k: v for k, v in (("train.replicate", replicate), ("train.link", link))

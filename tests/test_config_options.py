@@ -84,6 +84,8 @@ def test_each_option_sets_its_own_field_and_unset_options_keep_the_preset(preset
         config = _train_config([preset, *args])
         # --task wsel also switches replicate and link off, unless they are asked for
         also = {"train.replicate", "train.link"} if key == "train.task" and base.train.replicate else set()
+        if key == "model.width" and new > base.model.width:
+            also = {"train.lr"}  # a wider network keeps the preset's lr x width (config.at_width)
         assert value(config, key) == new and {d[0] for d in differences(base, config)} == {key} | also, args
 
 
@@ -205,8 +207,12 @@ def test_a_bad_option_is_one_line_naming_the_flag(tmp_path):
 
 
 def test_a_config_warning_names_flags_on_the_command_line(tmp_path):
-    # small's lr 1e-3 at width 768; the missing data folder then stops the run.
-    result = invoke(["train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--width", "768"])
+    # small's lr 1e-3 asked for at width 768; the missing data folder then stops the run.
+    result = invoke(["train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--width", "768", "--lr", "1e-3"])
     lines = result.stderr.splitlines()
     assert lines[0].startswith("avel-dgl: warning: --lr: 0.001 at --width 768: Adam steps this large")
     assert "train.lr" not in result.stderr and lines[1].startswith("avel-dgl: error: ")
+    # Without --lr the preset's rate is scaled to the width, and the warning says so.
+    result = invoke(["train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--width", "768"])
+    assert result.stderr.splitlines()[0] == ("avel-dgl: warning: --lr: 0.001 is preset small's for --width 128; at "
+                                             "--width 768 it is scaled to 0.000167 to keep lr x width (set --lr to choose)")
