@@ -13,7 +13,8 @@
 # paper-reg-torch-init = the same with PyTorch's initialisation, as `small` has it; paper-lr3e-4
 # and paper-reg-lr3e-4 = at Adam 3e-4 instead of 1e-4; paper-torch-init = `paper` with PyTorch's
 # initialisation (as before nn/init.py); small = the `small` preset; small-swish-init = `small`
-# with the swish initialisation.
+# with the swish initialisation; small-w768 = `small` at the paper's width and depth (its learning
+# rate scaled to the width by `avel-dgl train`).
 # AVEL (default avel-dgl) is the command to run, e.g. AVEL=".venv/bin/avel-dgl".
 set -euo pipefail
 data=$1 out=$2 epochs=$3 jobs=$4
@@ -30,6 +31,7 @@ for job in $jobs; do
     paper-reg-torch-init) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --init torch) ;;
     small) opts=(--preset small) ;;
     small-swish-init) opts=(--preset small --init swish) ;;
+    small-w768) opts=(--preset small --width 768 --blocks 4) ;;
     *) echo "paper_size.sh: unknown setting '$setting' (see the list at the top)" >&2; exit 2 ;;
   esac
   dir=$out/$setting/seed$seed
