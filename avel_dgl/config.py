@@ -186,6 +186,7 @@ def differences(a: Config, b: Config) -> list[tuple[str, object, object]]:
 # trains (small 1e-3 x 128, paper 1e-4 to 3e-4 x 768); 0.77 (small's 1e-3 at width 768) kept the
 # network on one class for every epoch tried.
 ADAM_STEP_LIMIT = 0.3
+ADAM_OPTIMIZERS = ("adam", "adamw")  # the optimizers the limit and the width scaling apply to
 
 
 def at_width(config: Config, width: int) -> Config:
@@ -194,7 +195,7 @@ def at_width(config: Config, width: int) -> Config:
     at width 768 trains with 1.67e-4 where its 1e-3 leaves it on one class (docs/RESULTS.md, Paper
     size). A narrower network keeps the learning rate (its steps only get smaller)."""
     lr = config.train.lr
-    if config.train.optimizer in ("adam", "adamw") and width > config.model.width:
+    if config.train.optimizer in ADAM_OPTIMIZERS and width > config.model.width:
         lr *= config.model.width / width
     return replace(config, **{"model.width": width, "train.lr": lr})
 
@@ -223,7 +224,7 @@ def validate(config: Config) -> None:
     for key, holds, expected in rules:
         if not holds:
             raise ConfigError(key, f"expected {expected}, found {value(config, key)}")
-    if t.optimizer in ("adam", "adamw") and t.lr * m.width > ADAM_STEP_LIMIT:
+    if t.optimizer in ADAM_OPTIMIZERS and t.lr * m.width > ADAM_STEP_LIMIT:
         warnings.warn(ConfigWarning("train.lr", f"{t.lr:g} at model.width {m.width}: Adam steps this large have kept "
                                     f"wide networks on one class (docs/RESULTS.md, Paper size); keep lr x width "
                                     f"under {ADAM_STEP_LIMIT} (the paper preset: 1e-4 at width 768)"))

@@ -122,6 +122,8 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
     main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
     if main_rank:  # one copy of the run's log lines (device, kernel)
         show_log()
+    else:  # every rank resolves the same config: rank 0 alone warns about it
+        warnings.simplefilter("ignore", ConfigWarning)
     try:
         set_threads(distributed.local_world_size())
         runtime = Runtime.create(device, kernel)  # this process's (this rank's, under torchrun), once

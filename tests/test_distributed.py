@@ -268,3 +268,20 @@ def test_nproc_launch_passes_the_given_options(monkeypatch, tmp_path):
     assert {**given.params, "nproc": None} == rank.params
     sources = {n for n in rank.params if rank.get_parameter_source(n) is not ParameterSource.DEFAULT}
     assert sources == {"data_dir", "out_dir", "epochs", "link", "replicate", "overwrite", "lr", "kernel"}
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_config_warning_comes_from_rank_0_alone(rank, tmp_path):
+    """Every rank resolves the same config; one copy of its warnings is enough. Rank 1 still
+    reports an error when it is alone (RANK set without a group here: no torchrun needed)."""
+    env = {**os.environ, "RANK": str(rank),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    args = ["train", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run"), "--width", "16", "--lr", "1",
+            "--quiet"]  # lr x width 16 > ADAM_STEP_LIMIT: validate warns, then the data folder is missing
+    result = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    lines = result.stderr.splitlines()
+    assert result.returncode != 0 and lines[-1].endswith(
+        "audio_feature.h5: file not found (expected an HDF5 file with key 'avadataset' of shape (N, 10, 128))")
+    warned = [line for line in lines if line.startswith("avel-dgl: warning: --lr: 1 at --width 16")]
+    assert len(warned) == (1 if rank == 0 else 0), result.stderr
