@@ -1,0 +1,73 @@
+"""What Replicate and Link change in each network of a Table 3 grid, paired by seed.
+
+    python benchmarks/table3_pairs.py runs/ablate
+
+For every network of an `avel-dgl ablate` folder (OUT/<variant>/<column>/seed<k>): +Rep. minus
+SEL Base and +Link minus +Rep., in test accuracy points of the validation-selected best.pt on
+O-AVE and C-AVE, as the mean over the seeds that finished both runs and how many of those seeds
+went up. A mean of three numbers hides whether one seed carries it: the count does not. Also each
+network's SEL Base and WSEL best epochs (out of the run's epochs), which say whether validation
+was still rising at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from avel_dgl.ablate import NETWORKS, read_results
+from avel_dgl.format import LABEL_SETS
+
+PAIRS = (("+Rep. - Base", "sel", "sel-rep"), ("+Link - +Rep.", "sel-rep", "sel-link"))
+
+
+def seeds_of(folder: Path) -> dict[int, dict]:
+    """seed -> results.json of the finished runs in a column folder."""
+    runs = {}
+    for run in folder.glob("seed*"):
+        results = read_results(run)
+        if results is not None:
+            runs[int(run.name[len("seed"):])] = results
+    return runs
+
+
+def paired(out: Path, variant: str, before: str, after: str) -> str:
+    a, b = seeds_of(out / variant / before), seeds_of(out / variant / after)
+    both = sorted(a.keys() & b.keys())
+    if not both:
+        return "n/a"
+    parts = []
+    for label_set in LABEL_SETS:
+        key = f"test_acc_{label_set}"
+        deltas = [100 * (b[s][key] - a[s][key]) for s in both]
+        parts.append(f"{statistics.mean(deltas):+.2f} ({sum(d > 0 for d in deltas)}/{len(both)} up)")
+    return " / ".join(parts)
+
+
+def best_epochs(out: Path, variant: str, column: str) -> str:
+    runs = seeds_of(out / variant / column)
+    if not runs:
+        return "n/a"
+    epochs = json.loads((out / variant / column / f"seed{min(runs)}" / "config.json").read_text())["train"]["epochs"]
+    return ", ".join(str(runs[s]["best_epoch"]) for s in sorted(runs)) + f" of {epochs}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="an `avel-dgl ablate --out` folder")
+    out = parser.parse_args().out
+    print("| Network | " + " | ".join(f"{title} (O-AVE / C-AVE)" for title, *_ in PAIRS)
+          + " | SEL Base best epochs | WSEL best epochs |")
+    print("|---|" + "---|" * (len(PAIRS) + 2))
+    for variant, (network, _) in NETWORKS.items():
+        if not (out / variant).is_dir():
+            continue
+        cells = [paired(out, variant, before, after) for _, before, after in PAIRS]
+        cells += [best_epochs(out, variant, "sel"), best_epochs(out, variant, "wsel")]
+        print(f"| {network} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
