@@ -163,8 +163,9 @@ def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tm
     assert ranks[1]["cli"] == (2, [])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+def _cli(*args: str, **environ: str) -> subprocess.CompletedProcess:
+    """`python -m cli.main ARGS` from the repository, with `environ` added to the environment."""
+    env = {**os.environ, **environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -274,12 +275,9 @@ def test_nproc_launch_passes_the_given_options(monkeypatch, tmp_path):
 def test_a_config_warning_comes_from_rank_0_alone(rank, tmp_path):
     """Every rank resolves the same config; one copy of its warnings is enough. Rank 1 still
     reports an error when it is alone (RANK set without a group here: no torchrun needed)."""
-    env = {**os.environ, "RANK": str(rank),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    args = ["train", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run"), "--width", "16", "--lr", "1",
-            "--quiet"]  # lr x width 16 > ADAM_STEP_LIMIT: validate warns, then the data folder is missing
-    result = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
+    # lr x width 16 > ADAM_STEP_LIMIT: validate warns, then the data folder is missing.
+    result = _cli("train", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run"), "--width", "16",
+                  "--lr", "1", "--quiet", RANK=str(rank))
     lines = result.stderr.splitlines()
     assert result.returncode != 0 and lines[-1].endswith(
         "audio_feature.h5: file not found (expected an HDF5 file with key 'avadataset' of shape (N, 10, 128))")
