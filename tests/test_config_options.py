@@ -81,11 +81,14 @@ def test_each_option_sets_its_own_field_and_unset_options_keep_the_preset(preset
     for key, (f, _) in option_fields().items():
         new = _another(value(base, key), f.metadata["choices"])
         args = [f"--{'' if new else 'no-'}{flag(key)[2:]}"] if isinstance(new, bool) else [flag(key), str(new)]
-        config = _train_config([preset, *args])
         # --task wsel also switches replicate and link off, unless they are asked for
         also = {"train.replicate", "train.link"} if key == "train.task" and base.train.replicate else set()
         if key == "model.width" and new > base.model.width:
-            also = {"train.lr"}  # a wider network keeps the preset's lr x width (config.at_width)
+            also = {"train.lr"}  # a wider network keeps the preset's lr x width (config.at_width), and says so
+            with pytest.warns(ConfigWarning, match="to keep lr x width"):
+                config = _train_config([preset, *args])
+        else:
+            config = _train_config([preset, *args])
         assert value(config, key) == new and {d[0] for d in differences(base, config)} == {key} | also, args
 
 
