@@ -220,6 +220,32 @@ def plan(base: Config, out_dir: Path, variants: list[str], columns: list[str], s
             if applicable(base, v, c)]
 
 
+def training_seconds(folder: Path) -> float | None:
+    """Seconds a run spent in its epochs: metrics.csv's per-epoch seconds, summed. Unlike the wall
+    time of the last attempt, this is the whole run's cost even when it was resumed."""
+    try:
+        with open(folder / "metrics.csv", newline="") as f:
+            return sum(float(row["seconds"]) for row in csv.DictReader(f))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def seconds_left(done: list[Cell], rest: list[Cell], jobs: int) -> float:
+    """Training time left in the grid, spread over `jobs` processes: each run in `rest` costs the
+    mean `training_seconds` of the runs in `done` with its variant and column, else with its column
+    (a replica run costs 1.5-2x a plain one), else of them all."""
+    measured = [(c, s) for c in done if (s := training_seconds(c.folder)) is not None]
+
+    def cost(cell: Cell) -> float:
+        for alike in (lambda c: (c.variant, c.column) == (cell.variant, cell.column),
+                      lambda c: c.column == cell.column, lambda c: True):
+            if values := [s for c, s in measured if alike(c)]:
+                return statistics.mean(values)
+        return 0.0
+
+    return sum(cost(cell) for cell in rest) / jobs
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -265,17 +291,14 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
          f"{len(cells) - len(todo)} done before, {len(todo)} to train"
          + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""))
-    seconds: dict[str, list[float]] = {}  # variant -> durations of runs trained now
     finished: list[Cell] = []
 
     def record(cell: Cell, results: dict, elapsed: float) -> None:
         """A run has finished: tables brought up to date, one line with the time left."""
-        seconds.setdefault(cell.variant, []).append(elapsed)
         finished.append(cell)
         write_tables(out_dir, summarize(base, out_dir, variants, seeds))
-        everything = [s for v in seconds.values() for s in v]
         rest = [c for c in todo if c not in finished]
-        left = sum(statistics.mean(seconds.get(c.variant, everything)) for c in rest) / jobs
+        left = seconds_left([c for c in cells if c not in rest], rest, jobs)
         echo(f"[{len(cells) - len(todo) + len(finished)}/{len(cells)}] {cell.variant} {cell.column} "
              f"seed {cell.seed}: val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
              f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(elapsed)}); "

@@ -130,6 +130,27 @@ def test_summary_mean_std_and_partial_cells(tmp_path):
     assert "**73.00 ± 2.65**" in md and "61.00 (1/3 seeds)" in md
 
 
+def test_time_left_comes_from_finished_runs_of_the_same_kind(tmp_path):
+    """Each unfinished run costs the summed epoch seconds (metrics.csv) of finished runs of its
+    variant and column, else of its column, else of all; a resumed run counts whole."""
+    def finished(variant, column, seed, epoch_seconds):
+        cell = ablate.Cell(variant, column, seed, ablate.run_dir(tmp_path, variant, column, seed))
+        cell.folder.mkdir(parents=True)
+        rows = "".join(f"{e},{s}\n" for e, s in enumerate(epoch_seconds, 1))
+        (cell.folder / "metrics.csv").write_text("epoch,seconds\n" + rows)
+        return cell
+
+    done = [finished("dpnet", "sel", 0, [40, 60]), finished("dpnet", "sel", 1, [50, 70]),  # 100 and 120 s
+            finished("rgct", "sel", 0, [200, 200]),  # 400 s
+            finished("rgct", "sel-rep", 0, [150, 150])]  # 300 s (resumed: two attempts, one file)
+    assert ablate.training_seconds(done[0].folder) == 100
+    todo = lambda variant, column: ablate.Cell(variant, column, 2, tmp_path / "unused")
+    assert ablate.seconds_left(done, [todo("dpnet", "sel")], jobs=1) == pytest.approx(110)  # same variant, column
+    assert ablate.seconds_left(done, [todo("rgat", "sel-rep")], jobs=1) == pytest.approx(300)  # same column
+    assert ablate.seconds_left(done, [todo("rgat", "wsel")], jobs=1) == pytest.approx(920 / 4)  # any run
+    assert ablate.seconds_left(done, [todo("dpnet", "sel"), todo("rgct", "sel-rep")], jobs=2) == pytest.approx(205)
+
+
 def test_markdown_rows_keep_the_table_columns(tmp_path):
     """The PPBlock's layer name holds '|': escaped, every row still has the header's cell count."""
     base = replace(get_preset("small"), **TINY)
