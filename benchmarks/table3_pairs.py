@@ -6,18 +6,20 @@ For every network of an `avel-dgl ablate` folder (OUT/<variant>/<column>/seed<k>
 SEL Base and +Link minus +Rep., in test accuracy points of the validation-selected best.pt on
 O-AVE and C-AVE, as the mean over the seeds that finished both runs and how many of those seeds
 went up. A mean of three numbers hides whether one seed carries it: the count does not. Also each
-network's SEL Base and WSEL best epochs (out of the run's epochs), which say whether validation
-was still rising at the end.
+network's SEL Base and WSEL best epochs (out of the run's epochs), and a second table of every
+column's validation accuracy at the end of each learning-rate cycle (mean over seeds): whether
+validation was still rising at the end of the budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 from pathlib import Path
 
-from avel_dgl.ablate import NETWORKS, read_results
+from avel_dgl.ablate import COLUMNS, NETWORKS, read_results
 from avel_dgl.format import LABEL_SETS
 
 PAIRS = (("+Rep. - Base", "sel", "sel-rep"), ("+Link - +Rep.", "sel-rep", "sel-link"))
@@ -54,6 +56,21 @@ def best_epochs(out: Path, variant: str, column: str) -> str:
     return ", ".join(str(runs[s]["best_epoch"]) for s in sorted(runs)) + f" of {epochs}"
 
 
+def validation_at_cycle_ends(out: Path, variant: str, column: str) -> str:
+    """Mean validation accuracy (%) over the column's finished seeds at epochs k * cycle_epochs."""
+    runs = seeds_of(out / variant / column)
+    if not runs:
+        return "n/a"
+    curves = []
+    for seed in sorted(runs):
+        folder = out / variant / column / f"seed{seed}"
+        train = json.loads((folder / "config.json").read_text())["train"]
+        with open(folder / "metrics.csv", newline="") as f:
+            val = {int(row["epoch"]): float(row["val_acc"]) for row in csv.DictReader(f)}
+        curves.append([val[e] for e in range(train["cycle_epochs"], train["epochs"] + 1, train["cycle_epochs"])])
+    return " / ".join(f"{100 * statistics.mean(at):.2f}" for at in zip(*curves))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="an `avel-dgl ablate --out` folder")
@@ -67,6 +84,12 @@ def main() -> None:
         cells = [paired(out, variant, before, after) for _, before, after in PAIRS]
         cells += [best_epochs(out, variant, "sel"), best_epochs(out, variant, "wsel")]
         print(f"| {network} | " + " | ".join(cells) + " |")
+    print("\nValidation accuracy (%) at the end of each learning-rate cycle, mean over finished seeds\n")
+    print("| Network | " + " | ".join(c.title for c in COLUMNS) + " |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for variant, (network, _) in NETWORKS.items():
+        if (out / variant).is_dir():
+            print(f"| {network} | " + " | ".join(validation_at_cycle_ends(out, variant, c.name) for c in COLUMNS) + " |")
 
 
 if __name__ == "__main__":
