@@ -14,7 +14,8 @@
 # and paper-reg-lr3e-4 = at Adam 3e-4 instead of 1e-4; paper-torch-init = `paper` with PyTorch's
 # initialisation (as before nn/init.py); small = the `small` preset; small-swish-init = `small`
 # with the swish initialisation; small-w768 = `small` at the paper's width and depth (its learning
-# rate scaled to the width by `avel-dgl train`).
+# rate scaled to the width by `avel-dgl train`); large = the `large` preset (paper-reg-torch-init
+# field for field, shipped under that name).
 # AVEL (default avel-dgl) is the command to run, e.g. AVEL=".venv/bin/avel-dgl".
 set -euo pipefail
 data=$1 out=$2 epochs=$3 jobs=$4
@@ -29,6 +30,7 @@ for job in $jobs; do
     paper-torch-init) opts=(--preset paper --no-replicate --no-link --init torch) ;;
     paper-reg-lr3e-4) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --lr 3e-4) ;;
     paper-reg-torch-init) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --init torch) ;;
+    large) opts=(--preset large) ;;
     small) opts=(--preset small) ;;
     small-swish-init) opts=(--preset small --init swish) ;;
     small-w768) opts=(--preset small --width 768 --blocks 4) ;;
