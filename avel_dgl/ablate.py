@@ -231,9 +231,10 @@ def training_seconds(folder: Path) -> float | None:
 
 
 def seconds_left(done: list[Cell], rest: list[Cell], jobs: int) -> float:
-    """Training time left in the grid, spread over `jobs` processes: each run in `rest` costs the
-    mean `training_seconds` of the runs in `done` with its variant and column, else with its column
-    (a replica run costs 1.5-2x a plain one), else of them all."""
+    """Training time left in the grid, spread over `jobs` processes (or as many as there are runs
+    left): each run in `rest` costs the mean `training_seconds` of the runs in `done` with its
+    variant and column, else with its column (a replica run costs 1.5-2x a plain one), else of
+    them all."""
     measured = [(c, s) for c in done if (s := training_seconds(c.folder)) is not None]
 
     def cost(cell: Cell) -> float:
@@ -243,7 +244,7 @@ def seconds_left(done: list[Cell], rest: list[Cell], jobs: int) -> float:
                 return statistics.mean(values)
         return 0.0
 
-    return sum(cost(cell) for cell in rest) / jobs
+    return sum(cost(cell) for cell in rest) / max(1, min(jobs, len(rest)))
 
 
 def _minutes(seconds: float) -> str:
@@ -288,9 +289,12 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     check_grid_folder(out_dir, data_dir, base, write=True)
     cells = plan(base, out_dir, variants, columns, seeds)
     todo = [cell for cell in cells if read_results(cell.folder) is None]
+    done_before = [cell for cell in cells if cell not in todo]
     echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
          f"{len(cells) - len(todo)} done before, {len(todo)} to train"
-         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""))
+         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else "")
+         + (f"; about {_minutes(seconds_left(done_before, todo, jobs))} by the epoch times of the runs done"
+            if todo and done_before else ""))
     finished: list[Cell] = []
 
     def record(cell: Cell, results: dict, elapsed: float) -> None:

@@ -85,7 +85,8 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
                         or real_cell(config, data, folder, *a, **k))
     rows = ablate.run_grid(*args, echo=lines.append)
     assert trained == [c.folder for c in cells[2:]]
-    assert "grid: 4 runs (2 variants, columns sel, 2 seeds); 2 done before, 2 to train" in lines
+    assert any(line.startswith("grid: 4 runs (2 variants, columns sel, 2 seeds); 2 done before, 2 to train; "
+                               "about ") and line.endswith(" by the epoch times of the runs done") for line in lines)
     assert f"resumed the interrupted run in {interrupted}" in lines
     assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
     assert ablate.read_results(interrupted) is not None
@@ -149,6 +150,7 @@ def test_time_left_comes_from_finished_runs_of_the_same_kind(tmp_path):
     assert ablate.seconds_left(done, [todo("rgat", "sel-rep")], jobs=1) == pytest.approx(300)  # same column
     assert ablate.seconds_left(done, [todo("rgat", "wsel")], jobs=1) == pytest.approx(920 / 4)  # any run
     assert ablate.seconds_left(done, [todo("dpnet", "sel"), todo("rgct", "sel-rep")], jobs=2) == pytest.approx(205)
+    assert ablate.seconds_left(done, [todo("dpnet", "sel")], jobs=2) == pytest.approx(110)  # one run: one process
 
 
 def test_markdown_rows_keep_the_table_columns(tmp_path):
