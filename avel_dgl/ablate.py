@@ -291,7 +291,7 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     todo = [cell for cell in cells if read_results(cell.folder) is None]
     done_before = [cell for cell in cells if cell not in todo]
     echo(f"grid: {len(cells)} runs ({len(variants)} variants, columns {', '.join(columns)}, {seeds} seeds); "
-         f"{len(cells) - len(todo)} done before, {len(todo)} to train"
+         f"{len(done_before)} done before, {len(todo)} to train"
          + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else "")
          + (f"; about {_minutes(seconds_left(done_before, todo, jobs))} by the epoch times of the runs done"
             if todo and done_before else ""))
