@@ -120,8 +120,8 @@ def _large() -> Config:
     """The paper's size and schedule (width 768, 4 DPBlocks, batch 48, Adam 1e-4, restarts every
     20 epochs) with `small`'s regularisation and initialisation, without Replicate and Link, for
     30 epochs: on the full-size real-span set it beat `small` (test 81.9 ± 0.7% against
-    80.7 ± 0.4% O-AVE, 3 seeds, ahead on each) at about 20x the cost per epoch (docs/RESULTS.md, "Paper size"). For a GPU, or a
-    CPU with hours to spare."""
+    80.7 ± 0.4% O-AVE, 3 seeds, ahead on each) at about 20x the cost per epoch (docs/RESULTS.md,
+    "Paper size"). For a GPU, or a CPU with hours to spare."""
     return Config(
         "large",
         ModelConfig(input_dropout=0.5, classifier_dropout=0.5, norm="layer", init="torch"),
