@@ -15,6 +15,8 @@ Run directory layout (under torch.distributed, rank 0 alone writes it):
     results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder,
                         and with replicate the replica counts (replicas, sub-events, fallbacks, copied)
     per_class_<set>.csv per-class test accuracy of best.pt on each label set
+    results_<E>_epochs.json, per_class_<set>_<E>_epochs.csv
+                        a finished E-epoch run's results, kept when `--resume --epochs` trains it further
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
 - Every file is written atomically (checkpoint.write_atomic).
@@ -183,7 +185,7 @@ def avel_dgl_file(name: str) -> bool:
     import fnmatch
 
     patterns = ("config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
-                "per_class_*.csv", "eval_*.json", "eval_*.csv", "report", "*.tmp", ".*.tmp", ".*.new")
+                "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report", "*.tmp", ".*.tmp", ".*.new")
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
@@ -380,14 +382,25 @@ class Run:
                             ckpt["training"].get("subevents"))
             run.restore(ckpt, last)
         with stop_message(run_dir, run), interrupt.deferred():
-            distributed.main_only(run._write_resume_files)
+            distributed.main_only(run._write_resume_files, ckpt["epoch"])
             run.save_last(ckpt["val_acc"])  # again, so that a new --epochs or --data holds from now on
         return run
 
-    def _write_resume_files(self) -> None:
-        # Results describe a finished run; finish() writes them again.
-        for stale in [self.out_dir / "results.json", *self.out_dir.glob("per_class_*.csv")]:
-            stale.unlink(missing_ok=True)
+    def _write_resume_files(self, epochs_done: int) -> None:
+        # Results describe a finished run and finish() writes them again. A finished run trained
+        # further (--epochs) would lose them (best.pt may move on), so they are kept under its
+        # epoch count; resuming an interrupted or unchanged run only drops the stale copies.
+        results = self.out_dir / "results.json"
+        current = [results, *(self.out_dir / f"per_class_{s}.csv" for s in LABEL_SETS)]
+        extending = results.is_file() and self.config.train.epochs > epochs_done
+        for path in current:
+            if extending and path.is_file():
+                path.replace(path.with_name(f"{path.stem}_{epochs_done}_epochs{path.suffix}"))
+            else:
+                path.unlink(missing_ok=True)
+        if extending:
+            log.info("kept the %d-epoch run's results as %s (training on to %d epochs)",
+                     epochs_done, f"results_{epochs_done}_epochs.json", self.config.train.epochs)
         self._write_config_files()
 
     def training_state(self) -> dict:

@@ -6,6 +6,7 @@ guarantee to its test.)"""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import shutil
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from avel_dgl import checkpoint, engine, interrupt
+from avel_dgl import checkpoint, engine, interrupt, train
 from avel_dgl.errors import Interrupted
+from avel_dgl.format import LABEL_SETS
 from avel_dgl.train import TIMING_FIELDS
 from conftest import CPU, TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
 
@@ -160,6 +162,26 @@ def test_resume_with_more_epochs_equals_the_longer_run(ave_dir, tiny_run, tmp_pa
     assert longer.exit_code == 0, longer.output
     assert_same_run(tiny_run, run)
     assert (run / "config.json").read_text() == (tiny_run / "config.json").read_text()
+
+
+def test_extending_a_finished_run_keeps_its_results_under_its_epoch_count(ave_dir, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(["train", "--data", ave_dir, "--out", run, "--epochs", 1, *TINY]).exit_code == 0
+    finished = {p.name: p.read_text() for p in run.iterdir() if p.suffix in (".json", ".csv")}
+    same = invoke(["train", "--resume", run, "--quiet"])  # finished already: tested again, nothing kept
+    assert same.exit_code == 0, same.output
+    assert not list(run.glob("*_epochs.*"))
+    for epochs in (2, 3):  # two extensions: the first's kept files must survive the second
+        out = invoke(["train", "--resume", run, "--epochs", epochs])
+        assert out.exit_code == 0, out.output
+        assert f"kept the {epochs - 1}-epoch run's results as results_{epochs - 1}_epochs.json" in out.output
+    assert (run / "results_1_epochs.json").read_text() == finished["results.json"]
+    for label_set in LABEL_SETS:
+        assert (run / f"per_class_{label_set}_1_epochs.csv").read_text() == finished[f"per_class_{label_set}.csv"]
+        assert (run / f"per_class_{label_set}_2_epochs.csv").is_file()
+    assert json.loads((run / "results_2_epochs.json").read_text())["best_epoch"] in (1, 2)
+    assert len(metrics(run)) == 3 and (run / "results.json").is_file()
+    assert train.avel_dgl_file("results_2_epochs.json")  # so --overwrite may replace such a run
 
 
 def test_same_seed_gives_the_same_run_and_another_seed_a_different_one(ave_dir, tiny_run, tmp_path):
