@@ -184,15 +184,17 @@ def two_process_run(ave_dir, tmp_path_factory):
 
 def test_train_nproc2_end_to_end_writes_once_from_rank0(two_process_run):
     out, *results = two_process_run
-    assert sorted(p.name for p in out.iterdir()) == [
-        "best.pt", "config.json", "last.pt", "metrics.csv", "per_class_c-ave.csv", "per_class_o-ave.csv",
-        "results.json", "runtime.json"]
+    assert sorted(p.name for p in out.iterdir()) == [  # with the 1-epoch run's results, kept by the resume
+        "best.pt", "config.json", "last.pt", "metrics.csv", "per_class_c-ave.csv", "per_class_c-ave_1_epochs.csv",
+        "per_class_o-ave.csv", "per_class_o-ave_1_epochs.csv", "results.json", "results_1_epochs.json", "runtime.json"]
     assert [int(row["epoch"]) for row in csv.DictReader(open(out / "metrics.csv"))] == [1, 2]
-    for result in results:  # rank 0's lines alone: the device and kernel it chose, then the results
-        assert result.stdout.splitlines()[:2] == [
+    kept = ["avel-dgl: kept the 1-epoch run's results as results_1_epochs.json (training on to 2 epochs)"]
+    for result, notes in zip(results, ([], kept)):  # rank 0's lines alone: device and kernel, notes, results
+        lines = result.stdout.splitlines()
+        assert lines[:2] == [
             "avel-dgl: graph kernel for eq 12 on cpu: dgl (DGL supports this device)",
             "avel-dgl: device cpu, 2 process(es) (backend gloo), global batch 35 (18 per process)"]
-        assert len(result.stdout.splitlines()) == 3 and result.stdout.splitlines()[2].startswith("best epoch")
+        assert lines[2:-1] == notes and len(lines) == 3 + len(notes) and lines[-1].startswith("best epoch")
         assert result.stderr == ""
     runtime = json.loads((out / "runtime.json").read_text())
     assert (runtime["processes"], runtime["backend"], runtime["global_batch"], runtime["per_process_batch"]) == \
