@@ -185,7 +185,8 @@ def avel_dgl_file(name: str) -> bool:
     import fnmatch
 
     patterns = ("config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
-                "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report", "*.tmp", ".*.tmp", ".*.new")
+                "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report",
+                "*.tmp", ".*.tmp", ".*.new")
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
