@@ -57,6 +57,11 @@ class ModelConfig:
     norm: str = option("none", "LayerNorm after each layer, or none (beyond the paper).", choices=("none", "layer"))
     residual: bool = option(False, "Identity paths around layers: add each layer's input to its output where the "
                                    "widths agree (beyond the paper).")
+    neighbour_norm: str = option("mean", "Eq 12's aggregation of a node's neighbours under a relation in the RGCT: "
+                                         "mean (the paper's), or sqrt, their sum divided by the square root of "
+                                         "their count, which keeps the size of the two uncorrelated neighbours "
+                                         "that Link gives a node; the same as mean without Link (beyond the "
+                                         "paper; docs/RESULTS.md, Link).", choices=("mean", "sqrt"))
     init: str = option("swish", "Weight initialisation (the paper states none): swish keeps the features' scale "
                                 "through the Swish layers (nn/init.py); torch is PyTorch's per-layer default, which "
                                 "leaves the paper-size network on a plateau and suits networks whose LayerNorms "

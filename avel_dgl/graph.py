@@ -182,15 +182,41 @@ def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: to
     return per_graph[relation, device]
 
 
+# Eq 12's normalisation of a node's neighbours under one relation: "mean" (the paper's) divides
+# their sum by their count k, "sqrt" by sqrt(k). Without link edges k <= 1 and the two agree; a
+# linked graph gives k = 2 (own video and replica), where the mean of two uncorrelated neighbours
+# is 1/sqrt(2) of one neighbour's size and sum / sqrt(2) keeps it (docs/RESULTS.md, Link). The
+# choice is config.ModelConfig.neighbour_norm.
+
+# graph -> {device: {ntype: (N, R, 1) sqrt of each node's neighbour count per relation}}.
+_sqrt_degree_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+
+
+def sqrt_degrees(g: dgl.DGLHeteroGraph, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """{ntype: (N_ntype, R, 1)}: the square root of each node's neighbour count under each relation
+    it receives (RELATIONS_INTO order); the factor that turns eq 12's mean into sum / sqrt(count).
+    Built once per graph and device."""
+    device = torch.device(device)
+    per_device = _sqrt_degree_cache.setdefault(g, {})
+    if device not in per_device:
+        per_device[device] = {
+            ntype: torch.stack([g.in_degrees(etype=rel).cpu().float().sqrt() for rel in RELATIONS_INTO[ntype]],
+                               dim=1).unsqueeze(2).to(device)
+            for ntype in NODE_TYPES}
+    return per_device[device]
+
+
 def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
                       cross_reducer: Callable[[str, list[torch.Tensor]], torch.Tensor],
-                      kernel: str) -> dict[str, torch.Tensor]:
+                      kernel: str, neighbour_norm: str = "mean") -> dict[str, torch.Tensor]:
     """Per relation, the mean of each node's neighbours (eq 12); then, per node type m,
     `cross_reducer(m, means)` combines a node's relations, where means holds one (N_m, D) tensor
     per relation in RELATIONS_INTO[m] order. Returns {ntype: cross_reducer's result}.
 
     feats: {ntype: (N_ntype, D)}. A node with no neighbour under a relation (the first segment has
-    no forward neighbour, the last none backward) gets a zero vector there.
+    no forward neighbour, the last none backward) gets a zero vector there. neighbour_norm "sqrt"
+    gives sum / sqrt(count) instead of the mean (the note above `sqrt_degrees`): each kernel's mean times
+    `sqrt_degrees`, before the cross reducer.
 
     DGL kernel: one `multi_update_all` per destination node type, each relation with its own
     message (copy_u) and reduce (mean) function, and `cross_reducer` as DGL's callable cross
@@ -200,6 +226,13 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
     (`mean_matrix`), then the same `cross_reducer`. `kernel`: 'dgl' or 'torch'; both give the
     same result.
     """
+    if neighbour_norm not in ("mean", "sqrt"):
+        raise ValueError(f"neighbour_norm: expected 'mean' or 'sqrt', found {neighbour_norm!r}")
+    if neighbour_norm == "sqrt":
+        scale, reduce_means = sqrt_degrees(g, feats[AUDIO].device), cross_reducer
+
+        def cross_reducer(ntype, means):  # mean * sqrt(count) = sum / sqrt(count), per relation
+            return reduce_means(ntype, [m * scale[ntype][:, r] for r, m in enumerate(means)])
     if kernel == "torch":
         means = _neighbour_means_torch(g, feats)
         return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
@@ -219,10 +252,10 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
 
 
 def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
-                    kernel: str) -> dict[str, torch.Tensor]:
+                    kernel: str, neighbour_norm: str = "mean") -> dict[str, torch.Tensor]:
     """Eq 12 alone for every node and relation: {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO
     order (zeros where a node has no neighbour under a relation)."""
-    return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel)
+    return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel, neighbour_norm)
 
 
 def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from conftest import invoke
 # The config options `train` had when they were written by hand: none may go missing.
 TRAIN_FLAGS = ["--task", "--seed", "--variant", "--epochs", "--batch-size", "--lr", "--optimizer", "--weight-decay",
                "--input-norm", "--width", "--blocks", "--dropout", "--input-dropout", "--classifier-dropout", "--norm",
-               "--residual", "--init", "--replicate", "--link"]
+               "--residual", "--neighbour-norm", "--init", "--replicate", "--link"]
 
 
 def _squeezed(text: str) -> str:

@@ -118,6 +118,51 @@ def test_torch_kernel_computes_eq12_on_a_linked_pair():
     assert na[graph.VISUAL][19, backward].item() == 0
 
 
+@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+def test_sqrt_neighbour_norm_divides_a_linked_pairs_sum_by_sqrt_2(kernel):
+    g = graph.batch_graph(2, linked=True)  # video 0 and its replica, video 1 at node offset 10
+    audio = torch.arange(20, dtype=torch.float32)[:, None]
+    visual = 100 + audio
+    na = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual}, kernel, neighbour_norm="sqrt")
+    forward, backward, from_visual = 0, 1, 2  # RELATIONS_INTO[AUDIO] order
+    root2 = 2 ** 0.5
+    torch.testing.assert_close(na[graph.AUDIO][3, :, 0], torch.tensor([(2 + 12) / root2, (4 + 14) / root2,
+                                                                        (103 + 113) / root2]))
+    torch.testing.assert_close(na[graph.VISUAL][13, :, 0], torch.tensor([(112 + 102) / root2, (114 + 104) / root2,
+                                                                         (13 + 3) / root2]))
+    assert na[graph.AUDIO][0, forward].item() == 0 and na[graph.VISUAL][19, backward].item() == 0
+
+
+@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+def test_sqrt_neighbour_norm_is_the_mean_without_link_edges(kernel):
+    """Every node of an unlinked batch has at most one neighbour per relation, where sum / sqrt(1)
+    is the mean: the option changes nothing for a network trained or tested without Link."""
+    g = graph.batch_graph(3)
+    gen = torch.Generator().manual_seed(0)
+    feats = {nt: torch.randn(30, 4, generator=gen) for nt in graph.NODE_TYPES}
+    mean = graph.neighbour_means(g, feats, kernel)
+    root = graph.neighbour_means(g, feats, kernel, neighbour_norm="sqrt")
+    for nt in graph.NODE_TYPES:
+        torch.testing.assert_close(root[nt], mean[nt], atol=0, rtol=0)
+
+
+def test_neighbour_norm_option_reaches_every_rgct_of_a_built_network():
+    from avel_dgl import config
+    from avel_dgl.nn import dpnet
+    from avel_dgl.nn.rgct import RGCT
+
+    c = config.replace(config.get_preset("small"), **{"model.neighbour_norm": "sqrt"})
+    layers = [m for m in dpnet.build(c, "dgl").modules() if isinstance(m, RGCT)]
+    assert len(layers) == c.model.blocks and {m.neighbour_norm for m in layers} == {"sqrt"}
+    torch.manual_seed(0)
+    g = graph.batch_graph(2, linked=True)
+    a, v = torch.randn(20, 8), torch.randn(20, 8)
+    rgct = RGCT(8, 4, dropout=0.0)
+    by_mean = torch.cat(rgct(g, a, v))
+    rgct.neighbour_norm = "sqrt"
+    assert not torch.allclose(torch.cat(rgct(g, a, v)), by_mean)  # linked: the layer sees the change
+
+
 def test_mean_matrix_is_built_once_per_graph_and_device():
     g = graph.batch_graph(3)
     assert graph.mean_matrix(g, "cpu") is graph.mean_matrix(g, torch.device("cpu"))

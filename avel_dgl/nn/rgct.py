@@ -3,7 +3,9 @@
 For a node n_i of type m (audio or visual) and each relation r it receives (three per node
 type, ordered by `graph.RELATIONS_INTO[m]`):
 
-    NA_i^r   = mean of n_i's neighbours under r                   (eq 12; zeros if it has none)
+    NA_i^r   = mean of n_i's neighbours under r                   (eq 12; zeros if it has none;
+                                                                   neighbour_norm="sqrt": their
+                                                                   sum / sqrt(count), beyond the paper)
     Q_i^r    = FC(n_i; W_Q^r)        its relational polymorph
     K_i^r    = FC(NA_i^r; W_K^r),  V_i^r = FC(NA_i^r; W_V^r)
     Att_i    = softmax(Q_i K_i^T / sqrt(d))  across the node's relations   (eq 13, R x R)
@@ -60,12 +62,15 @@ class RelationalProjection(nn.Module):
 
 class RGCT(nn.Module):
     """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
-    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model."""
+    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model.
+    `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt' (graph.relational_update)."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = "dgl"):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = "dgl",
+                 neighbour_norm: str = "mean"):
         super().__init__()
         self.out_dim = out_dim
         self.kernel = kernel  # a plain attribute: not in the state_dict, so checkpoints hold no kernel
+        self.neighbour_norm = neighbour_norm
         self.query = nn.ModuleDict()
         self.key_value = nn.ModuleDict()  # keys and values projected together: out_dim * 2
         for ntype, relations in graph.RELATIONS_INTO.items():
@@ -88,7 +93,8 @@ class RGCT(nn.Module):
         """audio, visual: (N, in_dim) node features in the graph's node order -> (N, out_dim) each."""
         feats = {graph.AUDIO: audio, graph.VISUAL: visual}
         # eq 12 per relation, eqs 13-14 across each node type's relations
-        agg = graph.relational_update(g, feats, lambda ntype, na: self.attend(ntype, feats[ntype], na), self.kernel)
+        agg = graph.relational_update(g, feats, lambda ntype, na: self.attend(ntype, feats[ntype], na), self.kernel,
+                                      self.neighbour_norm)
         h, agg = torch.cat([audio, visual]), torch.cat([agg[graph.AUDIO], agg[graph.VISUAL]])
         out = F.silu(self.fc2(F.silu(self.fc1(h)) + self.dropout(agg)))  # eqs 15-16
         return out[: audio.shape[0]], out[audio.shape[0]:]

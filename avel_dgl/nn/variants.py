@@ -100,7 +100,7 @@ RGAT_HEADS = 4
 
 
 def rgct_layer(m: ModelConfig, in_dim: int) -> nn.Module:
-    return GraphLayer(RGCT(in_dim, m.width, m.dropout))
+    return GraphLayer(RGCT(in_dim, m.width, m.dropout, neighbour_norm=m.neighbour_norm))
 
 
 def tcn_layer(m: ModelConfig, in_dim: int) -> nn.Module:
