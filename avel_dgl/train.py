@@ -391,8 +391,8 @@ class Run:
         # Results describe a finished run and finish() writes them again. A finished run trained
         # further (--epochs) would lose them (best.pt may move on), so they are kept under its
         # epoch count; resuming an interrupted or unchanged run only drops the stale copies.
-        results = self.out_dir / "results.json"
-        current = [results, *(self.out_dir / f"per_class_{s}.csv" for s in LABEL_SETS)]
+        results, per_class = self._result_files()
+        current = [results, *per_class.values()]
         extending = results.is_file() and self.config.train.epochs > epochs_done
         for path in current:
             if extending and path.is_file():
@@ -519,10 +519,15 @@ class Run:
             distributed.main_only(self._write_results, results, tables)
         return results
 
+    def _result_files(self) -> tuple[Path, dict[str, Path]]:
+        """results.json and {label set: per_class_<set>.csv}: what finish() writes."""
+        return self.out_dir / "results.json", {s: self.out_dir / f"per_class_{s}.csv" for s in LABEL_SETS}
+
     def _write_results(self, results: dict, tables: dict) -> None:
+        results_file, per_class = self._result_files()
         for label_set, table in tables.items():
-            write_text_atomic(self.out_dir / f"per_class_{label_set}.csv", table.to_csv(index=False))
-        write_text_atomic(self.out_dir / "results.json", json.dumps(results, indent=2))
+            write_text_atomic(per_class[label_set], table.to_csv(index=False))
+        write_text_atomic(results_file, json.dumps(results, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------
