@@ -14,7 +14,8 @@ four ways, and the accuracy is over the test videos' own segments:
 - itself: linked to a copy of itself, which adds no information; under the paper's mean it is
   the plain graph, under `--neighbour-norm sqrt` it scales each relation's input by sqrt(2).
 If the linked network reads the label from its replica, `own labels` is far above plain and
-`other labels` far below. Replica accuracy is averaged over `--draws` draws.
+`other labels` far below. Replica accuracy is averaged over `--draws` draws, the same draws for
+every run.
 """
 
 from __future__ import annotations
@@ -66,10 +67,10 @@ def main() -> None:
 
     train, test = load_split(args.data, "train"), load_split(args.data, "test", "o-ave")
     both = SplitData.concat([train, test])  # test positions follow the training ones
-    sampler = ReplicaSampler(both, build_database(train), args.seed)  # sub-events of training videos only
+    database = build_database(train)  # sub-events of training videos only
     own = torch.arange(len(train), len(both))
     other = own[derangement(len(test), torch.Generator().manual_seed(args.seed))]
-    copied = int(sampler.video_copied[own.numpy()].sum())
+    copied = int(ReplicaSampler(both, database, args.seed).video_copied[own.numpy()].sum())
     print(f"{len(test)} test videos; replica pieces no training video offers (copied from the video "
           f"itself): {copied}")
     runtime = Runtime.create("cpu")
@@ -80,6 +81,7 @@ def main() -> None:
         batch = config.train.batch_size
         plain = global_accuracy(predict_logits(model, test, batch).argmax(-1).cpu(), test.segment_labels)
         accuracy = {}
+        sampler = ReplicaSampler(both, database, args.seed)  # every run meets the same replicas
         for name, index in (("own", own), ("other", other)):
             accuracy[name] = sum(global_accuracy(linked_predictions(model, test, *sampler(index), batch),
                                                  test.segment_labels) for _ in range(args.draws)) / args.draws
