@@ -121,8 +121,18 @@ def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS) -> dgl.D
     return _batch_template(videos, linked, t)
 
 
-# graph -> {device: the graph on that device}. Weak keys: an entry lives as long as its template.
-_on_device_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+# graph -> {key: what was built from it}: a batch graph's copy on a device, its eq 12 mean matrix,
+# edge lists and neighbour counts, each built once and reused by every step. Weak keys: an entry
+# lives as long as its (cached) template.
+_built_from: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+
+
+def _built_once(g: dgl.DGLHeteroGraph, key: tuple, build: Callable[[], object]):
+    """What build() returns for (g, key), built on the first call."""
+    per_graph = _built_from.setdefault(g, {})
+    if key not in per_graph:
+        per_graph[key] = build()
+    return per_graph[key]
 
 
 def graph_for(g: dgl.DGLHeteroGraph, device: torch.device | str, kernel: str) -> dgl.DGLHeteroGraph:
@@ -132,14 +142,7 @@ def graph_for(g: dgl.DGLHeteroGraph, device: torch.device | str, kernel: str) ->
     device = torch.device(device)
     if kernel == "torch" or g.device == device:
         return g
-    per_device = _on_device_cache.setdefault(g, {})
-    if device not in per_device:
-        per_device[device] = g.to(device)
-    return per_device[device]
-
-
-# graph -> {device: mean matrix}. Weak keys: an entry lives as long as its (cached) template.
-_mean_matrix_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+    return _built_once(g, ("graph", device), lambda: g.to(device))
 
 
 def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tensor:
@@ -148,62 +151,48 @@ def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tens
     (RELATIONS_INTO order). Its coordinates are g.edges() of each relation; built once per graph
     and device, then reused by every step."""
     device = torch.device(device)
-    per_device = _mean_matrix_cache.setdefault(g, {})
-    if device not in per_device:
-        offset = {AUDIO: 0, VISUAL: g.num_nodes(AUDIO)}
-        nodes = g.num_nodes(AUDIO) + g.num_nodes(VISUAL)
-        relations = len(RELATIONS_INTO[AUDIO])
-        rows, cols = [], []
-        for ntype in NODE_TYPES:
-            for r, rel in enumerate(RELATIONS_INTO[ntype]):
-                src, dst = g.edges(etype=rel)
-                rows.append((dst.cpu() + offset[ntype]) * relations + r)
-                cols.append(src.cpu() + offset[rel[0]])
-        rows, cols = torch.cat(rows), torch.cat(cols)
-        degree = torch.bincount(rows, minlength=nodes * relations)
-        values = 1.0 / degree[rows].to(torch.float32)
-        matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes))
-        per_device[device] = matrix.coalesce().to(device)
-    return per_device[device]
+    return _built_once(g, ("mean_matrix", device), lambda: _build_mean_matrix(g).to(device))
 
 
-# graph -> {(relation, device): (src, dst)}. Weak keys, like the mean matrices.
-_edge_index_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+def _build_mean_matrix(g: dgl.DGLHeteroGraph) -> torch.Tensor:
+    offset = {AUDIO: 0, VISUAL: g.num_nodes(AUDIO)}
+    nodes = g.num_nodes(AUDIO) + g.num_nodes(VISUAL)
+    relations = len(RELATIONS_INTO[AUDIO])
+    rows, cols = [], []
+    for ntype in NODE_TYPES:
+        for r, rel in enumerate(RELATIONS_INTO[ntype]):
+            src, dst = g.edges(etype=rel)
+            rows.append((dst.cpu() + offset[ntype]) * relations + r)
+            cols.append(src.cpu() + offset[rel[0]])
+    rows, cols = torch.cat(rows), torch.cat(cols)
+    degree = torch.bincount(rows, minlength=nodes * relations)
+    values = 1.0 / degree[rows].to(torch.float32)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes)).coalesce()
 
 
 def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: torch.device | str):
     """(src, dst) node indices of one relation's edges on `device`, for layers that work on edge
     lists with the torch kernel (RGAT). Built once per graph, relation and device."""
     device = torch.device(device)
-    per_graph = _edge_index_cache.setdefault(g, {})
-    if (relation, device) not in per_graph:
-        src, dst = g.edges(etype=relation)
-        per_graph[relation, device] = (src.to(device), dst.to(device))
-    return per_graph[relation, device]
+    return _built_once(g, ("edges", relation, device),
+                       lambda: tuple(x.to(device) for x in g.edges(etype=relation)))
 
 
-# Eq 12's normalisation of a node's neighbours under one relation: "mean" (the paper's) divides
-# their sum by their count k, "sqrt" by sqrt(k). Without link edges k <= 1 and the two agree; a
-# linked graph gives k = 2 (own video and replica), where the mean of two uncorrelated neighbours
-# is 1/sqrt(2) of one neighbour's size and sum / sqrt(2) keeps it (docs/RESULTS.md, Link). The
-# choice is config.ModelConfig.neighbour_norm.
-
-# graph -> {device: {ntype: (N, R, 1) sqrt of each node's neighbour count per relation}}.
-_sqrt_degree_cache: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
-
-
+# Eq 12's normalisation of a node's neighbours under one relation (config.ModelConfig.
+# neighbour_norm): "mean" (the paper's) divides their sum by their count k, "sqrt" by sqrt(k).
+# Without link edges k <= 1 and the two agree; a linked graph gives k = 2 (own video and replica),
+# where the mean of two uncorrelated neighbours is 1/sqrt(2) of one neighbour's size and
+# sum / sqrt(2) keeps it. It tested whether that scale is what costs Link accuracy; it is not
+# (docs/RESULTS.md, "Why Link lowers accuracy here, tested").
 def sqrt_degrees(g: dgl.DGLHeteroGraph, device: torch.device | str) -> dict[str, torch.Tensor]:
     """{ntype: (N_ntype, R, 1)}: the square root of each node's neighbour count under each relation
     it receives (RELATIONS_INTO order); the factor that turns eq 12's mean into sum / sqrt(count).
     Built once per graph and device."""
     device = torch.device(device)
-    per_device = _sqrt_degree_cache.setdefault(g, {})
-    if device not in per_device:
-        per_device[device] = {
-            ntype: torch.stack([g.in_degrees(etype=rel).cpu().float().sqrt() for rel in RELATIONS_INTO[ntype]],
-                               dim=1).unsqueeze(2).to(device)
-            for ntype in NODE_TYPES}
-    return per_device[device]
+    return _built_once(g, ("sqrt_degrees", device), lambda: {
+        ntype: torch.stack([g.in_degrees(etype=rel).cpu().float().sqrt() for rel in RELATIONS_INTO[ntype]],
+                           dim=1).unsqueeze(2).to(device)
+        for ntype in NODE_TYPES})
 
 
 def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
@@ -215,8 +204,8 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
 
     feats: {ntype: (N_ntype, D)}. A node with no neighbour under a relation (the first segment has
     no forward neighbour, the last none backward) gets a zero vector there. neighbour_norm "sqrt"
-    gives sum / sqrt(count) instead of the mean (the note above `sqrt_degrees`): each kernel's mean times
-    `sqrt_degrees`, before the cross reducer.
+    gives sum / sqrt(count) instead of the mean (the note above `sqrt_degrees`): each kernel's
+    mean times `sqrt_degrees`, before the cross reducer.
 
     DGL kernel: one `multi_update_all` per destination node type, each relation with its own
     message (copy_u) and reduce (mean) function, and `cross_reducer` as DGL's callable cross
