@@ -61,7 +61,8 @@ class ModelConfig:
                                          "mean (the paper's), or sqrt, their sum divided by the square root of "
                                          "their count, which keeps the size of the two uncorrelated neighbours "
                                          "that Link gives a node; the same as mean without Link (beyond the "
-                                         "paper; docs/RESULTS.md, Link).", choices=("mean", "sqrt"))
+                                         "paper; it did not change what Link costs, docs/RESULTS.md).",
+                                 choices=("mean", "sqrt"))
     init: str = option("swish", "Weight initialisation (the paper states none): swish keeps the features' scale "
                                 "through the Swish layers (nn/init.py); torch is PyTorch's per-layer default, which "
                                 "leaves the paper-size network on a plateau and suits networks whose LayerNorms "
