@@ -70,7 +70,9 @@ def main() -> None:
     database = build_database(train)  # sub-events of training videos only
     own = torch.arange(len(train), len(both))
     other = own[derangement(len(test), torch.Generator().manual_seed(args.seed))]
-    copied = int(ReplicaSampler(both, database, args.seed).video_copied[own.numpy()].sum())
+    sampler = ReplicaSampler(both, database, args.seed)  # planned once for every test video
+    fresh = sampler.state_dict()
+    copied = int(sampler.video_copied[own.numpy()].sum())
     print(f"{len(test)} test videos; replica pieces no training video offers (copied from the video "
           f"itself): {copied}")
     runtime = Runtime.create("cpu")
@@ -81,7 +83,7 @@ def main() -> None:
         batch = config.train.batch_size
         plain = global_accuracy(predict_logits(model, test, batch).argmax(-1).cpu(), test.segment_labels)
         accuracy = {}
-        sampler = ReplicaSampler(both, database, args.seed)  # every run meets the same replicas
+        sampler.load_state_dict(fresh)  # every run meets the same replicas
         for name, index in (("own", own), ("other", other)):
             accuracy[name] = sum(global_accuracy(linked_predictions(model, test, *sampler(index), batch),
                                                  test.segment_labels) for _ in range(args.draws)) / args.draws
