@@ -75,7 +75,7 @@ def ave_dir(tmp_path_factory) -> Path:
 
 
 # A DPNet small enough for runs of a few seconds: 96 training videos in 2 batches of 48.
-TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--quiet"]
+TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--no-replicate", "--quiet"]
 TINY_EPOCHS = 2
 TINY_STEPS_PER_EPOCH = 2
 

@@ -29,9 +29,9 @@ from conftest import CPU
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "model.input_dropout": 0.0,
-        "model.classifier_dropout": 0.0, "train.epochs": 2, "train.batch_size": 35}
+        "model.classifier_dropout": 0.0, "train.epochs": 2, "train.batch_size": 35, "train.replicate": False}
 TINY_OPTIONS = ["--width", "16", "--blocks", "1", "--dropout", "0", "--input-dropout", "0", "--classifier-dropout", "0",
-                "--batch-size", "35", "--quiet"]  # and --epochs
+                "--batch-size", "35", "--no-replicate", "--quiet"]  # and --epochs
 # K=2 against K=1 (same global batch and seed, dropout off): the largest parameter difference
 # allowed after 2 epochs. Only the order of float additions differs; 8.7e-7 was measured.
 PARAM_TOLERANCE = 1e-4
@@ -191,10 +191,11 @@ def test_train_nproc2_end_to_end_writes_once_from_rank0(two_process_run):
     kept = ["avel-dgl: kept the 1-epoch run's results as results_1_epochs.json (training on to 2 epochs)"]
     for result, notes in zip(results, ([], kept)):  # rank 0's lines alone: device and kernel, notes, results
         lines = result.stdout.splitlines()
-        assert lines[:2] == [
+        assert lines[:3] == [
             "avel-dgl: graph kernel for eq 12 on cpu: dgl (DGL supports this device)",
-            "avel-dgl: device cpu, 2 process(es) (backend gloo), global batch 35 (18 per process)"]
-        assert lines[2:-1] == notes and len(lines) == 3 + len(notes) and lines[-1].startswith("best epoch")
+            "avel-dgl: device cpu, 2 process(es) (backend gloo), global batch 35 (18 per process)",
+            "avel-dgl: preset small, task sel, variant dpnet: replicate off, link off"]
+        assert lines[3:-1] == notes and len(lines) == 4 + len(notes) and lines[-1].startswith("best epoch")
         assert result.stderr == ""
     runtime = json.loads((out / "runtime.json").read_text())
     assert (runtime["processes"], runtime["backend"], runtime["global_batch"], runtime["per_process_batch"]) == \

@@ -88,7 +88,8 @@ def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(d
 def test_subevents_without_replicate_and_replicate_with_wsel_are_rejected(data, tmp_path):
     db = default_path(data)
     assert run("build-subevents", "--data", data).exit_code == 0
-    check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
+    check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db, "--no-replicate"),
+                         "--subevents")
     check_one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
                    "--replicate: only for --task sel", "found --task wsel")
 
