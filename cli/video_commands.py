@@ -17,6 +17,11 @@ def _feature_options(fn):
     """Options shared by extract and localize: how features are computed."""
     options = [
         click.option("--frames-per-segment", type=int, default=16, show_default=True, help=F_HELP),
+        click.option("--frame-rule", type=click.Choice(["release-index", "presentation-time"]),
+                     default="release-index", show_default=True,
+                     help="Which frames of each segment: release-index = the AVE release's frame numbers "
+                          "(floor(N / T) frames a segment, N frames, T segments; its features), "
+                          "presentation-time = the frames on screen at t + i / F (differs at 29.97 fps)."),
         click.option("--visual-weights", type=click.Choice(["keras", "torchvision"]), default="keras",
                      show_default=True,
                      help="VGG19 weights: keras = the Oxford VGG ImageNet release as Keras ships it (the AVE "
@@ -42,8 +47,8 @@ def _feature_options(fn):
 @click.option("--pooled", is_flag=True, help="Visual features (N,T,512), averaged over the 7x7 map, as DPNet "
                                              "uses them (49x smaller), instead of (N,T,7,7,512).")
 @_feature_options
-def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights_dir, device, batch_size, strict,
-            quiet):
+def extract(inputs, out_dir, pooled, frames_per_segment, frame_rule, visual_weights, weights_dir, device, batch_size,
+            strict, quiet):
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
     paths. Rerunning over the same inputs skips the videos already done."""
@@ -53,7 +58,7 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
 
     set_threads()
     runtime = Runtime.create(device)
-    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size)
+    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
     entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet)
     failed = sum(e.status == "failed" for e in entries)
     click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
@@ -74,8 +79,8 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
                    "stitched (default: whole, the better one on long synthetic videos; docs/BENCHMARKS.md).")
 @overwrite_option("the --out and --html files")
 @_feature_options
-def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, frames_per_segment, visual_weights,
-             weights_dir, device, batch_size, strict, quiet):
+def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, frames_per_segment, frame_rule,
+             visual_weights, weights_dir, device, batch_size, strict, quiet):
     """Events (intervals in seconds with class names) in video files: extract features (cached),
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
@@ -90,7 +95,7 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     runtime = Runtime.create(device)
     check_output(out, overwrite)
     check_html(html_out, overwrite)
-    settings = Settings(frames_per_segment, visual_weights, True, batch_size)
+    settings = Settings(frames_per_segment, visual_weights, True, batch_size, frame_rule)
     model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,
                   runtime.device, strict, checkpoint, progress=not quiet, overwrite=overwrite)

@@ -38,7 +38,8 @@ from avel_dgl.checkpoint import write_atomic, write_text_atomic
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError
-from avel_dgl.video.decode import DecodeError, MediaInfo, mono_16k, probe, sample_times, sampled_frames, segment_audio
+from avel_dgl.video.decode import (DecodeError, MediaInfo, frame_count, mono_16k, probe, release_frame_indices,
+                                   sample_times, sampled_frames, segment_audio)
 from avel_dgl.video.vgg19 import MAP_SHAPE, VISUAL_WEIGHTS, VisualNet
 from avel_dgl.video.vggish import AudioNet
 
@@ -49,6 +50,9 @@ VIDEOS_CSV = "videos.csv"
 CSV_COLUMNS = ("row", "path", "duration", "segments", "frame_rate", "audio", "status", "message")
 THUMB_HEIGHT = 64  # thumbnails kept for localize's timeline page, one per segment
 AVE_FRAMES_PER_SEGMENT = 16
+# Which frames of a segment go through VGG19 (avel_dgl.video.decode): the AVE release's frame-number
+# rule, or the frames on screen at evenly spaced presentation times.
+FRAME_RULES = ("release-index", "presentation-time")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Settings:
     visual_weights: str = "keras"  # or "torchvision"
     pooled: bool = False  # visual (T, 512) instead of (T, 7, 7, 512)
     batch_size: int = 16  # frames (and audio examples) per network call
+    frame_rule: str = "release-index"  # one of FRAME_RULES
 
     def __post_init__(self):
         if self.frames_per_segment < 1:
@@ -66,10 +71,13 @@ class Settings:
         if self.visual_weights not in VISUAL_WEIGHTS:
             raise AvelError(f"--visual-weights: expected one of {', '.join(VISUAL_WEIGHTS)}, "
                             f"found '{self.visual_weights}'")
+        if self.frame_rule not in FRAME_RULES:
+            raise AvelError(f"--frame-rule: expected one of {', '.join(FRAME_RULES)}, found '{self.frame_rule}'")
 
     def key(self) -> str:
         """What changes a video's stored features (batch size does not)."""
-        return f"f{self.frames_per_segment}-{self.visual_weights}-{'pooled' if self.pooled else 'maps'}"
+        return (f"f{self.frames_per_segment}-{self.frame_rule}-{self.visual_weights}-"
+                f"{'pooled' if self.pooled else 'maps'}")
 
 
 @dataclass
@@ -161,7 +169,8 @@ def extract_video(path: str | Path, nets: Networks, settings: Settings) -> Part:
     # memory then holds 2 KB per segment instead of 100 KB).
     sums = np.zeros((segments, *((VISUAL_DIM,) if settings.pooled else MAP_SHAPE)), np.float64)
     thumbs = []
-    frames = sampled_frames(path, sample_times(info, per))
+    frames = sampled_frames(path, indices=release_frame_indices(frame_count(path), segments, per)) \
+        if settings.frame_rule == "release-index" else sampled_frames(path, times=sample_times(info, per))
     for start in range(0, segments * per, batch_size):
         t0 = tick()
         batch = list(itertools.islice(frames, batch_size))
