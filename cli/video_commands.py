@@ -103,4 +103,25 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
                f"{' and '.join(map(str, summary['files']))}")
 
 
-COMMANDS = [extract, localize]
+@click.command("compare-features")
+@click.argument("ours", type=click.Path(path_type=Path))
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--annotations", type=click.Path(path_type=Path),
+              help="The release's Annotations.txt (default: RELEASE/Annotations.txt): line i names row i's YouTube id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per video, modality and segment).")
+def compare_features(ours, release, annotations, as_json):
+    """Compare features from `extract` (folder OURS) with the AVE release's (folder RELEASE:
+    audio_feature.h5, visual_feature.h5) on the same videos, matched by YouTube id (AVE's file
+    names). Prints per video and overall the cosine similarity and largest difference per
+    modality and segment, the audio zero fraction, and a verdict. Run it on a few AVE test
+    videos before trusting a model trained on the release's features with your own videos."""
+    import json
+
+    from avel_dgl.video.compare import compare_features as run
+    from avel_dgl.video.compare import format_report
+
+    report = run(ours, release, annotations)
+    click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
+
+
+COMMANDS = [extract, localize, compare_features]
