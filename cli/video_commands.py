@@ -1,11 +1,14 @@
-"""`avel-dgl extract` and `avel-dgl localize`: video files in, AVE-format features or events out."""
+"""`avel-dgl extract`, `avel-dgl localize` and `avel-dgl compare-features`: video files in, AVE-format
+features or events out, and extracted features checked against the AVE release's."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from avel_dgl.errors import AvelError
 from cli.options import checkpoint_option, device_option, overwrite_option
 
 
@@ -46,23 +49,36 @@ def _feature_options(fn):
               help="Output folder: audio_feature.h5, visual_feature.h5, videos.csv (rerun to resume).")
 @click.option("--pooled", is_flag=True, help="Visual features (N,T,512), averaged over the 7x7 map, as DPNet "
                                              "uses them (49x smaller), instead of (N,T,7,7,512).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Decoding processes feeding the networks (the same features; under torchrun, per rank).")
 @_feature_options
-def extract(inputs, out_dir, pooled, frames_per_segment, frame_rule, visual_weights, weights_dir, device, batch_size,
-            strict, quiet):
+def extract(inputs, out_dir, pooled, jobs, frames_per_segment, frame_rule, visual_weights, weights_dir, device,
+            batch_size, strict, quiet):
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
-    paths. Rerunning over the same inputs skips the videos already done."""
+    paths. Rerunning over the same inputs skips the videos already done. Under torchrun each
+    rank extracts its share of the videos and rank 0 writes the files (docs/VIDEO.md)."""
+    from avel_dgl import distributed
     from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
 
-    set_threads()
+    set_threads(distributed.local_world_size())
     runtime = Runtime.create(device)
     settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
-    entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet)
+    try:
+        with distributed.process_group(runtime.device):
+            entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict,
+                                progress=not quiet and distributed.is_main(), jobs=jobs)
+            main = distributed.is_main()
+    except AvelError as e:  # under torchrun every rank meets the same error: rank 0 prints it once
+        if distributed.is_main() or distributed.world_size() == 1:
+            raise
+        sys.exit(e.exit_code)
     failed = sum(e.status == "failed" for e in entries)
-    click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
-               f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
+    if main:
+        click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
+                   f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
 
 
 @click.command()
