@@ -8,19 +8,14 @@ VGGish with seeded random weights."""
 from __future__ import annotations
 
 import os
-import socket
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from avel_dgl import distributed
 from avel_dgl.video import extract, vggish
-from conftest import invoke
+from conftest import invoke, run_ranks
 from test_video import SmallVisual
 from video_files import make_video
 
@@ -100,16 +95,7 @@ def _rank(rank: int, world: int, port: int, clips: Path, out: Path, jobs: str) -
 
 
 def _two_ranks(clips: Path, out: Path, jobs: str = "1") -> list[list[str]]:
-    with socket.socket() as s:  # a free port for the group's store
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ranks = mp.spawn(_rank, args=(2, port, clips, out, jobs), nprocs=2, join=False)
-    deadline = time.monotonic() + 300  # a hung collective fails the test instead of the suite
-    while not ranks.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in ranks.processes:
-                process.kill()
-            pytest.fail("the 2-process group did not finish within 300 s")
+    run_ranks(_rank, (clips, out, jobs))
     return [(out.parent / f"rank{r}.txt").read_text().splitlines() for r in range(2)]
 
 
