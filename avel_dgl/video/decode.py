@@ -4,7 +4,9 @@ presentation times, and the audio track as mono 16 kHz, cut into one VGGish exam
 Frames. Two rules choose the F frames of each segment. The AVE release's (the default): with N
 the video's frame count and T its segment count, interval = floor(N / T) and segment l takes
 frame number floor(l * interval + i * interval / F), i = 0..F-1 (the release's feature scripts,
-F = 16; docs/VIDEO.md). The frames are counted from the stream's packets, without decoding.
+F = 16; docs/VIDEO.md). N is the count the release's reader gave (imageio 2.x's ffmpeg plugin,
+`len(reader)`): the duration times the frame rate, both as ffmpeg prints them (0.01 s, 0.01
+frames per second), rounded; a video without a frame rate counts its packets instead.
 The presentation-time rule: the frame on screen at t = l + i / F (the last frame whose
 timestamp is <= t), times relative to the container's start compared as exact fractions
 (pts * time_base), so a variable frame rate cannot shift a frame into the wrong segment. At
@@ -108,6 +110,18 @@ def release_frame_indices(frames: int, segments: int, per_segment: int) -> list[
     interval = frames // segments
     return [(l * interval * per_segment + i * interval) // per_segment
             for l in range(segments) for i in range(per_segment)]
+
+
+def release_frame_count(info: MediaInfo) -> int:
+    """N as the AVE release's reader reckoned it, from the headers: imageio 2.x's ffmpeg plugin
+    read "Duration: HH:MM:SS.cc" and "R fps" from ffmpeg's banner and took round(duration * R).
+    ffmpeg prints the container's duration rounded half up to centiseconds and the stream's
+    average frame rate with two decimals (29.97 for 30000/1001). 0 without a frame rate."""
+    if not info.frame_rate:
+        return 0
+    centiseconds = (round(info.duration * 1_000_000) + 5000) // 10000
+    printed_rate = float(f"{info.frame_rate:.2f}")
+    return math.floor(centiseconds / 100 * printed_rate + 0.5)  # Python 2's round, half away from zero
 
 
 def frame_count(path: str | Path) -> int:

@@ -38,8 +38,8 @@ from avel_dgl.checkpoint import write_atomic, write_text_atomic
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError
-from avel_dgl.video.decode import (DecodeError, MediaInfo, frame_count, mono_16k, probe, release_frame_indices,
-                                   sample_times, sampled_frames, segment_audio)
+from avel_dgl.video.decode import (DecodeError, MediaInfo, frame_count, mono_16k, probe, release_frame_count,
+                                   release_frame_indices, sample_times, sampled_frames, segment_audio)
 from avel_dgl.video.vgg19 import MAP_SHAPE, VISUAL_WEIGHTS, VisualNet
 from avel_dgl.video.vggish import AudioNet
 
@@ -167,8 +167,11 @@ def network_inputs(path: str | Path, settings: Settings, visual_preprocess: Call
     info = probe(path)
     yield "info", info
     per, segments, batch_size = settings.frames_per_segment, info.segments, settings.batch_size
-    frames = sampled_frames(path, indices=release_frame_indices(frame_count(path), segments, per)) \
-        if settings.frame_rule == "release-index" else sampled_frames(path, times=sample_times(info, per))
+    if settings.frame_rule == "release-index":
+        n_frames = release_frame_count(info) or frame_count(path)
+        frames = sampled_frames(path, indices=release_frame_indices(n_frames, segments, per))
+    else:
+        frames = sampled_frames(path, times=sample_times(info, per))
     for start in range(0, segments * per, batch_size):
         t0 = tick()
         batch = list(itertools.islice(frames, batch_size))
