@@ -10,8 +10,9 @@ frames per second), rounded; a video without a frame rate counts its packets ins
 The presentation-time rule: the frame on screen at t = l + i / F (the last frame whose
 timestamp is <= t), times relative to the container's start compared as exact fractions
 (pts * time_base), so a variable frame rate cannot shift a frame into the wrong segment. At
-25, 30, 24 or 15 frames per second the two rules pick the same frames; at 29.97 (299 frames in
-10 s) the release's interval is 29 frames, so its segment 9 starts at frame 261 (8.71 s).
+25, 30, 24 or 15 frames per second the two rules pick the same frames; at 29.97 with N = 299
+(a 9.98-s container) the release's interval is 29 frames, so its segment 9 starts at frame 261
+(8.71 s).
 
 Segments. T = the duration in seconds rounded half up: a final partial second counts as a
 segment when it holds at least half a second of media (AVE's 10-s clips that a container
@@ -19,7 +20,8 @@ reports as 9.98 s still give T = 10; a 3.5-s clip gives 4), and its frames are s
 part that exists. A file shorter than half a second has no segment and fails.
 
 Audio. Downmixed to mono as the VGGish reference code does (the mean of the channels) and
-resampled to 16 kHz once, by FFmpeg's resampler, channel by channel. Segment t's example is the
+resampled to 16 kHz once, by FFmpeg's resampler, channel by channel (release_examples: the
+release's per-second resampy path, for scripts/resampling_study.py). Segment t's example is the
 0.975 s from t (15,600 samples: 96 frames of 25 ms every 10 ms, VGGish's 0.96-s example plus its
 last window's tail), so it lies inside [t, t + 1); audio missing at the end is silence.
 """
