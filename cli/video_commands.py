@@ -9,8 +9,8 @@ import click
 from cli.options import checkpoint_option, device_option, overwrite_option
 
 
-F_HELP = ("Frames per 1-s segment through VGG19, averaged (the AVE recipe: 16; fewer is faster on CPUs "
-          "but leaves the recipe).")
+F_HELP = ("Frames per 1-s segment through VGG19, averaged, 1 to 60 (the AVE recipe: 16; fewer is faster on "
+          "CPUs but leaves the recipe).")
 
 
 def _feature_options(fn):
@@ -41,12 +41,15 @@ def _feature_options(fn):
               help="Output folder: audio_feature.h5, visual_feature.h5, videos.csv (rerun to resume).")
 @click.option("--pooled", is_flag=True, help="Visual features (N,T,512), averaged over the 7x7 map, as DPNet "
                                              "uses them (49x smaller), instead of (N,T,7,7,512).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace features that extract wrote into --out with other settings or weights.")
 @_feature_options
-def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights_dir, device, batch_size, strict,
-            quiet):
+def extract(inputs, out_dir, pooled, overwrite, frames_per_segment, visual_weights, weights_dir, device, batch_size,
+            strict, quiet):
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
-    paths. Rerunning over the same inputs skips the videos already done."""
+    paths (a listed file that is missing fails like an unreadable video). Rerunning over the same
+    inputs skips the videos already done; Ctrl-C keeps them."""
     from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
@@ -54,7 +57,8 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
     set_threads()
     runtime = Runtime.create(device)
     settings = Settings(frames_per_segment, visual_weights, pooled, batch_size)
-    entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet)
+    entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet,
+                        overwrite=overwrite)
     failed = sum(e.status == "failed" for e in entries)
     click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
                f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
@@ -80,16 +84,17 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.localize import DEFAULT_MODE, check_html
+    from avel_dgl.localize import DEFAULT_MODE, check_html, default_cache_dir
     from avel_dgl.localize import localize as run
     from avel_dgl.predict import check_output
     from avel_dgl.runtime import Runtime, set_threads
-    from avel_dgl.video.extract import Settings
+    from avel_dgl.video.extract import Settings, check_folder
 
     set_threads()
     runtime = Runtime.create(device)
-    check_output(out, overwrite)
+    check_output(out, overwrite)  # every place written, before the model is loaded
     check_html(html_out, overwrite)
+    check_folder(cache_dir or default_cache_dir(), "--cache-dir")
     settings = Settings(frames_per_segment, visual_weights, True, batch_size)
     model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,

@@ -44,7 +44,7 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    nets = extract.Networks(vggish.AudioNet("random"), SmallVisual())
+    nets = extract.Networks(vggish.AudioNet(), SmallVisual())
     settings = extract.Settings(frames_per_segment=2, pooled=True)
     parts = [extract.extract_video(make_video(out / f"train{i}.mkv", square=sq, tone_span=tn), nets, settings)
              for i, (sq, tn) in enumerate(CLIPS)]
