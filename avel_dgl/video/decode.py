@@ -66,6 +66,9 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
         reason = getattr(e, "strerror", None) or str(e)
+        log = getattr(e, "log", None)  # FFmpeg's last error line, kept by PyAV (see the logging set-up above)
+        if log and log[2].strip():
+            reason += f": {log[2].strip()}"
         raise DecodeError(f"{path}: expected a video file, found one FFmpeg cannot read ({reason})") from None
 
 

@@ -337,12 +337,12 @@ def _existing(path: Path) -> Path:
 
 
 def file_system(path: Path) -> str:
-    """'the file system mounted at M (F free)' that holds `path`, for messages about a full disk."""
+    """'the file system mounted at M, F free' that holds `path`, for messages about a full disk."""
     existing = _existing(Path(path).absolute())
     mount = existing.resolve()
     while not os.path.ismount(mount):
         mount = mount.parent
-    return f"the file system mounted at {mount} ({_size(shutil.disk_usage(existing).free)} free)"
+    return f"the file system mounted at {mount}, {_size(shutil.disk_usage(existing).free)} free"
 
 
 def check_folder(path: Path, option: str) -> None:
@@ -450,7 +450,7 @@ def check_free_space(out: Path, videos: list[Path], settings: Settings, weights_
     need = sum(new) * (per_segment + THUMB_BYTES) + n * t * per_segment
     if need > shutil.disk_usage(_existing(out.absolute())).free:
         raise AvelError(f"--out: the features need about {_size(need)} ({sum(new)} segments to extract, "
-                        f"{n} videos x {t} segments to assemble), more than {file_system(out)} holds")
+                        f"{n} videos x {t} segments to assemble), more than {file_system(out)}")
 
 
 def _write_together(outputs: dict[Path, Callable[[Path], None]]) -> None:
