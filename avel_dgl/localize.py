@@ -218,7 +218,8 @@ def _localize(videos, model, out, html_out, cache_dir, settings, mode, networks,
             if html_out is not None:
                 pages.append({"title": str(e.path), "probs": probs, "thumbs": part["thumbs"],
                               "thumb_times": part["thumb_times"],
-                              "meta": f"{e.info.duration:.2f} s, {e.info.segments} segments"
+                              "meta": f"{e.info.duration:.2f} s, {e.info.segments} segment"
+                                      + ("" if e.info.segments == 1 else "s")
                                       + ("" if e.status == "ok" else f", {e.status}")})
             yield [row], [probs]
 
