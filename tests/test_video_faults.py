@@ -103,6 +103,15 @@ def test_other_weights_recompute_the_same_video_and_need_overwrite(tmp_path, cli
     assert len(nets) == 2 and len(list((out / extract.PARTS_DIR).glob("*.npz"))) == 2  # recomputed
 
 
+def test_localize_cache_recomputes_for_other_weights(tmp_path, clips, nets, weights_dir, tiny_run):
+    args = ["localize", clips["a"], "--checkpoint", tiny_run / "best.pt", "--out", tmp_path / "e.json",
+            "--cache-dir", tmp_path / "cache", "--weights-dir", weights_dir, "--overwrite", *F]
+    assert invoke(args).exit_code == 0 and invoke(args).exit_code == 0 and len(nets) == 1  # reused
+    (weights_dir / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"other vgg19 weights")
+    assert invoke(args).exit_code == 0 and len(nets) == 2  # recomputed, not the old features
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
 def test_cache_key_changes_with_recipe_settings_and_weights(clips, monkeypatch, tmp_path):
     settings = extract.Settings(frames_per_segment=1)
     key = extract.part_path(tmp_path, clips["a"], settings, "w1")
