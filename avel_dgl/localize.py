@@ -30,7 +30,8 @@ from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_SEGMENTS
 from avel_dgl.data.cache import pool_maps, user_cache_dir
 from avel_dgl.errors import AvelError
 from avel_dgl.predict import SEGMENT_SECONDS, check_output, events_from_probs, write_predictions
-from avel_dgl.video.extract import Settings, extract_parts, find_videos, load_networks, read_part
+from avel_dgl.video.extract import (Settings, check_folder, extract_parts, find_videos, load_networks, read_part,
+                                    removed_if_left_empty, resumable, weights_identity)
 
 MODES = ("whole", "windows")
 DEFAULT_MODE = "whole"
@@ -95,7 +96,7 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 15px; margin: 28px 0 6px; word-break: break-all; }
 .meta { color: #555; margin-bottom: 8px; }
 .scroll { overflow-x: auto; }
-.grid { display: grid; grid-template-columns: 190px repeat(var(--t), minmax(28px, 1fr)); align-items: stretch; }
+.grid { display: grid; grid-template-columns: 190px repeat(var(--t), minmax(28px, 114px)); align-items: stretch; }
 .label { font-size: 12px; padding: 2px 8px 2px 0; text-align: left; white-space: nowrap; overflow: hidden;
          text-overflow: ellipsis; align-self: center; }
 .thumb { padding-right: 2px; }
@@ -106,14 +107,19 @@ h1 { font-size: 20px; } h2 { font-size: 15px; margin: 28px 0 6px; word-break: br
 .tick { font-size: 11px; color: #555; border-left: 1px solid #bbb; padding-left: 2px; }
 .cell { font-size: 11px; text-align: center; border: 1px solid #fff; padding: 2px 0; }
 .none { color: #555; font-style: italic; }
+.failed li { word-break: break-all; }
 """
 
 
-def _video_html(title: str, meta: str, probs: np.ndarray, thumbs: np.ndarray | None, min_prob: float) -> str:
+def _video_html(title: str, meta: str, probs: np.ndarray, thumbs: np.ndarray | None, thumb_times: np.ndarray | None,
+                min_prob: float) -> str:
     t = probs.shape[0]
     rows = [f'<div class="label">frames</div>']
     for s in range(t):
-        img = f'<img src="{_jpeg(thumbs[s])}" alt="frame at {s + 0.5:g} s">' if thumbs is not None else ""
+        img = ""
+        if thumbs is not None:
+            at = f"frame at {thumb_times[s]:.2f} s" if thumb_times is not None else f"frame of second {s}"
+            img = f'<img src="{_jpeg(thumbs[s])}" alt="{at}" title="{at}">'
         rows.append(f'<div class="thumb">{img}</div>')
     events = events_from_probs(probs)
     bars = "".join(
@@ -139,11 +145,19 @@ def _video_html(title: str, meta: str, probs: np.ndarray, thumbs: np.ndarray | N
             f'<div class="scroll"><div class="grid" style="--t:{t}">{"".join(rows)}</div></div></section>')
 
 
-def timeline_page(videos: list[dict], header: str, min_prob: float = 0.1) -> str:
-    """A self-contained HTML page: per video, thumbnails (one per second), the detected events
-    as labelled bars, and the class probabilities of every segment (classes reaching `min_prob`).
-    `videos`: dicts with title, meta, probs (T, 29), thumbs (T, h, w, 3) or None."""
-    body = "".join(_video_html(v["title"], v["meta"], v["probs"], v.get("thumbs"), min_prob) for v in videos)
+def timeline_page(videos: list[dict], header: str, min_prob: float = 0.1,
+                  failed: list[tuple[str, str]] = ()) -> str:
+    """A self-contained HTML page: per video, thumbnails (one per second: the sampled frame
+    nearest its middle, its time in the tooltip), the detected events as labelled bars, and the
+    class probabilities of every segment (classes reaching `min_prob`); then the videos that
+    could not be read, with why. `videos`: dicts with title, meta, probs (T, 29), thumbs
+    (T, h, w, 3) or None, thumb_times (T,) or None; `failed`: (path, message) pairs."""
+    body = "".join(_video_html(v["title"], v["meta"], v["probs"], v.get("thumbs"), v.get("thumb_times"), min_prob)
+                   for v in videos)
+    if failed:
+        items = "".join(f"<li>{html.escape(message)}</li>" for _, message in failed)
+        body += (f'<section class="failed"><h2>{len(failed)} of {len(videos) + len(failed)} videos could not be '
+                 f'read (not above)</h2><ul>{items}</ul></section>')
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>avel-dgl localize</title>'
             f'<style>{PAGE_STYLE}</style></head><body><h1>avel-dgl localize</h1>'
             f'<div class="meta">{html.escape(header)}</div>{body}</body></html>\n')
@@ -166,16 +180,30 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
              checkpoint: str | Path | None = None, progress: bool = True, networks=None,
              overwrite: bool = False) -> dict:
     """Extract (reusing the cache), predict and write events (+ the timeline page). `networks`
-    overrides the feature networks' factory (tests: random weights). Returns a summary."""
+    overrides the feature networks' factory (tests: random weights, cached under the weights
+    identity "random"). Returns a summary."""
     if mode not in MODES:
         raise AvelError(f"--mode: expected one of {', '.join(MODES)}, found '{mode}'")
     check_output(out, overwrite)  # before extracting: a bad --out costs nothing
     out, html_out = Path(out), check_html(html_out, overwrite)
     settings = Settings(pooled=True) if settings is None else settings
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_folder(cache_dir, "--cache-dir")
     videos = find_videos(inputs)
-    networks = networks or (lambda: load_networks(settings, weights_dir, device))
-    entries = extract_parts(videos, cache_dir, settings, networks, strict, progress)
+    if networks is None:
+        weights_id = weights_identity(settings, weights_dir)  # every missing weight file in one message
+        networks = lambda: load_networks(settings, weights_dir, device)  # noqa: E731
+    else:
+        weights_id = "random"
+    with removed_if_left_empty(cache_dir), \
+            resumable(f"the videos finished so far are kept in {cache_dir}; rerun the same command to continue"):
+        return _localize(videos, model, out, html_out, cache_dir, settings, mode, networks, weights_id, strict,
+                         checkpoint, progress, overwrite)
+
+
+def _localize(videos, model, out, html_out, cache_dir, settings, mode, networks, weights_id, strict, checkpoint,
+              progress, overwrite) -> dict:
+    entries = extract_parts(videos, cache_dir, settings, networks, strict, progress, weights_id=weights_id)
     done = [(row, e) for row, e in enumerate(entries) if e.status != "failed"]
     if not done:
         raise AvelError(f"no video could be read ({len(entries)} failed); nothing written")
@@ -189,7 +217,9 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
             probs = video_probs(model, part["audio"], visual, mode)
             if html_out is not None:
                 pages.append({"title": str(e.path), "probs": probs, "thumbs": part["thumbs"],
-                              "meta": f"{e.info.duration:.2f} s, {e.info.segments} segments"
+                              "thumb_times": part["thumb_times"],
+                              "meta": f"{e.info.duration:.2f} s, {e.info.segments} segment"
+                                      + ("" if e.info.segments == 1 else "s")
                                       + ("" if e.status == "ok" else f", {e.status}")})
             yield [row], [probs]
 
@@ -201,9 +231,10 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
                                                   extra=lambda row: {"path": paths[row]}, extra_columns=("path",))
     if html_out is not None:
         note = (f"checkpoint {checkpoint}; {mode} mode; {settings.frames_per_segment} frames per segment; "
-                f"segment t covers [t, t + 1) s; bars: consecutive segments of one most probable event class; "
+                f"segment t covers [t, t + 1) s; thumbnails: each second's sampled frame nearest its middle; bars: consecutive segments of one most probable event class; "
                 f"rows below: each segment's probability of every class that reaches 0.1 somewhere")
-        write_text_atomic(html_out, timeline_page(pages, note))
+        failed = [(str(e.path), e.message) for e in entries if e.status == "failed"]
+        write_text_atomic(html_out, timeline_page(pages, note, failed=failed))
         files.append(html_out)
     if len(done) < len(entries):
         warnings.warn(f"{len(entries) - len(done)} of {len(entries)} videos failed and are not in {out}")

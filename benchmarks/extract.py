@@ -85,7 +85,7 @@ def child(kind: str, videos: list[str], per: int, out: str) -> None:
         result = {"timing": timing, "frames": frames}
     else:  # the whole command path: parts, assembly of the HDF5 files, videos.csv
         entries = extract.extract_parts([Path(v) for v in videos], Path(out) / extract.PARTS_DIR, settings,
-                                        lambda: nets, progress=False)
+                                        lambda: nets, progress=False, weights_id="random")
         extract.write_ave_folder(Path(out), entries, False)
         result = {}
     result.update(seconds=time.perf_counter() - t0, videos=len(videos), threads=torch.get_num_threads(),

@@ -12,8 +12,8 @@ from avel_dgl.errors import AvelError
 from cli.options import checkpoint_option, device_option, overwrite_option
 
 
-F_HELP = ("Frames per 1-s segment through VGG19, averaged (the AVE recipe: 16; fewer is faster on CPUs "
-          "but leaves the recipe).")
+F_HELP = ("Frames per 1-s segment through VGG19, averaged, 1 to 60 (the AVE recipe: 16; fewer is faster on "
+          "CPUs but leaves the recipe).")
 
 
 def _feature_options(fn):
@@ -51,13 +51,16 @@ def _feature_options(fn):
                                              "uses them (49x smaller), instead of (N,T,7,7,512).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Decoding processes feeding the networks (the same features; under torchrun, per rank).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace features that extract wrote into --out with other settings or weights.")
 @_feature_options
-def extract(inputs, out_dir, pooled, jobs, frames_per_segment, frame_rule, visual_weights, weights_dir, device,
-            batch_size, strict, quiet):
+def extract(inputs, out_dir, pooled, jobs, overwrite, frames_per_segment, frame_rule, visual_weights, weights_dir,
+            device, batch_size, strict, quiet):
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
-    paths. Rerunning over the same inputs skips the videos already done. Under torchrun each
-    rank extracts its share of the videos and rank 0 writes the files (docs/VIDEO.md)."""
+    paths (a listed file that is missing fails like an unreadable video). Rerunning over the same
+    inputs skips the videos already done; Ctrl-C keeps them. Under torchrun each rank extracts its
+    share of the videos and rank 0 writes the files (docs/VIDEO.md)."""
     from avel_dgl import distributed
     from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
@@ -69,7 +72,7 @@ def extract(inputs, out_dir, pooled, jobs, frames_per_segment, frame_rule, visua
     try:
         with distributed.process_group(runtime.device):
             entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict,
-                                progress=not quiet and distributed.is_main(), jobs=jobs)
+                                progress=not quiet and distributed.is_main(), jobs=jobs, overwrite=overwrite)
             main = distributed.is_main()
     except AvelError as e:  # under torchrun every rank meets the same error: rank 0 prints it once
         if distributed.is_main() or distributed.world_size() == 1:
@@ -101,16 +104,17 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.localize import DEFAULT_MODE, check_html
+    from avel_dgl.localize import DEFAULT_MODE, check_html, default_cache_dir
     from avel_dgl.localize import localize as run
     from avel_dgl.predict import check_output
     from avel_dgl.runtime import Runtime, set_threads
-    from avel_dgl.video.extract import Settings
+    from avel_dgl.video.extract import Settings, check_folder
 
     set_threads()
     runtime = Runtime.create(device)
-    check_output(out, overwrite)
+    check_output(out, overwrite)  # every place written, before the model is loaded
     check_html(html_out, overwrite)
+    check_folder(cache_dir or default_cache_dir(), "--cache-dir")
     settings = Settings(frames_per_segment, visual_weights, True, batch_size, frame_rule)
     model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,

@@ -44,7 +44,7 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    nets = extract.Networks(vggish.AudioNet("random"), SmallVisual())
+    nets = extract.Networks(vggish.AudioNet(), SmallVisual())
     settings = extract.Settings(frames_per_segment=2, pooled=True)
     parts = [extract.extract_video(make_video(out / f"train{i}.mkv", square=sq, tone_span=tn), nets, settings)
              for i, (sq, tn) in enumerate(CLIPS)]
@@ -52,7 +52,10 @@ def main() -> None:
                                      [event_span(*c) for c in CLIPS], 0, out / "best.pt", steps=300)
     clips = [make_video(out / "clip.mkv", square=(3, 6), tone_span=(3, 6)),
              make_video(out / "long_clip.mkv", seconds=25, square=(12, 17), tone_span=(12, 17)),
-             make_video(out / "tone_only.mkv", square=(0, 0), tone_span=(2, 8))]
+             make_video(out / "tone_only.mkv", square=(0, 0), tone_span=(2, 8)),
+             make_video(out / "half_second.mkv", seconds=0.52, square=(0, 1), tone_span=(0, 1))]
+    (out / "broken.mp4").write_bytes(b"not a video")  # listed at the end of the page as not read
+    clips.append(out / "broken.mp4")
     model, _, _ = load_model(checkpoint, Runtime.create("cpu"))
     summary = localize(clips, model, out / "events.json", out / "timeline.html", out / "cache", settings,
                        checkpoint=checkpoint, networks=lambda: nets)

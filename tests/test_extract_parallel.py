@@ -26,7 +26,7 @@ OPTIONS = ["--frames-per-segment", "2", "--batch-size", "3", "--quiet"]
 def small_nets() -> extract.Networks:
     """The same networks in every process: seeded random VGGish, SmallVisual."""
     torch.manual_seed(0)
-    return extract.Networks(vggish.AudioNet("random"), SmallVisual())
+    return extract.Networks(vggish.AudioNet(None), SmallVisual())
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,14 @@ def _extract(clips: Path, out: Path, *args: str):
         return invoke(["extract", clips, "--out", out, *OPTIONS, *args])
 
 
+def _small_networks(patch, built: list | None = None, mark=1) -> None:
+    """extract builds the small random networks (`built` notes each build) under weights of a
+    fixed identity, instead of locating the published files."""
+    patch.setattr(extract, "weights_identity", lambda *a, **k: "test weights")
+    patch.setattr(extract, "load_networks", lambda *a, **k: (built.append(mark) if built is not None else None)
+                  or small_nets())
+
+
 def _bytes(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in FILES}
 
@@ -53,7 +61,7 @@ def _bytes(out: Path) -> dict[str, bytes]:
 def one_process(clips, tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("one") / "out"
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(extract, "load_networks", lambda *a, **k: small_nets())
+        _small_networks(m)
         result = _extract(clips, out)
     assert result.exit_code == 0, result.output
     assert "5 videos x 3 segments, 1 failed" in result.stdout
@@ -61,7 +69,7 @@ def one_process(clips, tmp_path_factory) -> dict[str, bytes]:
 
 
 def test_jobs_2_writes_the_one_process_bytes(clips, tmp_path, one_process, monkeypatch):
-    monkeypatch.setattr(extract, "load_networks", lambda *a, **k: small_nets())
+    _small_networks(monkeypatch)
     decoded_in = tmp_path / "pids"
     decoded_in.mkdir()
     network_inputs = extract.network_inputs
@@ -86,7 +94,7 @@ def _rank(rank: int, world: int, port: int, clips: Path, out: Path, jobs: str) -
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK="0",
                       WORLD_SIZE=str(world), LOCAL_WORLD_SIZE="1")
     built, extracted = [], []
-    extract.load_networks = lambda *a, **k: built.append(rank) or small_nets()
+    _small_networks(pytest.MonkeyPatch(), built, rank)  # this process is the rank's own
     extract_video = extract.extract_video
     extract.extract_video = lambda video, *a: extracted.append(video) or extract_video(video, *a)
     result = _extract(clips, out, "--jobs", jobs)
@@ -111,7 +119,7 @@ def test_two_ranks_write_the_one_process_bytes_and_a_rerun_resumes(clips, tmp_pa
     assert len(list((out / extract.PARTS_DIR).glob("*.npz"))) == 5  # one store, each video once
     # A rerun finds every video stored: no networks, the same bytes.
     built = []
-    monkeypatch.setattr(extract, "load_networks", lambda *a, **k: built.append(1) or small_nets())
+    _small_networks(monkeypatch, built)
     assert _extract(clips, out).exit_code == 0 and not built
     assert _bytes(out) == one_process
 
@@ -120,4 +128,4 @@ def test_jobs_must_be_positive(clips, tmp_path):
     result = _extract(clips, tmp_path / "out", "--jobs", "0")
     assert result.exit_code != 0 and "--jobs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(extract.AvelError, match="--jobs: expected a positive integer, found 0"):
-        extract.extract_parts([], tmp_path / "parts", extract.Settings(), small_nets, jobs=0)
+        extract.extract_parts([], tmp_path / "parts", extract.Settings(), small_nets, jobs=0, weights_id="random")

@@ -1,6 +1,7 @@
 """Videos in: decoding by presentation time, audio downmix and resampling, the VGGish frontend
-against the published parameters, the audio and visual paths against torchaudio's VGGish and
-torchvision's VGG19, the Keras weights loader, segment locality, and `extract` end to end.
+against the published parameters, our VGGish against torchaudio 2.2.1's port (network and input
+processing), the visual path against torchvision's VGG19, the weight files (Keras loader, lookup,
+unusable files, cache key), segment locality, and `extract` end to end.
 
 No downloads: networks are built with random weights through load_networks(weights="random");
 end-to-end tests swap VGG19 for a small stand-in with the same input (224x224 Caffe-preprocessed
@@ -19,8 +20,7 @@ import pytest
 import torch
 
 from avel_dgl.errors import AvelError
-from avel_dgl.video import decode, extract, vgg19, vggish
-from avel_dgl.video.weights import VGG19_KERAS, weight_path
+from avel_dgl.video import decode, extract, vgg19, vggish, weights
 from conftest import invoke
 from video_files import frame_image, make_video, tone
 
@@ -41,7 +41,7 @@ class SmallVisual(vgg19.VisualNet):
 @pytest.fixture(scope="module")
 def audio_net():
     torch.manual_seed(0)
-    return vggish.AudioNet("random")
+    return vggish.AudioNet()
 
 
 @pytest.fixture(scope="module")
@@ -264,19 +264,55 @@ def test_vggish_frontend_matches_the_published_parameters(audio_net):
     np.testing.assert_allclose(examples[0, 0].numpy(), reference, atol=2e-3)
 
 
-def test_audio_path_equals_torchaudio_vggish_on_the_same_waveform(videos, small_nets):
-    from torchaudio.prototype.pipelines import VGGISH
+def _torchaudio_vggish():
+    """torchaudio's VGGish port (prototype in 2.2.1, deprecated in 2.8, removed in 2.9), or a skip."""
+    try:
+        from torchaudio.prototype.pipelines import VGGISH
+    except Exception as e:  # not installed, or a version without the port
+        pytest.skip(f"torchaudio's VGGish port is not importable here ({type(e).__name__}: {e}); our VGGish "
+                    f"was checked against torchaudio 2.2.1's")
+    return VGGISH
 
+
+def test_our_vggish_computes_what_torchaudios_port_computes():
+    """The same random weights through both networks (our state dict loads into theirs with
+    the same keys: the `vggish.pt` layout), and both input processings on tones, noise and
+    onsets: the same examples and embeddings, to float32 rounding."""
+    bundle = _torchaudio_vggish()
+    torch.manual_seed(3)
+    ours = vggish.VGGish().eval()
+    theirs = bundle.VGGish().eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    rng = np.random.default_rng(0)
+    t = np.arange(decode.EXAMPLE_SAMPLES) / 16000
+    waves = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * rng.normal(size=len(t)),
+                      np.where(t > 0.5, 0.8 * np.sin(2 * np.pi * 3000 * t), 0.0), np.zeros(len(t)),
+                      0.5 * np.sin(2 * np.pi * (200 + 3000 * t) * t)]).astype(np.float32)
+    processor = bundle.get_input_processor()
+    expected = torch.cat([processor(torch.from_numpy(w)) for w in waves])
+    examples = vggish.log_mel_examples(torch.from_numpy(waves))
+    assert examples.shape == expected.shape == (5, 1, 96, 64)
+    np.testing.assert_allclose(examples.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
+    # A longer waveform gives its whole examples in order, as the port's framing does.
+    long = torch.from_numpy(np.concatenate(waves[:3]))
+    np.testing.assert_allclose(vggish.log_mel_examples(long[None]).numpy(), processor(long).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(expected).numpy(), theirs(expected).numpy(), rtol=1e-5, atol=1e-6)
+        assert ours(expected).std() > 0
+
+
+def test_audio_path_is_vggish_on_each_segments_waveform(videos, small_nets):
     part = extract.extract_video(videos["main"], small_nets, extract.Settings(frames_per_segment=1))
     t = np.arange(160000) / 16000
     wave = np.round(tone(t, (2, 7)) * 32767) / 32768  # the file's 16-bit samples, as FFmpeg reads them back
-    processor = VGGISH.get_input_processor()
     for s in (0, 2, 5, 9):
-        x = torch.from_numpy(wave[s * 16000:s * 16000 + 15600].astype(np.float32))
+        x = torch.from_numpy(wave[None, s * 16000:s * 16000 + 15600].astype(np.float32))
         with torch.no_grad():
-            expected = small_nets.audio.model(processor(x)).numpy()[0]
+            expected = small_nets.audio.model(vggish.log_mel_examples(x)).numpy()[0]
         np.testing.assert_allclose(part.audio[s], expected, rtol=1e-4, atol=1e-5)
-    assert (part.audio >= 0).all()  # after the last ReLU
+    assert (part.audio >= 0).all() and part.audio[2:7].any()  # after the last ReLU
 
 
 def test_visual_path_equals_torchvision_vgg19_features():
@@ -365,20 +401,106 @@ def test_keras_loader_names_the_layer_that_does_not_fit(tmp_path):
         vgg19.load_keras_vgg19(tmp_path / "w2.h5", features)
 
 
-def test_missing_weights_say_file_url_and_where(tmp_path, monkeypatch):
-    with pytest.raises(AvelError) as e:
-        weight_path(VGG19_KERAS, tmp_path)
-    assert str(tmp_path / VGG19_KERAS.name) in str(e.value) and VGG19_KERAS.url in str(e.value)
+def _offline(monkeypatch, tmp_path) -> None:
+    """torch's hub cache and Keras's cache in tmp_path; every download fails."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
     def offline(*args, **kwargs):
         raise OSError("no network")
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
+def test_every_missing_weight_file_is_named_in_one_message(tmp_path, monkeypatch, videos):
+    files = [weights.VGGISH, weights.VGG19_KERAS]
     with pytest.raises(AvelError) as e:
-        weight_path(VGG19_KERAS)
+        weights.locate(files, tmp_path)
     message = str(e.value)
-    assert "\n" not in message and VGG19_KERAS.name in message and VGG19_KERAS.url in message
-    assert str(tmp_path / "hub" / "checkpoints") in message and "--weights-dir" in message
+    assert message.startswith(f"--weights-dir: {tmp_path} lacks") and "\n" not in message
+    assert all(w.name in message and w.url in message for w in files)
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels.h5 (from https://" in message  # the with-top file serves too
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(AvelError) as e:
+        weights.locate(files)
+    message = str(e.value)
+    assert "\n" not in message and all(w.name in message and w.url in message for w in files)
+    assert str(tmp_path / "hub" / "torchaudio" / "models") in message and str(tmp_path / "hub" / "checkpoints") in message
+    assert str(tmp_path / "keras" / "models") in message and "--weights-dir" in message
+    # The command: one line, and nothing left behind (no OUT, no .avel_extract, no cache folder).
+    r = invoke(["extract", videos["main"], "--out", tmp_path / "ex", "--quiet"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert all(w.name in r.stderr for w in files) and not (tmp_path / "ex").exists()
+    (tmp_path / "ex2").mkdir()
+    r = invoke(["extract", videos["main"], "--out", tmp_path / "ex2", "--weights-dir", tmp_path / "hub", "--quiet"])
+    assert r.exit_code == 2 and "lacks vggish.pt" in r.stderr and not any((tmp_path / "ex2").iterdir())
+
+
+def test_keras_file_with_the_classifier_is_found_in_keras_cache_and_loads(tmp_path, monkeypatch):
+    """The AVE release loaded the with-top file: found where Keras keeps it, its convolutions
+    loaded, its classifier layers ignored."""
+    _offline(monkeypatch, tmp_path)
+    folder = tmp_path / "keras" / "models"
+    folder.mkdir(parents=True)
+    path = folder / "vgg19_weights_tf_dim_ordering_tf_kernels.h5"
+    features = _thin_vgg19()
+    kernels = _write_keras_file(path, features, True, np.random.default_rng(0))
+    with h5py.File(path, "a") as f:
+        for name, shape in (("fc1", (25088 // 256, 8)), ("predictions", (8, 10))):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            g[f"{name}/kernel:0"], g[f"{name}/bias:0"] = np.ones(shape, np.float32), np.ones(shape[1], np.float32)
+    assert weights.weight_path(weights.VGG19_KERAS) == path
+    vgg19.load_keras_vgg19(path, features)
+    last = [m for m in features if isinstance(m, torch.nn.Conv2d)][-1]
+    np.testing.assert_array_equal(last.bias.detach().numpy(), kernels["block5_conv4"][1])
+
+
+def _state_file(path: Path, state: dict) -> Path:
+    torch.save(state, path)
+    return path
+
+
+def test_unusable_weight_files_are_one_line_saying_what_they_are_and_what_to_do(tmp_path, monkeypatch):
+    _offline(monkeypatch, tmp_path)
+    features = vgg19.vgg19_features()
+    hub = weights.hub_folder(weights.VGG19_TORCHVISION)
+    hub.mkdir(parents=True)
+    good = {f"features.{k}": v for k, v in features.state_dict().items()}
+    whole = _state_file(tmp_path / "whole.pth", good).read_bytes()
+    truncated = hub / weights.VGG19_TORCHVISION.name
+    truncated.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(AvelError) as e:
+        vgg19.VisualNet("torchvision", truncated)
+    assert str(e.value) == (f"{truncated}: expected the torchvision VGG19 weights (a torch state dict), found a "
+                            f"truncated file (its zip archive has no end: an interrupted download?); delete it and "
+                            f"rerun to download it again")
+    other = _state_file(tmp_path / "vgg19-dcbb9e9d.pth", {"classifier.0.weight": torch.zeros(2, 2)})
+    with pytest.raises(AvelError, match=r"vgg19-dcbb9e9d.pth: expected the torchvision VGG19 weights .*found no "
+                                        r"tensor 'features.0.weight' \(its 1 tensors start with 'classifier.0.weight'"
+                                        r": another network's weights\?\); replace it with a fresh download of "
+                                        r"https://download.pytorch.org/models/vgg19-dcbb9e9d.pth$"):
+        vgg19.VisualNet("torchvision", other)
+    shaped = _state_file(tmp_path / "x.pth", {**good, "features.0.bias": torch.zeros(3)})
+    with pytest.raises(AvelError, match=r"found tensor 'features.0.bias' of shape \(3,\), expected \(64,\)"):
+        vgg19.VisualNet("torchvision", shaped)
+    # A web page saved under VGGish's name, in --weights-dir (which never downloads): the command says so.
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "vggish.pt").write_text("<!DOCTYPE html>\n<html><body>Access denied</body></html>\n")
+    (given / weights.VGG19_KERAS.name).write_bytes(b"unused here")
+    r = invoke(["extract", _vggish_clip(tmp_path), "--out", tmp_path / "ex", "--weights-dir", given, "--quiet"])
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        f"avel-dgl: error: {given / 'vggish.pt'}: expected the VGGish weights (a torch state dict), found a web page "
+        f"(HTML), not a weights file: the download saved a page instead of the file; replace it with a fresh "
+        f"download of {weights.VGGISH.url}"]
+    assert not (tmp_path / "ex" / extract.PARTS_DIR).exists()
+    (given / weights.VGG19_KERAS.name).write_text("<html>a page</html>")
+    with pytest.raises(AvelError, match=r"expected Keras VGG19 weights \(HDF5\), found a web page .*replace it with"):
+        vgg19.VisualNet("keras", given / weights.VGG19_KERAS.name)
+
+
+def _vggish_clip(tmp_path: Path) -> Path:
+    return make_video(tmp_path / "clip.mkv", seconds=1.0)
 
 
 # ---- the recipe --------------------------------------------------------------------------------
@@ -426,6 +548,7 @@ def patched_networks(monkeypatch, small_nets):
         calls.append(args)
         return small_nets
     monkeypatch.setattr(extract, "load_networks", fake)
+    monkeypatch.setattr(extract, "weights_identity", lambda *args, **kwargs: "test weights")
     return calls
 
 
@@ -442,8 +565,13 @@ def test_extract_command_writes_ave_format_files_and_resumes(tmp_path, videos, p
     result = invoke(["extract", folder, "--out", out, "--frames-per-segment", "2", "--quiet"])
     assert result.exit_code == 0, result.output
     warning_lines = [l for l in result.stderr.splitlines() if l.startswith("avel-dgl: warning:")]
-    assert len(warning_lines) == 3  # corrupt, empty, no audio: one line each
+    assert len(warning_lines) == 4  # corrupt, empty, no audio: one line each; and the lengths
+    assert len(result.stderr.strip().splitlines()) == 4  # no raw FFmpeg lines either
     assert any("corrupt.mp4" in l and "failed" in l for l in warning_lines)
+    assert warning_lines[-1] == ("avel-dgl: warning: videos of 4 to 10 segments: the shorter ones are zero-padded "
+                                 "to T = 10 (videos.csv gives each video's own length); predict, evaluate and train "
+                                 "read 10-segment videos, where padded segments mean nothing: extract clips of one "
+                                 "length together, or run localize, which takes each video at its own length")
     assert any("noaudio.mkv" in l and "no audio" in l for l in warning_lines)
     rows = {Path(r["path"]).name: r for r in _read_csv(out / "videos.csv")}
     assert rows["corrupt.mp4"]["status"] == "failed" and rows["corrupt.mp4"]["row"] == ""

@@ -29,6 +29,7 @@ last window's tail), so it lies inside [t, t + 1); audio missing at the end is s
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +44,14 @@ from avel_dgl.errors import AvelError
 SAMPLE_RATE = 16000
 EXAMPLE_SAMPLES = 15600  # 0.975 s: the 96 log-mel frames (25-ms window, 10-ms hop) of one VGGish example
 MIN_LAST_SECOND = 0.5  # a final partial second counts as a segment from this much media on
+
+# FFmpeg's own log lines ("moov atom not found") must not reach stderr beside our one warning line
+# per video. PyAV takes them into Python's logging, where they go nowhere, and keeps the last
+# error for its exception's text ("...; last error log: ... moov atom not found"), which the
+# warning quotes.
+av.logging.set_level(av.logging.ERROR)
+logging.getLogger("libav").addHandler(logging.NullHandler())
+logging.getLogger("libav").propagate = False
 
 
 class DecodeError(AvelError):
@@ -68,6 +77,9 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
         reason = getattr(e, "strerror", None) or str(e)
+        log = getattr(e, "log", None)  # FFmpeg's last error line, kept by PyAV (see the logging set-up above)
+        if log and log[2].strip():
+            reason += f": {log[2].strip()}"
         raise DecodeError(f"{path}: expected a video file, found one FFmpeg cannot read ({reason})") from None
 
 

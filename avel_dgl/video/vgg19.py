@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl.errors import AvelError
-from avel_dgl.video.weights import VGG19_KERAS, VGG19_TORCHVISION, weight_path
+from avel_dgl.video.weights import load_state_dict, remedy, what_it_is
 
 SIZE = 224
 MAP_SHAPE = (7, 7, 512)
@@ -44,18 +44,20 @@ def _weight_names(group: h5py.Group) -> list[str]:
 
 
 def load_keras_vgg19(path: str | Path, features: torch.nn.Sequential) -> None:
-    """Copy the 16 convolutions of a Keras VGG19 HDF5 weights file (the notop file or a whole
-    saved model) into `features`: Keras kernels (3, 3, in, out) become (out, in, 3, 3), as
-    TensorFlow and torch both compute cross-correlation (no flip). One-line errors name the file
-    and the layer."""
+    """Copy the 16 convolutions of a Keras VGG19 HDF5 weights file (the notop file, the file with
+    the classifier, whose other layers are ignored, or a whole saved model) into `features`: Keras
+    kernels (3, 3, in, out) become (out, in, 3, 3), as TensorFlow and torch both compute
+    cross-correlation (no flip). One-line errors name the file and the layer."""
     path = Path(path)
     convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == len(KERAS_LAYERS)
     try:
-        f = h5py.File(path, "r")
+        problem = what_it_is(path)
+        f = None if problem else h5py.File(path, "r")
     except OSError as e:
-        raise AvelError(f"{path}: expected Keras VGG19 weights (HDF5), found an unreadable file "
-                        f"({' '.join(str(e).split())}); delete it and rerun to download it again") from None
+        problem = f"a file HDF5 cannot read ({' '.join(str(e).split())})"
+    if problem:
+        raise AvelError(f"{path}: expected Keras VGG19 weights (HDF5), found {problem}; {remedy(path)}") from None
     with f:
         root = f["model_weights"] if "model_weights" in f else f  # a whole model saves its weights there
         backend = root.attrs.get("backend", f.attrs.get("backend", b"tensorflow"))
@@ -101,19 +103,17 @@ def normalise(x: torch.Tensor, style: str) -> torch.Tensor:
 
 
 class VisualNet:
-    """RGB frames -> pool5 maps (n, 7, 7, 512) float32 (channels last, as the AVE files)."""
+    """RGB frames -> pool5 maps (n, 7, 7, 512) float32 (channels last, as the AVE files).
+    `weights`: "keras" or "torchvision", read from the file at `path`; or "random" (torch's
+    initialisation, Caffe preprocessing: the Keras path's computation without the file)."""
 
-    def __init__(self, weights: str = "keras", weights_dir: str | Path | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, weights: str = "random", path: str | Path | None = None, device: torch.device | str = "cpu"):
         self.features = vgg19_features()
         self.style = "torchvision" if weights == "torchvision" else "caffe"
         if weights == "keras":
-            load_keras_vgg19(weight_path(VGG19_KERAS, weights_dir), self.features)
+            load_keras_vgg19(path, self.features)
         elif weights == "torchvision":
-            path = weight_path(VGG19_TORCHVISION, weights_dir)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
-                                           if k.startswith("features.")})
+            load_state_dict(Path(path), self.features, "torchvision VGG19", prefix="features.")
         elif weights != "random":
             raise ValueError(f"weights: expected 'keras', 'torchvision' or 'random', found {weights!r}")
         self.device = torch.device(device)
