@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from avel_dgl import distributed, engine
+from avel_dgl import distributed, engine, graph
 from avel_dgl.config import get_preset, replace
 from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
@@ -87,7 +87,7 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
     seen["gathered"] = distributed.gather_rows(seen["rows"] * 10, 7)
     seen["sum"] = distributed.all_reduce_sum(torch.tensor([rank + 1.0]))
     torch.manual_seed(0)  # the same model on every rank
-    model = build(replace(get_preset("small"), **TINY), "dgl")
+    model = build(replace(get_preset("small"), **TINY), graph.DEFAULT_KERNEL)
     out = engine.evaluate(model, load_split(data_dir, "val"), batch_size=5)
     seen["acc"], seen["pred"] = out["acc"], out["pred"]
     distributed.main_only(Path.write_text, out_dir / f"written_by_rank{rank}", "x")
@@ -129,7 +129,7 @@ def _collectives(rank: int, data_dir: Path, out_dir: Path) -> None:
 def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tmp_path):
     # The single-process reference first (it also builds the pooled cache the ranks read).
     torch.manual_seed(0)
-    single = engine.evaluate(build(replace(get_preset("small"), **TINY), "dgl"), load_split(ave_dir, "val"), 5)
+    single = engine.evaluate(build(replace(get_preset("small"), **TINY), graph.DEFAULT_KERNEL), load_split(ave_dir, "val"), 5)
     with socket.socket() as s:  # a free port for the group's store
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
