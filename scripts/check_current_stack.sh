@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The current stack, tested: a second virtual environment (.venv-current, git-ignored) with the
+# newest torch, torchvision and torchaudio that PyPI serves for this machine and numpy 2, without
+# DGL (PyPI's DGL 2.1.0 imports only with torch<=2.2.1 and numpy<2), avel-dgl installed into it
+# within pyproject.toml's ranges, and the whole test suite run there: tests that need DGL skip,
+# naming it; every other test runs eq 12 on the torch kernel.
+#
+#   scripts/check_current_stack.sh [pytest arguments]
+#
+# Each torchaudio release is built for one torch release, so the stack is the newest torchaudio
+# on PyPI, the torch it pins and the newest torchvision built for that torch. Where pip is capped
+# below that torch (/etc/xdg/pip on these machines: torch<=2.14.1), pip backs off to the newest
+# torchaudio under the cap. TORCHAUDIO=2.9.1 (say) picks an older triple. PYTHON picks the
+# interpreter (python3; Python 3.12 works the same where it is installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv-current}
+PY="$VENV/bin/python"
+
+[ -x "$PY" ] || "$PYTHON" -m venv "$VENV"
+"$PY" -m pip install -q --upgrade pip
+if [ -z "${TORCHAUDIO:-}" ]; then
+    TORCHAUDIO=$("$PY" -m pip index versions torchaudio 2>/dev/null | sed -n 's/^torchaudio (\(.*\))$/\1/p')
+fi
+echo "check_current_stack: torchaudio ${TORCHAUDIO:-newest}, with the torch it needs and numpy 2"
+# One resolve for all of them, so torchvision is the one built for torchaudio's torch.
+"$PY" -m pip install -q --upgrade "torchaudio${TORCHAUDIO:+==$TORCHAUDIO}" torch torchvision "numpy>=2" -e ".[test]"
+if "$PY" -c "import dgl" 2>/dev/null; then
+    echo "check_current_stack: DGL imports in $VENV; this script tests the stack without it" >&2
+    exit 1
+fi
+"$PY" - <<'EOF'
+from importlib import metadata
+import sys
+names = ["torch", "torchvision", "torchaudio", "numpy", "av", "pandas", "h5py", "click", "tqdm", "matplotlib", "pytest"]
+print("check_current_stack: Python " + sys.version.split()[0] + "; "
+      + ", ".join(f"{n} {metadata.version(n)}" for n in names) + "; no DGL")
+EOF
+"$PY" -m pytest -q -p no:cacheprovider "$@"
