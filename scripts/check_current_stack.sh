@@ -7,11 +7,11 @@
 #
 #   scripts/check_current_stack.sh [pytest arguments]
 #
-# Each torchaudio release is built for one torch release, so the stack is the newest torchaudio
-# on PyPI, the torch it pins and the newest torchvision built for that torch. Where pip is capped
-# below that torch (/etc/xdg/pip on these machines: torch<=2.14.1), pip backs off to the newest
-# torchaudio under the cap. TORCHAUDIO=2.9.1 (say) picks an older triple. PYTHON picks the
-# interpreter (python3; Python 3.12 works the same where it is installed).
+# pip takes the newest releases this machine may install: where pip is capped (/etc/xdg/pip on
+# these machines: torch<=2.14.1, torchvision<=0.29.1, the releases on their disk) the cap's, else
+# PyPI's newest. torchaudio 2.10 and later declare no exact torch; 2.9 and later have no VGGish
+# prototype, which `extract` uses until the project carries its own. PYTHON picks the
+# interpreter (python3; a Python 3.12 works the same where one is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,12 +20,7 @@ PY="$VENV/bin/python"
 
 [ -x "$PY" ] || "$PYTHON" -m venv "$VENV"
 "$PY" -m pip install -q --upgrade pip
-if [ -z "${TORCHAUDIO:-}" ]; then
-    TORCHAUDIO=$("$PY" -m pip index versions torchaudio 2>/dev/null | sed -n 's/^torchaudio (\(.*\))$/\1/p')
-fi
-echo "check_current_stack: torchaudio ${TORCHAUDIO:-newest}, with the torch it needs and numpy 2"
-# One resolve for all of them, so torchvision is the one built for torchaudio's torch.
-"$PY" -m pip install -q --upgrade "torchaudio${TORCHAUDIO:+==$TORCHAUDIO}" torch torchvision "numpy>=2" -e ".[test]"
+"$PY" -m pip install -q --upgrade torch torchvision torchaudio "numpy>=2" -e ".[test]"
 if "$PY" -c "import dgl" 2>/dev/null; then
     echo "check_current_stack: DGL imports in $VENV; this script tests the stack without it" >&2
     exit 1
