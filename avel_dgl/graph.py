@@ -251,7 +251,9 @@ def _build_mean_matrix(g: Graph) -> torch.Tensor:
     rows, cols = torch.cat(rows), torch.cat(cols)
     degree = torch.bincount(rows, minlength=nodes * relations)
     values = 1.0 / degree[rows].to(torch.float32)
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes)).coalesce()
+    # check_invariants: built once per template, so checking costs nothing (newer torch warns when unset)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes),
+                                   check_invariants=True).coalesce()
 
 
 def edge_index(g: Graph, relation: tuple[str, str, str], device: torch.device | str):

@@ -4,6 +4,8 @@ the kernel choice per device, and the device plumbing that can be checked withou
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import pytest
 import torch
@@ -197,14 +199,17 @@ def test_without_dgl_auto_runs_the_torch_kernel_with_one_notice_and_dgl_is_an_er
     device, said once on stderr; --kernel dgl is one clear error."""
     monkeypatch.setattr(graph, "dgl", None)
     monkeypatch.setattr(graph, "DGL_MISSING", "ImportError: no wheel")
+    monkeypatch.delenv("RANK", raising=False)  # rank 0, the one that gives the notice
     runtime._resolve.cache_clear()
     runtime.dgl_supports.cache_clear()
     try:
         with caplog.at_level(logging.INFO, logger="avel_dgl.runtime"):
             assert [runtime.resolve_kernel("auto", "cpu") for _ in range(2)] == ["torch", "torch"]
             assert runtime.resolve_kernel("torch", "cpu") == "torch"
-        assert capsys.readouterr().err.splitlines() == [
-            "avel-dgl: notice: eq 12 runs on the torch kernel: DGL does not import here (ImportError: no wheel)"]
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            "avel-dgl: notice: eq 12 runs on the torch kernel: DGL does not import here (ImportError: no wheel)"], \
+            (err, os.environ.get("RANK"), sys.stderr)
         assert [r.getMessage() for r in caplog.records] == ["graph kernel for eq 12 on cpu: torch (DGL does not import)",
                                                             "graph kernel for eq 12 on cpu: torch (as asked)"]
         with pytest.raises(AvelError) as e:

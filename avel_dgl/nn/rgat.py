@@ -69,6 +69,7 @@ class RGAT(nn.Module):
         q = (g_dst * self.att_query[r]).sum(-1, keepdim=True)  # (N_dst, H, 1)
         if self.kernel == "torch":
             return self._aggregate_torch(g, rel, k, q, g_src)
+        graph.require_dgl("RGAT's dgl kernel")
         from dgl import function as fn  # imported here: only the DGL kernel needs DGL
         from dgl.nn.functional import edge_softmax
 
