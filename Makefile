@@ -12,10 +12,12 @@ DEMO_RUN ?= runs/demo
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The pinned default stack (requirements-pinned.txt: torch 2.2.1 with DGL 2.1.0), within the
+# ranges pyproject.toml declares; scripts/check_current_stack.sh tests the newest stack instead.
+$(VENV)/.installed: pyproject.toml requirements-pinned.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -r requirements-pinned.txt -e ".[dgl,test]"
 	touch $@
 
 demo: venv

@@ -15,6 +15,7 @@ batch, and the learning rate needs no rescaling.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -83,8 +84,12 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if world_size() == 1:
         return model
     device = next(model.parameters()).device
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    # torch 2.14 deprecates broadcast_buffers for forward_sync_buffers (which still syncs buffers
+    # once at init: harmless here, they are identical on every rank)
+    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                      else {"broadcast_buffers": False})
+    return ddp(model, device_ids=[device] if device.type == "cuda" else None, **no_buffer_sync)
 
 
 def shard(batches: Iterable[torch.Tensor], rank_: int | None = None,

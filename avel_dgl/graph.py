@@ -31,6 +31,11 @@ DGL runs on the CPU only, so on a GPU the torch kernel lets every tensor stay on
 the DGL heterograph (kept on the CPU) still describes the structure. Every function that runs
 a kernel is told which one ('dgl' or 'torch'): a model's graph layers hold the one it was built
 with (nn/dpnet.build), which runtime.Runtime resolves once per process.
+
+DGL is the design wherever it imports. Where it does not (no wheel for this Python, a torch or
+numpy it was not built for), `DGL_MISSING` says why, and a batch graph is an `EdgeLists`: the
+same node counts and the same edge lists in the same order as `dgl.batch` plus `add_edges` give,
+which is all the torch kernel reads.
 """
 
 from __future__ import annotations
@@ -40,10 +45,19 @@ import weakref
 from functools import lru_cache
 from typing import Callable
 
-import dgl
 import torch
 
 from avel_dgl.format import N_SEGMENTS
+
+try:
+    import dgl
+    DGL_MISSING = None
+except Exception as e:  # ImportError without a wheel; DGL 2.1.0 under a newer torch or numpy 2 fails otherwise
+    dgl = None
+    DGL_MISSING = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+
+# The kernel a graph layer runs unless told otherwise (runtime.Runtime tells every layer of a model).
+DEFAULT_KERNEL = "dgl" if dgl is not None else "torch"
 
 AUDIO, VISUAL = "audio", "visual"
 NODE_TYPES = (AUDIO, VISUAL)
@@ -78,10 +92,57 @@ def _pattern_edges(relation: tuple[str, str, str], src_offset: int, dst_offset: 
     return [src_offset + a for a, _ in pairs], [dst_offset + b for _, b in pairs]
 
 
-def video_graph(t: int = N_SEGMENTS) -> dgl.DGLHeteroGraph:
-    """The graph of one video: 2t nodes, the six relations of eqs 1-4."""
-    edges = {rel: tuple(torch.tensor(x, dtype=torch.int64) for x in _pattern_edges(rel, 0, 0, t))
-             for rel in RELATIONS}
+class EdgeLists:
+    """A graph described without DGL, for the torch kernel where DGL does not import: each node
+    type's node count and each relation's (src, dst) edge list. It answers the questions the
+    torch kernel (and the structure tests) ask of a DGL heterograph with the same answers, edges
+    in the same order."""
+
+    device = torch.device("cpu")
+    canonical_etypes = RELATIONS
+
+    def __init__(self, nodes: dict[str, int], edges: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]]):
+        self._nodes, self._edges = nodes, edges
+
+    def num_nodes(self, ntype: str) -> int:
+        return self._nodes[ntype]
+
+    def edges(self, etype: tuple[str, str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._edges[etype]
+
+    def num_edges(self, etype: tuple[str, str, str] | None = None) -> int:
+        return sum(len(self._edges[rel][0]) for rel in ([etype] if etype else RELATIONS))
+
+    def in_degrees(self, etype: tuple[str, str, str]) -> torch.Tensor:
+        return torch.bincount(self._edges[etype][1], minlength=self._nodes[etype[2]])
+
+
+# What a batch graph is (for annotations): DGL's heterograph where DGL imports, else EdgeLists.
+Graph = "dgl.DGLHeteroGraph | EdgeLists"
+
+
+def require_dgl(what: str) -> None:
+    """An error naming `what` where DGL does not import (the torch kernel needs no DGL)."""
+    if dgl is None:
+        raise RuntimeError(f"{what} needs DGL, which does not import here ({DGL_MISSING}); use the torch kernel")
+
+
+def seed_dgl(seed: int) -> None:
+    """Seed DGL's own random generator, where DGL imports (no eq 12 kernel draws from it)."""
+    if dgl is not None:
+        dgl.seed(seed)
+
+
+def _edge_tensors(src: list[int], dst: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(src, dtype=torch.int64), torch.tensor(dst, dtype=torch.int64)
+
+
+def video_graph(t: int = N_SEGMENTS) -> Graph:
+    """The graph of one video: 2t nodes, the six relations of eqs 1-4. A DGL heterograph, or
+    `EdgeLists` where DGL does not import."""
+    if dgl is None:
+        return _edge_lists(1, False, t)
+    edges = {rel: _edge_tensors(*_pattern_edges(rel, 0, 0, t)) for rel in RELATIONS}
     return dgl.heterograph(edges, num_nodes_dict={nt: t for nt in NODE_TYPES})
 
 
@@ -95,16 +156,37 @@ def link_edges(relation: tuple[str, str, str], pairs: int, t: int) -> tuple[torc
             s, d = _pattern_edges(relation, a_off, b_off, t)
             src += s
             dst += d
-    return torch.tensor(src, dtype=torch.int64), torch.tensor(dst, dtype=torch.int64)
+    return _edge_tensors(src, dst)
+
+
+def _edge_lists(videos: int, linked: bool, t: int) -> EdgeLists:
+    """What `dgl.batch` then `add_edges` build in `_batch_template`, as plain edge lists: per
+    relation, each video's own edges at its node offset b * t, video after video, then the link
+    edges."""
+    edges = {}
+    for rel in RELATIONS:
+        src, dst = [], []
+        for b in range(videos):
+            s, d = _pattern_edges(rel, b * t, b * t, t)
+            src += s
+            dst += d
+        src, dst = _edge_tensors(src, dst)
+        if linked:
+            link_src, link_dst = link_edges(rel, videos // 2, t)
+            src, dst = torch.cat([src, link_src]), torch.cat([dst, link_dst])
+        edges[rel] = (src, dst)
+    return EdgeLists({nt: videos * t for nt in NODE_TYPES}, edges)
 
 
 @lru_cache(maxsize=64)
-def _batch_template(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
+def _batch_template(videos: int, linked: bool, t: int) -> Graph:
+    if linked and videos % 2:
+        raise ValueError(f"a linked batch holds originals then replicas: expected an even count, got {videos}")
+    if dgl is None:
+        return _edge_lists(videos, linked, t)
     g = dgl.batch([video_graph(t)] * videos)
     if not linked:
         return g
-    if videos % 2:
-        raise ValueError(f"a linked batch holds originals then replicas: expected an even count, got {videos}")
     # Section 3.4: merge the originals' and replicas' graphs (dgl.batch above, which keeps the
     # node order of the dense (2B, T, D) batch: originals then replicas), then add the link edges
     # of eqs 17-21. add_edges drops the batch information: the result is one graph, since link
@@ -114,20 +196,21 @@ def _batch_template(videos: int, linked: bool, t: int) -> dgl.DGLHeteroGraph:
     return g
 
 
-def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS) -> dgl.DGLHeteroGraph:
-    """The cached graph of a batch of `videos` videos, on the CPU. With linked=True the batch is B
-    originals followed by their B replicas (videos = 2B) and carries the link edges of eqs 17-21.
-    Each kernel takes it where it needs it (`graph_for`)."""
+def batch_graph(videos: int, linked: bool = False, t: int = N_SEGMENTS) -> Graph:
+    """The cached graph of a batch of `videos` videos, on the CPU (a DGL heterograph, or
+    `EdgeLists` where DGL does not import). With linked=True the batch is B originals followed by
+    their B replicas (videos = 2B) and carries the link edges of eqs 17-21. Each kernel takes it
+    where it needs it (`graph_for`)."""
     return _batch_template(videos, linked, t)
 
 
 # graph -> {key: what was built from it}: a batch graph's copy on a device, its eq 12 mean matrix,
 # edge lists and neighbour counts, each built once and reused by every step. Weak keys: an entry
 # lives as long as its (cached) template.
-_built_from: "weakref.WeakKeyDictionary[dgl.DGLHeteroGraph, dict]" = weakref.WeakKeyDictionary()
+_built_from: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
 
-def _built_once(g: dgl.DGLHeteroGraph, key: tuple, build: Callable[[], object]):
+def _built_once(g: Graph, key: tuple, build: Callable[[], object]):
     """What build() returns for (g, key), built on the first call."""
     per_graph = _built_from.setdefault(g, {})
     if key not in per_graph:
@@ -135,17 +218,18 @@ def _built_once(g: dgl.DGLHeteroGraph, key: tuple, build: Callable[[], object]):
     return per_graph[key]
 
 
-def graph_for(g: dgl.DGLHeteroGraph, device: torch.device | str, kernel: str) -> dgl.DGLHeteroGraph:
+def graph_for(g: Graph, device: torch.device | str, kernel: str) -> Graph:
     """The graph `kernel` works on for features on `device`. The torch kernel keeps g where it is
     (on the CPU; its `mean_matrix` goes to the device instead, once); DGL's needs g on the device,
     copied there once per graph and device (only a DGL build with that device's support can)."""
     device = torch.device(device)
     if kernel == "torch" or g.device == device:
         return g
+    require_dgl("the dgl kernel")
     return _built_once(g, ("graph", device), lambda: g.to(device))
 
 
-def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tensor:
+def mean_matrix(g: Graph, device: torch.device | str) -> torch.Tensor:
     """Eq 12 as a sparse (nodes * R, nodes) matrix over the node order [audio nodes; visual nodes]:
     row node * R + r holds 1 / |neighbours| at each neighbour of that node under its r-th relation
     (RELATIONS_INTO order). Its coordinates are g.edges() of each relation; built once per graph
@@ -154,7 +238,7 @@ def mean_matrix(g: dgl.DGLHeteroGraph, device: torch.device | str) -> torch.Tens
     return _built_once(g, ("mean_matrix", device), lambda: _build_mean_matrix(g).to(device))
 
 
-def _build_mean_matrix(g: dgl.DGLHeteroGraph) -> torch.Tensor:
+def _build_mean_matrix(g: Graph) -> torch.Tensor:
     offset = {AUDIO: 0, VISUAL: g.num_nodes(AUDIO)}
     nodes = g.num_nodes(AUDIO) + g.num_nodes(VISUAL)
     relations = len(RELATIONS_INTO[AUDIO])
@@ -167,10 +251,12 @@ def _build_mean_matrix(g: dgl.DGLHeteroGraph) -> torch.Tensor:
     rows, cols = torch.cat(rows), torch.cat(cols)
     degree = torch.bincount(rows, minlength=nodes * relations)
     values = 1.0 / degree[rows].to(torch.float32)
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes)).coalesce()
+    # check_invariants: built once per template, so checking costs nothing (newer torch warns when unset)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (nodes * relations, nodes),
+                                   check_invariants=True).coalesce()
 
 
-def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: torch.device | str):
+def edge_index(g: Graph, relation: tuple[str, str, str], device: torch.device | str):
     """(src, dst) node indices of one relation's edges on `device`, for layers that work on edge
     lists with the torch kernel (RGAT). Built once per graph, relation and device."""
     device = torch.device(device)
@@ -184,7 +270,7 @@ def edge_index(g: dgl.DGLHeteroGraph, relation: tuple[str, str, str], device: to
 # where the mean of two uncorrelated neighbours is 1/sqrt(2) of one neighbour's size and
 # sum / sqrt(2) keeps it. It tested whether that scale is what costs Link accuracy; it is not
 # (docs/RESULTS.md, "Why Link lowers accuracy here, tested").
-def sqrt_degrees(g: dgl.DGLHeteroGraph, device: torch.device | str) -> dict[str, torch.Tensor]:
+def sqrt_degrees(g: Graph, device: torch.device | str) -> dict[str, torch.Tensor]:
     """{ntype: (N_ntype, R, 1)}: the square root of each node's neighbour count under each relation
     it receives (RELATIONS_INTO order); the factor that turns eq 12's mean into sum / sqrt(count).
     Built once per graph and device."""
@@ -195,7 +281,7 @@ def sqrt_degrees(g: dgl.DGLHeteroGraph, device: torch.device | str) -> dict[str,
         for ntype in NODE_TYPES})
 
 
-def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
+def relational_update(g: Graph, feats: dict[str, torch.Tensor],
                       cross_reducer: Callable[[str, list[torch.Tensor]], torch.Tensor],
                       kernel: str, neighbour_norm: str = "mean") -> dict[str, torch.Tensor]:
     """Per relation, the mean of each node's neighbours (eq 12); then, per node type m,
@@ -227,6 +313,7 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
         return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
     if kernel != "dgl":
         raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
+    require_dgl("the dgl kernel")
     g = graph_for(g, feats[AUDIO].device, kernel)
     out = {}
     with g.local_scope():
@@ -240,14 +327,14 @@ def relational_update(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
     return out
 
 
-def neighbour_means(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor],
+def neighbour_means(g: Graph, feats: dict[str, torch.Tensor],
                     kernel: str, neighbour_norm: str = "mean") -> dict[str, torch.Tensor]:
     """Eq 12 alone for every node and relation: {ntype: (N_ntype, 3, D)} stacked in RELATIONS_INTO
     order (zeros where a node has no neighbour under a relation)."""
     return relational_update(g, feats, lambda ntype, means: torch.stack(means, dim=1), kernel, neighbour_norm)
 
 
-def _neighbour_means_torch(g: dgl.DGLHeteroGraph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _neighbour_means_torch(g: Graph, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Eq 12 for all six relations as one sparse product: the scatter-mean over g's edges."""
     h = torch.cat([feats[AUDIO], feats[VISUAL]])  # (N_audio + N_visual, D)
     matrix = mean_matrix(g, h.device)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
-import dgl
 import torch
 
-from avel_dgl import distributed
+from avel_dgl import distributed, graph
 from avel_dgl.errors import AvelError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,11 @@ def resolve_device(name: str) -> torch.device:
 
 @lru_cache(maxsize=None)
 def dgl_supports(device_type: str) -> bool:
-    """Whether the installed DGL can hold a graph on this device type (PyPI's DGL: 'cpu' only)."""
+    """Whether the installed DGL can hold a graph on this device type (PyPI's DGL: 'cpu' only;
+    none where DGL does not import)."""
+    dgl = graph.dgl
+    if dgl is None:
+        return False
     if device_type == "cpu":
         return True
     try:
@@ -85,8 +89,16 @@ def dgl_supports(device_type: str) -> bool:
 
 def resolve_kernel(kernel: str, device: torch.device | str) -> str:
     """'dgl' or 'torch': the eq 12 kernel for `device` under the --kernel name. 'auto' takes DGL
-    where the installed DGL supports the device, else torch."""
+    where the installed DGL supports the device, else torch (with a notice on stderr where DGL
+    does not import at all)."""
     return _resolve(kernel, torch.device(device).type)
+
+
+def _no_dgl_on(device_type: str) -> str:
+    """Why the DGL kernel cannot run on this device type."""
+    if graph.dgl is None:
+        return f"DGL does not import here ({graph.DGL_MISSING})"
+    return f"the installed DGL {graph.dgl.__version__} cannot run on {device_type}"
 
 
 @lru_cache(maxsize=None)
@@ -95,13 +107,20 @@ def _resolve(kernel: str, device_type: str) -> str:
         raise AvelError(f"--kernel: expected one of {', '.join(KERNELS)}, found '{kernel}'")
     supported = dgl_supports(device_type)
     if kernel == "dgl" and not supported:
-        raise AvelError(f"--kernel dgl: the installed DGL {dgl.__version__} cannot run on {device_type}; "
-                        "use --kernel torch or auto")
+        raise AvelError(f"--kernel dgl: {_no_dgl_on(device_type)}; use --kernel torch or auto")
     chosen = kernel if kernel != "auto" else ("dgl" if supported else "torch")
-    why = "as asked" if kernel != "auto" else (
-        "DGL supports this device" if supported else f"DGL {dgl.__version__} has no {device_type} support")
-    # lru_cache makes this log line appear once per (kernel, device type) in a process.
+    if kernel != "auto":
+        why = "as asked"
+    elif supported:
+        why = "DGL supports this device"
+    else:
+        why = f"DGL {graph.dgl.__version__} has no {device_type} support" if graph.dgl is not None else "DGL does not import"
+    # lru_cache makes these lines appear once per (kernel, device type) in a process. Without DGL
+    # at all, every command says so on stderr too (rank 0 alone under torchrun), since its log
+    # lines reach stdout only in train and evaluate.
     log.info("graph kernel for eq 12 on %s: %s (%s)", device_type, chosen, why)
+    if kernel == "auto" and graph.dgl is None and int(os.environ.get("RANK", 0)) == 0:
+        print(f"avel-dgl: notice: eq 12 runs on the torch kernel: {_no_dgl_on(device_type)}", file=sys.stderr, flush=True)
     return chosen
 
 

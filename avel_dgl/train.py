@@ -56,12 +56,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import dgl
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from avel_dgl import distributed, engine, interrupt
+from avel_dgl import distributed, engine, graph, interrupt
 from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint, write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace, validate
 from avel_dgl.data.dataset import SplitData, load_noisy, load_split
@@ -81,7 +80,7 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    dgl.seed(seed)
+    graph.seed_dgl(seed)
 
 
 def lr_multiplier(epoch: float, cycle_epochs: int, floors: tuple[tuple[int, float], ...]) -> float:
@@ -176,7 +175,7 @@ def runtime_info(runtime: Runtime, batch_size: int) -> dict:
     k = runtime.world_size
     return {"device": str(runtime.device), "kernel": runtime.kernel, "processes": k,
             "backend": distributed.backend(), "global_batch": batch_size, "per_process_batch": -(-batch_size // k),
-            "torch": torch.__version__, "dgl": dgl.__version__}
+            "torch": torch.__version__, "dgl": graph.dgl.__version__ if graph.dgl is not None else None}
 
 
 def avel_dgl_file(name: str) -> bool:
@@ -478,7 +477,7 @@ class Run:
         with stop_message(self.out_dir, self):
             for epoch in bar:
                 start = time.perf_counter()
-                dgl.seed(epoch_seed(t.seed, epoch))
+                graph.seed_dgl(epoch_seed(t.seed, epoch))
                 lr = self.optimizer.param_groups[0]["lr"]
                 try:
                     stats = engine.train_one_epoch(self.net, self.train, self.optimizer, self.scheduler, t,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from avel_dgl import graph
 from avel_dgl.checkpoint import load_model, upgrade_weights
 from avel_dgl.config import Config
 from avel_dgl.nn.dpnet import build
@@ -23,7 +24,7 @@ def test_old_names_map_onto_todays_network_in_order_with_the_same_initial_values
     config = Config.from_dict(LAYOUT[case]["config"])
     old = LAYOUT[case]["tensors"]
     torch.manual_seed(0)
-    today = build(config, "dgl").state_dict()
+    today = build(config, graph.DEFAULT_KERNEL).state_dict()
     renamed = upgrade_weights({name: name for name in old}, config)  # new name -> old name
     # the same tensors in the same order: parameters() order is what an optimizer's state follows
     assert list(renamed) == list(today)

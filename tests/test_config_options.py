@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from avel_dgl import graph
 from avel_dgl.config import (ModelConfig, TrainConfig, differences, get_preset, option, option_fields, replace,
                              validate, value)
 from avel_dgl.errors import ConfigError, ConfigWarning
@@ -172,7 +173,7 @@ def test_an_unknown_variant_is_a_config_error_keyed_by_the_field():
     from avel_dgl.nn.dpnet import build
 
     with pytest.raises(ConfigError) as caught:
-        build(replace(get_preset("small"), **{"model.variant": "nope"}), "dgl")
+        build(replace(get_preset("small"), **{"model.variant": "nope"}), graph.DEFAULT_KERNEL)
     assert caught.value.field == "model.variant" and str(caught.value).startswith("model.variant: expected one of ")
 
 

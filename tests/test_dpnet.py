@@ -33,7 +33,7 @@ def random_batch(b=3, seed=0):
 
 def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
     config = tiny_config(**{"model.blocks": 3})
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     assert isinstance(model, DPNet) and [type(block) for block in model.blocks] == [DPBlock] * 3  # eq 8
     kinds = [type(layer.layer).__name__ for layer in perspective_layers(model)]
     assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN
@@ -46,7 +46,7 @@ def test_small_preset_adds_the_measured_regularisation_to_the_same_structure():
     m, t = get_preset("small").model, get_preset("small").train
     assert (m.variant, m.kernel_size, m.dropout) == ("dpnet", 3, 0.2)
     assert (m.norm, m.input_dropout, m.classifier_dropout, t.input_norm) == ("layer", 0.5, 0.5, "standardize")
-    model = build(get_preset("small"), "dgl")
+    model = build(get_preset("small"), graph.DEFAULT_KERNEL)
     assert [type(layer.layer.layer).__name__ for layer in perspective_layers(model)] == ["RGCT", "TCN"] * m.blocks
 
 
@@ -76,7 +76,7 @@ def test_tcn_keeps_length_and_uses_separate_weights_per_modality():
 
 
 def test_gradients_reach_every_parameter():
-    model = build(tiny_config(**{"model.blocks": 2}), "dgl")
+    model = build(tiny_config(**{"model.blocks": 2}), graph.DEFAULT_KERNEL)
     audio, visual = random_batch()
     logits = model(graph.batch_graph(3), audio, visual)
     engine.sel_loss(logits, torch.randint(0, N_CLASSES, (3, 10))).backward()
@@ -109,7 +109,7 @@ def test_tiny_model_overfits_a_tiny_dataset():
                      torch.randint(0, N_CLASSES, (n, 10), generator=gen), torch.zeros(n, dtype=torch.long),
                      torch.arange(n))
     config = tiny_config(**{"model.width": 32, "model.dropout": 0.0, "train.lr": 3e-3, "train.batch_size": 8})
-    assert fit(build(config, "dgl"), data, config, epochs=150) >= 0.95
+    assert fit(build(config, graph.DEFAULT_KERNEL), data, config, epochs=150) >= 0.95
 
 
 @pytest.mark.parametrize("task", ["sel", "wsel"])
@@ -164,7 +164,7 @@ def test_cli_rejects_link_without_replicate_in_one_line(ave_dir, tmp_path):
 
 def test_residual_option_adds_identity_paths_where_widths_agree():
     config = tiny_config(**{"model.blocks": 2, "model.residual": True})
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     wrapped = [type(layer).__name__ for layer in perspective_layers(model)]
     assert wrapped == ["GraphLayer", "Residual", "Residual", "Residual"]  # the first changes the width
     tcn = model.blocks[0].tcn

@@ -54,7 +54,7 @@ def tiny(**overrides):
 
 def test_dpblock_runs_the_rgct_then_the_tcn():  # eq 7
     torch.manual_seed(0)
-    model = build(tiny(), "dgl").eval()
+    model = build(tiny(), graph.DEFAULT_KERNEL).eval()
     block = model.blocks[1]  # keeps the width, so the other order would run as well
     g = graph.batch_graph(2)
     a, v = torch.randn(2, 10, 8), torch.randn(2, 10, 8)
@@ -67,7 +67,7 @@ def test_dpblock_runs_the_rgct_then_the_tcn():  # eq 7
 
 def test_dpnet_stem_gate_fusion_and_classifier_match_the_equations():  # W_a, eqs 9-11
     torch.manual_seed(0)
-    model = build(tiny(), "dgl").eval()
+    model = build(tiny(), graph.DEFAULT_KERNEL).eval()
     assert isinstance(model, DPNet)
     audio, visual = torch.randn(3, 10, 128), torch.randn(3, 10, 512)
     # training-split statistics, far from identity, so the order of standardisation and W_a matters

@@ -64,7 +64,7 @@ def test_neighbour_means_follow_relation_order_with_zeros_for_missing_neighbours
     g = graph.batch_graph(1)
     audio = torch.arange(10.0).unsqueeze(1)
     visual = 100 + torch.arange(10.0).unsqueeze(1)
-    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, "dgl")
+    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, graph.DEFAULT_KERNEL)
     assert na["audio"].shape == (10, 3, 1)
     a = na["audio"][:, :, 0]
     assert a[0].tolist() == [0.0, 1.0, 100.0]  # no forward neighbour at t=0 -> zero
@@ -78,7 +78,7 @@ def test_neighbour_means_average_over_linked_neighbourhoods():
     g = graph.batch_graph(2, linked=True)  # video 0 and its replica, video 1
     audio = torch.cat([torch.zeros(10), torch.full((10,), 10.0)]).unsqueeze(1)
     visual = torch.cat([torch.ones(10), torch.full((10,), 3.0)]).unsqueeze(1)
-    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, "dgl")["audio"][:, :, 0]
+    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, graph.DEFAULT_KERNEL)["audio"][:, :, 0]
     # audio t=5 of the original: forward neighbours are audio t=4 of both videos: (0 + 10) / 2
     assert na[5].tolist() == [5.0, 5.0, 2.0]  # visual_to_audio: (1 + 3) / 2
     assert na[0].tolist() == [0.0, 5.0, 2.0]

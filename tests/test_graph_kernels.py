@@ -4,6 +4,8 @@ the kernel choice per device, and the device plumbing that can be checked withou
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 from avel_dgl import graph, runtime
 from avel_dgl.errors import AvelError
 from avel_dgl.runtime import Runtime
+from conftest import needs_dgl
 
 
 def _means_and_grads(g, audio, visual, weights, kernel):
@@ -21,6 +24,7 @@ def _means_and_grads(g, audio, visual, weights, kernel):
     return out[graph.AUDIO], out[graph.VISUAL], grad_a, grad_v
 
 
+@needs_dgl
 @pytest.mark.parametrize("videos,linked", [(1, False), (5, False), (6, True)])
 def test_kernels_agree_forward_and_gradients(videos, linked):
     g = graph.batch_graph(videos, linked=linked)
@@ -50,7 +54,7 @@ def _recorded_means(g, kernel, order=None):
     return received
 
 
-@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+@pytest.mark.parametrize("kernel", [pytest.param("dgl", marks=needs_dgl), "torch"])
 def test_cross_reducer_receives_the_relations_in_relations_into_order(kernel):
     got = _recorded_means(graph.video_graph(), kernel)
     t = 5  # a middle segment: it has a forward and a backward neighbour
@@ -62,6 +66,7 @@ def test_cross_reducer_receives_the_relations_in_relations_into_order(kernel):
     assert got[graph.AUDIO][0][0] == 0 and got[graph.VISUAL][1][9] == 0  # [relation][node]
 
 
+@needs_dgl
 def test_dgl_gives_a_callable_cross_reducer_the_order_of_the_dict():
     """The premise of the DGL kernel: DGL 2.1 does not reorder the per-relation results for a
     callable cross reducer (its built-in 'stack' sorts them by edge type id instead)."""
@@ -78,6 +83,7 @@ def test_dgl_gives_a_callable_cross_reducer_the_order_of_the_dict():
         assert received == [by_relation[rel] for rel in order]
 
 
+@needs_dgl
 @pytest.mark.parametrize("videos,linked", [(3, False), (4, True)])
 def test_rgct_kernels_agree_in_values_and_all_gradients(videos, linked):
     """The whole RGCT layer (eqs 12-16) under both kernels: its output and the gradients of the
@@ -118,7 +124,7 @@ def test_torch_kernel_computes_eq12_on_a_linked_pair():
     assert na[graph.VISUAL][19, backward].item() == 0
 
 
-@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+@pytest.mark.parametrize("kernel", [pytest.param("dgl", marks=needs_dgl), "torch"])
 def test_sqrt_neighbour_norm_divides_a_linked_pairs_sum_by_sqrt_2(kernel):
     g = graph.batch_graph(2, linked=True)  # video 0 and its replica, video 1 at node offset 10
     audio = torch.arange(20, dtype=torch.float32)[:, None]
@@ -133,7 +139,7 @@ def test_sqrt_neighbour_norm_divides_a_linked_pairs_sum_by_sqrt_2(kernel):
     assert na[graph.AUDIO][0, forward].item() == 0 and na[graph.VISUAL][19, backward].item() == 0
 
 
-@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+@pytest.mark.parametrize("kernel", [pytest.param("dgl", marks=needs_dgl), "torch"])
 def test_sqrt_neighbour_norm_is_the_mean_without_link_edges(kernel):
     """Every node of an unlinked batch has at most one neighbour per relation, where sum / sqrt(1)
     is the mean: the option changes nothing for a network trained or tested without Link."""
@@ -152,7 +158,7 @@ def test_neighbour_norm_option_reaches_every_rgct_of_a_built_network():
     from avel_dgl.nn.rgct import RGCT
 
     c = config.replace(config.get_preset("small"), **{"model.neighbour_norm": "sqrt"})
-    layers = [m for m in dpnet.build(c, "dgl").modules() if isinstance(m, RGCT)]
+    layers = [m for m in dpnet.build(c, graph.DEFAULT_KERNEL).modules() if isinstance(m, RGCT)]
     assert len(layers) == c.model.blocks and {m.neighbour_norm for m in layers} == {"sqrt"}
     torch.manual_seed(0)
     g = graph.batch_graph(2, linked=True)
@@ -169,6 +175,7 @@ def test_mean_matrix_is_built_once_per_graph_and_device():
     assert graph.mean_matrix(g, "cpu").device.type == "cpu"
 
 
+@needs_dgl
 def test_kernel_choice_per_device_and_logged_once(caplog):
     runtime._resolve.cache_clear()
     with caplog.at_level(logging.INFO, logger="avel_dgl.runtime"):
@@ -187,12 +194,38 @@ def test_kernel_choice_per_device_and_logged_once(caplog):
         Runtime.create("cpu", "fast")
 
 
+def test_without_dgl_auto_runs_the_torch_kernel_with_one_notice_and_dgl_is_an_error(monkeypatch, capsys, caplog):
+    """Where `import dgl` fails (graph.dgl None): --kernel auto is the torch kernel on every
+    device, said once on stderr; --kernel dgl is one clear error."""
+    monkeypatch.setattr(graph, "dgl", None)
+    monkeypatch.setattr(graph, "DGL_MISSING", "ImportError: no wheel")
+    monkeypatch.delenv("RANK", raising=False)  # rank 0, the one that gives the notice
+    runtime._resolve.cache_clear()
+    runtime.dgl_supports.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="avel_dgl.runtime"):
+            assert [runtime.resolve_kernel("auto", "cpu") for _ in range(2)] == ["torch", "torch"]
+            assert runtime.resolve_kernel("torch", "cpu") == "torch"
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            "avel-dgl: notice: eq 12 runs on the torch kernel: DGL does not import here (ImportError: no wheel)"], \
+            (err, os.environ.get("RANK"), sys.stderr)
+        assert [r.getMessage() for r in caplog.records] == ["graph kernel for eq 12 on cpu: torch (DGL does not import)",
+                                                            "graph kernel for eq 12 on cpu: torch (as asked)"]
+        with pytest.raises(AvelError) as e:
+            runtime.resolve_kernel("dgl", "cpu")
+        assert str(e.value) == "--kernel dgl: DGL does not import here (ImportError: no wheel); use --kernel torch or auto"
+    finally:
+        runtime._resolve.cache_clear()
+        runtime.dgl_supports.cache_clear()
+
+
 def test_runtime_resolves_once_and_takes_torchrun_rank(monkeypatch):
     assert Runtime.create("cpu", "torch") == Runtime(torch.device("cpu"), "torch", 0, 1)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     made = Runtime.create("cpu")
-    assert (made.kernel, made.rank, made.world_size, made.is_main) == ("dgl", 1, 2, False)
+    assert (made.kernel, made.rank, made.world_size, made.is_main) == (graph.DEFAULT_KERNEL, 1, 2, False)
     with pytest.raises(ValueError, match="resolved kernel"):
         Runtime(torch.device("cpu"), "auto")
 
@@ -265,6 +298,7 @@ def test_training_steps_copy_nothing_back_to_the_host(ave_dir, monkeypatch):
     assert counts[1:] == [1, 1], transfers
 
 
+@needs_dgl
 @pytest.mark.parametrize("variant", ["dpnet-parallel", "rgat"])
 def test_build_gives_every_graph_layer_its_kernel_and_the_same_weights(variant, monkeypatch):
     """build(config, kernel): each graph layer runs the kernel it was given (counted where the torch

@@ -9,6 +9,7 @@ from torch import nn
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset
 from avel_dgl.data.dataset import SplitData
+from conftest import needs_dgl
 
 T = 10
 
@@ -76,6 +77,7 @@ def _one_graph_from_edge_lists(videos: int, t: int = T):
     return dgl.heterograph(edges, num_nodes_dict={nt: videos * t for nt in graph.NODE_TYPES})
 
 
+@needs_dgl
 def test_linked_template_is_dgl_batch_plus_link_edges_equal_edge_for_edge_to_the_edge_list_graph():
     for videos in (2, 6):
         g, want = graph.batch_graph(videos, linked=True), _one_graph_from_edge_lists(videos)
@@ -89,13 +91,32 @@ def test_linked_template_is_dgl_batch_plus_link_edges_equal_edge_for_edge_to_the
     assert graph.batch_graph(6, linked=True) is graph.batch_graph(6, linked=True)
 
 
+@needs_dgl
+def test_edge_lists_without_dgl_are_dgls_batch_graph_edge_for_edge():
+    """graph.EdgeLists, the batch graph where DGL does not import: DGL's own batch graph's node
+    counts, edges in DGL's edge-id order, in-degrees and eq 12 matrix, plain and linked."""
+    for videos, linked, t in ((1, False, 10), (3, False, 10), (2, True, 10), (6, True, 4)):
+        dgl_graph, lists = graph.batch_graph(videos, linked, t), graph._edge_lists(videos, linked, t)
+        assert isinstance(lists, graph.EdgeLists) and not isinstance(dgl_graph, graph.EdgeLists)
+        for nt in graph.NODE_TYPES:
+            assert lists.num_nodes(nt) == dgl_graph.num_nodes(nt)
+        for rel in graph.RELATIONS:
+            for ours, theirs in zip(lists.edges(etype=rel), dgl_graph.edges(order="eid", etype=rel)):
+                assert torch.equal(ours, theirs), rel
+            assert torch.equal(lists.in_degrees(etype=rel), dgl_graph.in_degrees(etype=rel))
+            assert lists.num_edges(rel) == dgl_graph.num_edges(rel)
+        ours, theirs = graph.mean_matrix(lists, "cpu"), graph.mean_matrix(dgl_graph, "cpu")
+        assert torch.equal(ours.indices(), theirs.indices()) and torch.equal(ours.values(), theirs.values())
+    assert set(graph._edge_lists(1, False, 10).canonical_etypes) == set(graph.video_graph().canonical_etypes)
+
+
 def test_linked_neighbourhood_means_match_a_hand_computation():
     # t = 4 segments, scalar features. Original audio 1..4, replica 10..40; original visual
     # 100..400, replica 1000..4000. Each mean is over the node's neighbours in both videos.
     g = graph.batch_graph(2, linked=True, t=4)
     audio = torch.tensor([1., 2, 3, 4, 10, 20, 30, 40])[:, None]
     visual = torch.tensor([100., 200, 300, 400, 1000, 2000, 3000, 4000])[:, None]
-    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, "dgl")
+    na = graph.neighbour_means(g, {"audio": audio, "visual": visual}, graph.DEFAULT_KERNEL)
     # audio receives (audio_forward, audio_backward, visual_to_audio), in RELATIONS_INTO order
     forward = [0, (1 + 10) / 2, (2 + 20) / 2, (3 + 30) / 2]  # segment 0 has no forward neighbour
     backward = [(2 + 20) / 2, (3 + 30) / 2, (4 + 40) / 2, 0]
@@ -108,7 +129,7 @@ def test_linked_neighbourhood_means_match_a_hand_computation():
     assert torch.allclose(na["visual"][..., 0], torch.tensor([v_forward, v_backward, a2v]).T.repeat(2, 1))
 
     # Without the link each video only sees itself.
-    plain = graph.neighbour_means(graph.batch_graph(2, linked=False, t=4), {"audio": audio, "visual": visual}, "dgl")
+    plain = graph.neighbour_means(graph.batch_graph(2, linked=False, t=4), {"audio": audio, "visual": visual}, graph.DEFAULT_KERNEL)
     assert plain["audio"][1, 0, 0] == 1 and plain["audio"][5, 0, 0] == 10
 
 

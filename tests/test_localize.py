@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from avel_dgl import localize
+from avel_dgl import graph, localize
 from avel_dgl.config import ModelConfig, get_preset
 from avel_dgl.video import extract, vggish
 from conftest import invoke
@@ -31,7 +31,7 @@ def _tiny_model(seed: int = 0):
     config = get_preset("small")
     config.model = ModelConfig(width=16, blocks=1, norm="layer")
     torch.manual_seed(seed)
-    return build(config, "dgl"), config
+    return build(config, graph.DEFAULT_KERNEL), config
 
 
 def test_window_starts():

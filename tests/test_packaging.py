@@ -1,5 +1,6 @@
-"""Packaging: DGL imports with the pinned stack, and pyproject.toml and environment.yml pin the
-same versions (the installed ones)."""
+"""Packaging: pyproject.toml declares compatible ranges (DGL only as an extra), the pinned default
+stack (requirements-pinned.txt, which environment.yml repeats) lies within them, whatever stack is
+installed lies within them, and where the pinned stack is installed DGL imports with it."""
 
 from __future__ import annotations
 
@@ -8,47 +9,98 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from avel_dgl import graph
+from conftest import needs_dgl
 
 ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def _pyproject_pins() -> list[str]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+def _pinned() -> list[str]:
+    lines = (ROOT / "requirements-pinned.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _pin_versions() -> dict[str, str]:
+    pins = {}
+    for pin in _pinned():
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s,;]+)", pin)
+        assert match, f"requirements-pinned.txt: expected 'name==version', found '{pin}'"
+        pins[match.group(1).lower()] = match.group(2)
+    return pins
 
 
 def _environment_pins() -> list[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip) == 1, "environment.yml: expected one pip: section"
-    return [p for p in pip[0] if not p.startswith("-e")]  # '-e .' installs the project itself
+    return [p for p in pip[0] if not p.startswith("-e")]  # '-e .[dgl,test]' installs the project itself
 
 
-def test_dgl_and_graphbolt_import():
+def _requirements(*extras: str) -> list[Requirement]:
+    found = PYPROJECT["dependencies"] + [r for e in extras for r in PYPROJECT["optional-dependencies"][e]]
+    return [Requirement(r) for r in found]
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def test_dgl_is_an_extra_not_a_hard_requirement():
+    hard = {r.name.lower() for r in _requirements()}
+    assert "dgl" not in hard and "torchdata" not in hard and "pytest" not in hard
+    assert "dgl" in {r.name for r in _requirements("dgl")}
+    assert "pytest" in {r.name for r in _requirements("test")}
+
+
+def test_ranges_admit_the_declared_pythons_numpys_and_torches():
+    python = SpecifierSet(PYPROJECT["requires-python"])
+    assert "3.11.0" in python and "3.12.0" in python and "3.10.9" not in python
+    spec = {r.name: r.specifier for r in _requirements()}
+    assert all(v in spec["numpy"] for v in ("1.26.4", "2.0.0", "2.4.1"))
+    assert all(v in spec["torch"] for v in ("2.2.1", "2.9.1", "2.11.0", "2.15.0"))
+    assert "2.2.0" not in spec["torch"]
+
+
+def test_pinned_stack_agrees_with_environment_and_lies_in_the_ranges():
+    pinned, environment = _pinned(), _environment_pins()
+    assert len(set(pinned)) == len(pinned)
+    assert sorted(pinned) == sorted(environment)
+    pins = _pin_versions()
+    required = {r.name.lower() for r in _requirements("dgl", "test")}
+    assert set(pins) == required, "requirements-pinned.txt pins exactly the packages pyproject.toml names"
+    for req in _requirements("dgl", "test"):
+        assert pins[req.name.lower()] in req.specifier, f"{req.name}: pinned {pins[req.name.lower()]}, range {req}"
+
+
+def test_installed_stack_lies_in_the_ranges():
+    for req in _requirements("test") + (_requirements("dgl") if graph.dgl is not None else []):
+        installed = _installed(req.name)
+        assert installed is not None, f"{req.name}: not installed"
+        assert req.specifier.contains(installed, prereleases=True), f"{req.name}: installed {installed}, range {req}"
+
+
+def test_environment_python_satisfies_requires_python():
+    requires = SpecifierSet(PYPROJECT["requires-python"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert python.split("=", 1)[1] + ".0" in requires, f"environment.yml {python} vs requires-python {requires}"
+
+
+@needs_dgl
+def test_where_dgl_imports_the_pinned_stack_is_installed():
     import dgl
     import dgl.graphbolt  # noqa: F401  (needs torchdata<0.8 and the matching torch)
 
     assert dgl.backend.backend_name == "pytorch"
-
-
-def test_pyproject_and_environment_pins_agree():
-    project, environment = _pyproject_pins(), _environment_pins()
-    assert len(set(project)) == len(project)
-    assert sorted(project) == sorted(environment)
-
-
-def test_every_dependency_is_pinned_exactly_and_installed_at_that_version():
-    for pin in _pyproject_pins():
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s,;]+)", pin)
-        assert match, f"pyproject.toml: expected 'name==version', found '{pin}'"
-        name, version = match.groups()
-        assert metadata.version(name) == version, f"{name}: pinned {version}, installed {metadata.version(name)}"
-
-
-def test_environment_python_satisfies_requires_python():
-    from packaging.specifiers import SpecifierSet
-
-    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert python.split("=", 1)[1] + ".0" in requires, f"environment.yml {python} vs requires-python {requires}"
+    assert graph.dgl is dgl and graph.DEFAULT_KERNEL == "dgl"
+    for name, version in _pin_versions().items():
+        assert _installed(name) == version, f"{name}: pinned {version}, installed {_installed(name)}"

@@ -38,7 +38,7 @@ def paper_size(init: str):
 
 def train_steps(config, audio, visual, labels, steps: int, seed: int):
     torch.manual_seed(seed)
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     model.audio_norm.set_stats(audio)  # the preset standardises inputs with the training split's statistics
     model.visual_norm.set_stats(visual)
     optimizer = make_optimizer(model, config)
@@ -70,7 +70,7 @@ def test_paper_size_features_keep_their_scale_through_the_blocks():
     get gradients far above Adam's epsilon (default init: ~1e-10)."""
     audio, visual, labels = prototype_batch(4, 0)
     torch.manual_seed(0)
-    model = build(paper_size("swish"), "dgl")
+    model = build(paper_size("swish"), graph.DEFAULT_KERNEL)
     model.audio_norm.set_stats(audio)
     model.visual_norm.set_stats(visual)
     scales = []
@@ -94,9 +94,9 @@ def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
     assert Config.from_dict(old).model.init == "torch"
     small = replace(get_preset("small"), **{"model.width": 16})
     torch.manual_seed(0)
-    default = build(small, "dgl").state_dict()
+    default = build(small, graph.DEFAULT_KERNEL).state_dict()
     torch.manual_seed(0)
-    swish = build(replace(small, **{"model.init": "swish"}), "dgl").state_dict()
+    swish = build(replace(small, **{"model.init": "swish"}), graph.DEFAULT_KERNEL).state_dict()
     assert torch.equal(default["classifier.weight"], swish["classifier.weight"])  # untouched by init_swish
     assert not torch.equal(default["audio_fc.weight"], swish["audio_fc.weight"])
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from avel_dgl import graph
 from avel_dgl.nn.rgat import RGAT
+from conftest import needs_dgl
 
 T = 10
 
@@ -60,7 +61,7 @@ def reference_rgat(layer: RGAT, feats: dict, videos: int, linked: bool) -> dict:
     return out
 
 
-@pytest.mark.parametrize("kernel", ["dgl", "torch"])
+@pytest.mark.parametrize("kernel", [pytest.param("dgl", marks=needs_dgl), "torch"])
 @pytest.mark.parametrize("linked", [False, True])
 def test_rgat_matches_dense_reference(linked, kernel):
     torch.manual_seed(0)
@@ -75,6 +76,7 @@ def test_rgat_matches_dense_reference(linked, kernel):
     torch.testing.assert_close(visual, ref[graph.VISUAL], atol=1e-5, rtol=1e-5)
 
 
+@needs_dgl
 def test_rgat_kernels_give_the_same_gradients():
     torch.manual_seed(0)
     layer = RGAT(in_dim=6, out_dim=8, heads=2, dropout=0.0)

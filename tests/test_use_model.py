@@ -327,7 +327,7 @@ def test_fam_queries_average_to_the_models_own_query(run_dir, ave_dir):
 
 def test_fam_rejects_a_network_without_a_first_rgct(tmp_path):
     config = replace(get_preset("small"), **{"model.variant": "bilstm", "model.width": 8})
-    save_checkpoint(tmp_path / "lstm.pt", build(config, "dgl"), config)
+    save_checkpoint(tmp_path / "lstm.pt", build(config, graph.DEFAULT_KERNEL), config)
     model, _, _ = load_model(tmp_path / "lstm.pt", CPU)
     with pytest.raises(AvelError, match="first layer is an RGCT"):
         first_rgct(model)

@@ -30,7 +30,7 @@ def kinds(variant: str, **overrides) -> list[str]:
 @pytest.mark.parametrize("linked", [False, True])
 def test_variant_forward_and_backward(variant, linked):
     torch.manual_seed(0)
-    model = build(tiny(variant), "dgl")
+    model = build(tiny(variant), graph.DEFAULT_KERNEL)
     videos = 4
     audio, visual = torch.randn(videos, 10, 128), torch.randn(videos, 10, 512)
     logits = model(graph.batch_graph(videos, linked=linked), audio, visual)
@@ -49,7 +49,7 @@ def test_variant_trains_a_few_steps(variant, ave_dir):
     torch.manual_seed(0)
     config = tiny(variant)
     data = load_split(ave_dir, "train").subset(torch.arange(16))  # two batches of 8
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -104,4 +104,4 @@ def test_rgat_rejects_a_width_its_heads_do_not_divide():
     from avel_dgl.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^model\.width: the rgat variant needs a multiple of its 4 heads, found 18"):
-        build(tiny("rgat", **{"model.width": 18}), "dgl")
+        build(tiny("rgat", **{"model.width": 18}), graph.DEFAULT_KERNEL)

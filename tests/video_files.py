@@ -89,7 +89,7 @@ def train_tiny_detector(audio: np.ndarray, visual: np.ndarray, spans, event_clas
     config = get_preset("small")
     config.model = ModelConfig(width=16, blocks=1, norm="layer")
     torch.manual_seed(0)
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     audio, visual = torch.from_numpy(audio), torch.from_numpy(visual)
     labels = torch.full(audio.shape[:2], 28)
     for i, (a, b) in enumerate(spans):

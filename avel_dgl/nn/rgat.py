@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import math
 
-import dgl
-import dgl.function as fn
 import torch
 from torch import nn
 import torch.nn.functional as F
-from dgl.nn.functional import edge_softmax
 
 from avel_dgl import graph
 from avel_dgl.nn.rgct import RelationalProjection
@@ -40,7 +37,7 @@ class RGAT(nn.Module):
     `kernel`: 'dgl' or 'torch', as the RGCT's (`build` sets it for a whole model)."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4, dropout: float = 0.2,
-                 negative_slope: float = 0.2, kernel: str = "dgl"):
+                 negative_slope: float = 0.2, kernel: str = graph.DEFAULT_KERNEL):
         super().__init__()
         self.kernel = kernel  # a plain attribute: not in the state_dict
         if out_dim % heads:
@@ -58,20 +55,24 @@ class RGAT(nn.Module):
         self.negative_slope = negative_slope
         self.dropout = nn.Dropout(dropout)
 
-    def relation_aggregate(self, g: dgl.DGLHeteroGraph, r: int, g_src: torch.Tensor,
+    def relation_aggregate(self, g: graph.Graph, r: int, g_src: torch.Tensor,
                            g_dst: torch.Tensor) -> torch.Tensor:
         """sum_{j in N_r(i)} a_ij^r g_j^r for every destination node i of relation r.
         g_src, g_dst: (N, H, d) projections by W_r of the source and destination node types.
 
         Two interchangeable kernels, as for eq 12 (self.kernel): DGL message passing, or torch
         scatter operations over the relation's edge list (for devices the installed DGL cannot
-        run on). Both give the same result."""
+        run on, or where DGL does not import). Both give the same result (tests/test_rgat.py)."""
         rel = graph.RELATIONS[r]
         src_type, _, dst_type = rel
         k = (g_src * self.att_key[r]).sum(-1, keepdim=True)  # (N_src, H, 1)
         q = (g_dst * self.att_query[r]).sum(-1, keepdim=True)  # (N_dst, H, 1)
         if self.kernel == "torch":
             return self._aggregate_torch(g, rel, k, q, g_src)
+        graph.require_dgl("RGAT's dgl kernel")
+        from dgl import function as fn  # imported here: only the DGL kernel needs DGL
+        from dgl.nn.functional import edge_softmax
+
         # the relation's edges alone: the softmax runs within the relation
         sub = graph.graph_for(g, g_src.device, self.kernel)[rel]
         with sub.local_scope():

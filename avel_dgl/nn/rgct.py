@@ -65,7 +65,7 @@ class RGCT(nn.Module):
     `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model.
     `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt' (graph.relational_update)."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = "dgl",
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = graph.DEFAULT_KERNEL,
                  neighbour_norm: str = "mean"):
         super().__init__()
         self.out_dim = out_dim
