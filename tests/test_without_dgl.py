@@ -39,9 +39,10 @@ def random_networks(*args, **kwargs):
     from avel_dgl.video import extract, vggish
     from test_video import SmallVisual
     torch.manual_seed(0)
-    return extract.Networks(vggish.AudioNet("random"), SmallVisual())
+    return extract.Networks(vggish.AudioNet(None), SmallVisual())
 
 localize.load_networks = random_networks
+localize.weights_identity = lambda *args, **kwargs: "test weights"
 codes = []
 for args in json.loads(sys.argv[1]):
     try:
