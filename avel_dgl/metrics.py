@@ -8,6 +8,10 @@ import pandas as pd
 import torch
 
 from avel_dgl.format import CLASS_NAMES, N_CLASSES
+from avel_dgl.outputs import register_csv_header
+
+PER_CLASS_COLUMNS = ["class", "name", "segments", "correct", "accuracy"]
+register_csv_header(PER_CLASS_COLUMNS)  # the mark of evaluate's table for --overwrite (outputs.py)
 
 
 def global_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -25,7 +29,7 @@ def per_class_table(pred: torch.Tensor, target: torch.Tensor) -> pd.DataFrame:
          "accuracy": float(correct[c]) / int(segments[c])}
         for c in range(N_CLASSES) if segments[c] > 0
     ]
-    return pd.DataFrame(rows, columns=["class", "name", "segments", "correct", "accuracy"])
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:

@@ -37,6 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_EVENTS, N_SEGMENTS
 from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
+from avel_dgl.outputs import html_mark
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
 from avel_dgl.progress import bar
 
@@ -136,14 +137,15 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
 
 
 def test_predictions(checkpoint: Path, data_dir: Path, runtime: Runtime) -> dict[str, SplitPredictions]:
-    """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each label set."""
+    """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each
+    label set the data folder has (C-AVE needs right_labels.h5)."""
     from avel_dgl import engine
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.data.dataset import load_split
+    from avel_dgl.data.dataset import load_split, test_label_sets
 
     model, config, _ = load_model(checkpoint, runtime)  # predict_logits sends each batch to the model's device
     out, probs = {}, None
-    for label_set in LABEL_SETS:
+    for label_set in test_label_sets(data_dir):
         test = load_split(data_dir, "test", label_set)
         if probs is None:  # the features do not depend on the label set
             probs = torch.softmax(engine.predict_logits(model, test, config.train.batch_size), -1).cpu().numpy()
@@ -309,7 +311,7 @@ def render_html(run_dir: Path, sections: list[Section]) -> str:
                         f"<span class='file'>({html.escape(name)})</span></figcaption></figure>")
         body.append(s.html + "</section>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{html_mark("report")}
 <title>avel-dgl report: {html.escape(run_dir.name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
@@ -342,6 +344,31 @@ def summary_section(config: dict, results: dict | None, metrics: pd.DataFrame) -
         rows += [(k.replace("_", " "), _fmt(v)) for k, v in results.items() if k != "seed"]  # seed: above
     section.html = _table(rows)
     return section
+
+
+def run_data_folder(run_dir: Path, results: dict | None, data_dir: str | Path | None) -> Path | None:
+    """The data folder whose test split the report predicts: --data, else the one recorded in
+    results.json, else (an unfinished run) in last.pt. A folder that is not there is refused
+    before anything is written, saying that --data gives its new place."""
+    if data_dir is not None:
+        where, data = "--data", data_dir
+    elif results is not None and results.get("data"):
+        where, data = f"recorded in {run_dir / 'results.json'}", results["data"]
+    elif (run_dir / "last.pt").is_file():
+        from avel_dgl.checkpoint import read_checkpoint
+
+        where, data = f"recorded in {run_dir / 'last.pt'}", read_checkpoint(run_dir / "last.pt").get(
+            "training", {}).get("data_dir")
+    else:
+        return None
+    if data is None:
+        return None
+    if not Path(data).is_dir():
+        if data_dir is not None:
+            raise AvelError(f"--data: {data}: data folder not found")
+        raise AvelError(f"--data: the run's data folder {data} ({where}) is not found; if it moved, give its new "
+                        f"place with --data DIR")
+    return Path(data)
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -381,6 +408,7 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     config, metrics, results = read_run(run_dir)
     check_out_dir(out_dir, overwrite)
+    data = run_data_folder(run_dir, results, data_dir) if (run_dir / "best.pt").is_file() else None
     steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
@@ -400,24 +428,23 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
     # accuracy when the run did not write its tables).
     preds, why_not = None, None
-    data = data_dir if data_dir is not None else (results or {}).get("data")
     if not (run_dir / "best.pt").is_file():
         why_not = f"{run_dir / 'best.pt'} not found"
     elif data is None:
-        why_not = "the data folder is unknown (results.json records none): pass --data DIR"
-    elif not Path(data).is_dir():
-        why_not = f"data folder {data} not found: pass --data DIR"
+        why_not = "the data folder is unknown (the run records none): pass --data DIR"
     else:
-        preds = test_predictions(run_dir / "best.pt", Path(data), runtime)
+        preds = test_predictions(run_dir / "best.pt", data, runtime)
     steps.update()
 
     per_class = Section("Test accuracy per class")
+    for label_set, why in ((results or {}).get("skipped") or {}).items():
+        per_class.notes.append(f"{label_set.upper()} was skipped: {why}.")
     tables = {}
     for label_set in LABEL_SETS:
         csv_file = run_dir / f"per_class_{label_set}.csv"
         if csv_file.is_file():
             tables[label_set] = pd.read_csv(csv_file)
-        elif preds is not None:
+        elif preds is not None and label_set in preds:
             p = preds[label_set]
             tables[label_set] = per_class_table(torch.from_numpy(p.pred), torch.from_numpy(p.labels))
             per_class.notes.append(f"{csv_file.name} not found: {label_set.upper()} accuracies computed here.")
@@ -465,7 +492,8 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     _write_atomic(out_dir, run_dir, sections)
     steps.update()
     steps.close()
-    return out_dir / REPORT_FILE, [n for s in sections for n in s.notes]
+    notes = [n for s in sections for n in s.notes]
+    return out_dir / REPORT_FILE, list(dict.fromkeys(notes))  # each note once (sections may share one)
 
 
 def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:
