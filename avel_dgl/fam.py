@@ -42,12 +42,16 @@ def first_rgct(model: torch.nn.Module) -> RGCT:
     first layer is an RGCT on the stem's 512-d features have these maps."""
     layers = perspective_layers(model) if isinstance(model, DPNet) else []
     layer = innermost(layers[0]) if layers else None
-    if not isinstance(layer, RGCT) or layer or layer.query[graph.VISUAL].weight.shape[1] != VISUAL_DIM:
-        raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
-                        f"{VISUAL_DIM}-d input features (the paper's DPNet), found "
-                        + (f"a network whose first layer is {_a(type(layer).__name__)}" if layers else
-                           f"{_a(type(model).__name__)} network, which has no graph layers"))
-    return layer
+    if isinstance(layer, RGCT) and layer.query[graph.VISUAL].weight.shape[1] == VISUAL_DIM:
+        return layer
+    if isinstance(layer, RGCT):
+        found = f"a first RGCT on {layer.query[graph.VISUAL].weight.shape[1]}-d features"
+    elif layers:
+        found = f"a network whose first layer is {_a(type(layer).__name__)}"
+    else:
+        found = f"{_a(type(model).__name__)} network, which has no graph layers"
+    raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
+                    f"{VISUAL_DIM}-d input features (the paper's DPNet), found {found}")
 
 
 def innermost(layer: torch.nn.Module) -> torch.nn.Module:

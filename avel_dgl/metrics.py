@@ -7,11 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avel_dgl.format import CLASS_NAMES, N_CLASSES
-from avel_dgl.outputs import register_csv_header
-
-PER_CLASS_COLUMNS = ["class", "name", "segments", "correct", "accuracy"]
-register_csv_header(PER_CLASS_COLUMNS)  # the mark of evaluate's table for --overwrite (outputs.py)
+from avel_dgl.format import CLASS_NAMES, N_CLASSES, PER_CLASS_COLUMNS
 
 
 def global_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -14,7 +14,7 @@ a failed write.
 What marks a file as avel-dgl's (`SIGNATURE`): a top-level "written_by" key first in a JSON file,
 a "written_by" attribute in an HDF5 file, a "Software" text chunk in a PNG image, a generator
 <meta> in an HTML page (`html_mark`), and for a CSV
-table a header row avel-dgl writes (`register_csv_header`; a CSV has no place for a mark that
+table a header row avel-dgl writes (`format.CSV_HEADERS`; a CSV has no place for a mark that
 every reader skips).
 """
 
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from avel_dgl.errors import AvelError
+from avel_dgl.format import CSV_HEADERS
 
 SIGNATURE = "avel-dgl"  # the start of every mark; the command's name follows: "avel-dgl predict"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEAD_BYTES = 1 << 16  # how much of a file the signature checks read
-_CSV_HEADERS: set[str] = set()
 
 
 def mark(command: str) -> str:
@@ -47,16 +47,11 @@ def html_mark(command: str) -> str:
     return f'<meta name="generator" content="{mark(command)}">'
 
 
-def register_csv_header(columns) -> None:
-    """Declare a CSV header row avel-dgl writes, so that `written_by_avel` recognises the table."""
-    _CSV_HEADERS.add(",".join(columns))
-
-
 # ---- the one wording of a failed write -----------------------------------------------------------
 
 def _size_text(n_bytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n_bytes < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1024
 
@@ -92,20 +87,31 @@ def check_free_space(folder: str | Path, needed: int, what: str, elsewhere: str 
                         f"{_size_text(free)} free; free some space or {elsewhere}")
 
 
+ROOM_MARGIN = 1 << 20  # what HDF5 may still need to close a file after the last chunk (metadata)
+
+
+def check_room(folder: Path, n_bytes: int) -> None:
+    """Before HDF5 writes `n_bytes` into a file in `folder`: raise ENOSPC ourselves when they (and
+    ROOM_MARGIN) would not fit. HDF5 that meets a full disk itself fails again while closing the
+    file, and h5py (3.x) then crashes the interpreter when it frees the file's objects."""
+    if free_bytes(folder) < n_bytes + ROOM_MARGIN:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def write_failure(path: Path, error: BaseException, outcome: str) -> AvelError | None:
     """The one-line AvelError for a write of `path` that failed with `error`, or None when the
     error is not the place's (a bug, to be raised as it is). `outcome` says what was kept."""
     if isinstance(error, RuntimeError) and isinstance(error.__context__, OSError):
         error = error.__context__  # torch.save's zip writer: "unexpected pos", raised over the OSError
     code = getattr(error, "errno", None)
-    if code is None and isinstance(error, OSError):  # HDF5 may tell the errno inside its message only
+    if code is None:  # HDF5 tells the errno inside its message only, in an OSError or a RuntimeError
         found = re.search(r"errno = (\d+)", str(error))
         code = int(found.group(1)) if found else None
     if code in (errno.ENOSPC, errno.EDQUOT):
         return AvelError(f"{path}: cannot write, {device_of(path)} is full "
                          f"({os.strerror(code)}); {outcome}")
-    if isinstance(error, OSError):
-        reason = error.strerror or (os.strerror(code) if code else " ".join(str(error).split())[:160])
+    if isinstance(error, OSError) or code is not None:
+        reason = getattr(error, "strerror", None) or (os.strerror(code) if code else " ".join(str(error).split())[:160])
         return AvelError(f"{path}: cannot write ({reason}); {outcome}")
     return None
 
@@ -282,7 +288,7 @@ def written_by_avel(path: str | Path) -> bool:
     if b'<meta name="generator" content="' + SIGNATURE.encode() in head:
         return True
     first_line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
-    return first_line in _CSV_HEADERS
+    return first_line in CSV_HEADERS
 
 
 def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind: str = "a file") -> Path:

@@ -35,7 +35,8 @@ from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY,
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
 from avel_dgl.errors import AvelError
 from avel_dgl.outputs import check_output as check_file
-from avel_dgl.outputs import mark, register_csv_header, writing_all_or_none
+from avel_dgl.format import event_columns, segment_columns
+from avel_dgl.outputs import mark, writing_all_or_none
 from avel_dgl.progress import bar
 
 SEGMENT_SECONDS = 1.0
@@ -216,21 +217,6 @@ def _write_json(chunks, f, header: dict, extra=None) -> tuple[int, int]:
             videos, events = videos + 1, events + len(record["events"])
     f.write("\n]}\n")
     return videos, events
-
-
-def event_columns(extra_columns=()) -> list[str]:
-    return ["row", *extra_columns, "class", "name", "start", "end", "confidence"]
-
-
-def segment_columns(extra_columns=()) -> list[str]:
-    return ["row", *extra_columns, "segment", "start", "end", "class", "name", *(f"p_{c}" for c in range(N_CLASSES))]
-
-
-# The tables' header rows are what marks them as avel-dgl's for --overwrite (outputs.py): those of
-# predict, and of localize, which adds each video's path.
-for _extra in ((), ("path",)):
-    register_csv_header(event_columns(_extra))
-    register_csv_header(segment_columns(_extra))
 
 
 def _write_csv(chunks, f_events, f_segments, extra=None, extra_columns=()) -> tuple[int, int]:

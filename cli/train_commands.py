@@ -120,7 +120,7 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
                          subevents=subevents)
 
     main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
-    show_log(main_rank)  # one copy of the run's log lines (device, kernel)
+    show_log(main_rank and not quiet)  # one copy of the run's log lines (device, kernel, notes)
     if not main_rank:  # every rank resolves the same config: rank 0 alone warns about it
         warnings.simplefilter("ignore", ConfigWarning)
     try:
@@ -146,8 +146,8 @@ def accuracy_text(acc: float | None) -> str:
 
 
 class _EchoHandler(logging.Handler):
-    """Log records as `avel-dgl: <message>` lines on stderr, with the progress bars and notes
-    (stdout holds the command's result only)."""
+    """Log records as `avel-dgl: <message>` lines on stderr, with the progress bars (stdout holds
+    the command's result only); --quiet leaves both out, so that an error is the only line."""
 
     def emit(self, record: logging.LogRecord) -> None:
         click.echo(f"avel-dgl: {record.getMessage()}", err=True)

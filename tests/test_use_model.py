@@ -248,8 +248,16 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     results = json.loads((copy / "results.json").read_text())
     del results["data"]
     (copy / "results.json").write_text(json.dumps(results))
+    (copy / "results.json").rename(copy / "saved.json")  # an unfinished run: the data folder of last.pt
     path, notes = build_report(copy, CPU)
-    assert any("pass --data" in n for n in notes)
+    assert (path.parent / "timelines.png").is_file() and [n for n in notes if "data" in n] == []
+    assert len(notes) == len(set(notes))  # each note once (it used to be printed twice)
+    (copy / "saved.json").rename(copy / "results.json")
+    shutil.rmtree(path.parent)
+    (copy / "last.pt").rename(copy / "saved.pt")  # neither records the data folder
+    path, notes = build_report(copy, CPU)
+    assert [n for n in notes if "pass --data" in n] == ["not made: the data folder is unknown (the run records none): "
+                                                       "pass --data DIR."]
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
     path, notes = build_report(copy, CPU, data_dir=ave_dir, overwrite=True)  # replaces the first report

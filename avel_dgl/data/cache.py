@@ -41,7 +41,7 @@ from avel_dgl.data.ave import (FEATURE_KEY, N_SEGMENTS, SPECS, VISUAL_FILE, VISU
                                open_dataset, read_rows)
 from avel_dgl import interrupt
 from avel_dgl.errors import AvelError
-from avel_dgl.outputs import check_free_space, write_failure
+from avel_dgl.outputs import check_free_space, check_room, write_failure
 
 CACHE_DIR = ".avel_cache"
 CACHE_ENV = "AVEL_CACHE_DIR"
@@ -206,15 +206,19 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
                     means = pool_maps(block)
                     if not np.isfinite(means).all():
                         raise AvelError(_non_finite_message(source, block, means, start))
+                    check_room(target.parent, means.shape[0] * N_SEGMENTS * VISUAL_MAP_SHAPE[-1] * 4)
                     pooled[start:start + count] = means.astype(np.float32)
                     interrupt.check()  # a signal h5py's finalizers dropped still stops the build
                 out.attrs.update(fingerprint)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, target)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
             tmp.unlink(missing_ok=True)
-            raise write_failure(target, e, "no cache was written") from None
+            failure = write_failure(target, e, "no cache was written")
+            if failure is None:
+                raise
+            raise failure from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

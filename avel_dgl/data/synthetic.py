@@ -59,7 +59,7 @@ from avel_dgl.data.ave import (
 from avel_dgl.data.cache import CACHE_DIR
 from avel_dgl.errors import AvelError
 from avel_dgl.interrupt import stoppable
-from avel_dgl.outputs import check_free_space, write_failure
+from avel_dgl.outputs import check_free_space, check_room, write_failure
 
 DEFAULT_VIDEOS = 600
 MIN_VIDEOS = 3  # one per split
@@ -400,7 +400,9 @@ def _write(path: Path, key: str, array: np.ndarray) -> None:
 
 def _write_rows(dset: h5py.Dataset, start: int, rows: np.ndarray) -> None:
     """Every per-video array goes to its file through here, one chunk of videos at a time (the
-    tests watch it to see that memory does not grow with the number of videos)."""
+    tests watch it to see that memory does not grow with the number of videos), after checking
+    that the disk has room for it (outputs.check_room)."""
+    check_room(Path(dset.file.filename).parent, len(rows) * dset.dtype.itemsize * int(np.prod(dset.shape[1:])))
     dset[start:start + len(rows)] = rows
 
 
@@ -612,9 +614,12 @@ def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0
         try:
             _write_folder(staging, plan, seed, visual_dtype, knobs, chunk_videos, progress)
             _publish(staging, out)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
             shutil.rmtree(staging, ignore_errors=True)
-            raise write_failure(out, e, "nothing was written") from None
+            failure = write_failure(out, e, "nothing was written")
+            if failure is None:
+                raise
+            raise failure from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
