@@ -57,24 +57,38 @@ TIMELINE_CHARS_PER_SECOND = 11  # label characters that fit in one second of a t
 BACKGROUND_COLOUR = "#dddddd"
 
 
+def to_lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours (..., 3) in [0, 1]: distances there follow what eyes tell
+    apart (RGB distance does not: it spread greens that look alike as far as blues that do not)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
+    xyz = xyz / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
 def distinct_colours(n: int, avoid: list[str]) -> list[tuple[float, float, float]]:
-    """n colours as far apart as a greedy farthest-point choice gets them (RGB distance), from a
-    grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
-    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns."""
-    grid = np.array([hls_to_rgb(h / 36, light, sat) for h in range(36) for light in (0.3, 0.45, 0.6, 0.75)
-                     for sat in (0.55, 0.85)])
-    nearest = np.min([np.linalg.norm(grid - to_rgb(c), axis=1) for c in avoid], axis=0)
+    """n colours as far apart as a greedy farthest-point choice gets them (CIELAB distance), from
+    a grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
+    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns;
+    RGB distance then gave Bark, Rodents and Baby cry three greens close to the 'right' strip."""
+    grid = np.array([hls_to_rgb(h / 72, light, sat) for h in range(72) for light in (0.25, 0.4, 0.55, 0.7, 0.82)
+                     for sat in (0.45, 0.7, 0.95)])
+    lab = to_lab(grid)
+    nearest = np.min([np.linalg.norm(lab - to_lab(to_rgb(c)), axis=1) for c in avoid], axis=0)
     chosen = []
     for _ in range(n):
         k = int(np.argmax(nearest))
         chosen.append(tuple(float(v) for v in grid[k]))
-        nearest = np.minimum(nearest, np.linalg.norm(grid - grid[k], axis=1))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[k], axis=1))
     return chosen
 
 
-# 28 event colours far from each other, from the background grey and from black and white text.
-CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black"]) + [BACKGROUND_COLOUR]
 RIGHT, WRONG = "#2e9e44", "#d7191c"  # the timelines' right/wrong segment marks
+# 28 event colours far from each other, from the background grey, from black and white text and
+# from the right/wrong strips under the lanes.
+CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black", RIGHT, WRONG]) + [BACKGROUND_COLOUR]
 assert len(CLASS_COLOURS) == N_CLASSES
 
 
@@ -247,6 +261,17 @@ def text_colour(colour) -> str:
     return "black" if luminance > 0.179 else "white"
 
 
+def timeline_label(name: str, confidence: float | None, seconds: float) -> str:
+    """The text of an event bar `seconds` wide: the name, then the mean confidence of a predicted
+    event; on two lines when they do not fit on one, and the name shortened only when it does not
+    fit alone ('Ukulele' in a 1-s bar: 'Ukulele' over '0.80', not 'Ukule… 0.80')."""
+    fits = int(seconds * TIMELINE_CHARS_PER_SECOND)
+    number = "" if confidence is None else f"{confidence:.2f}"
+    if len(name) + 1 + len(number) <= fits or not number:
+        return f"{name} {number}".rstrip() if len(name) <= fits else name[:max(fits - 1, 1)] + "…"
+    return (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + "\n" + number
+
+
 def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figure:
     """For each picked video, a 'true' and a 'predicted' lane of event intervals over 0-10 s in
     class colours, and under them a strip marking each segment right (green) or wrong (red).
@@ -263,11 +288,10 @@ def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figur
                 x, w = first * SEGMENT_SECONDS, (stop - first) * SEGMENT_SECONDS
                 ax.broken_barh([(x, w)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[c], edgecolor="black",
                                linewidth=0.5)
-                name, confidence = short_name(c), (f" {probs[first:stop, c].mean():.2f}" if lane == 1 else "")
-                fits = int(w * TIMELINE_CHARS_PER_SECOND) - len(confidence)  # shorten the name, keep the number
-                text = (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + confidence
-                ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=8, clip_on=True,
-                        color=text_colour(CLASS_COLOURS[c]))
+                text = timeline_label(short_name(c), probs[first:stop, c].mean() if lane == 1 else None, w)
+                # Two lines sit higher, clear of the hatched foot of a wrong predicted segment.
+                ax.text(x + w / 2, lane + (0.1 if "\n" in text else 0), text, ha="center", va="center",
+                        fontsize=8, linespacing=1.0, clip_on=True, color=text_colour(CLASS_COLOURS[c]))
         right = pred == labels
         for t in range(N_SEGMENTS):
             x = t * SEGMENT_SECONDS
