@@ -297,7 +297,7 @@ def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind:
     rule for every command). `kind` says what the option expects, for the messages."""
     path = Path(path)
     if str(path) in ("", "."):
-        raise AvelError(f"{option}: expected {kind}, found an empty name")
+        raise AvelError(f"{option}: expected {kind}, found an empty name or the current folder")
     if path.is_dir():
         raise AvelError(f"{option}: {path} is a folder, expected {kind}")
     folder = path.parent

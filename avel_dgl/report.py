@@ -455,7 +455,7 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     if not (run_dir / "best.pt").is_file():
         why_not = f"{run_dir / 'best.pt'} not found"
     elif data is None:
-        why_not = "the data folder is unknown (the run records none): pass --data DIR"
+        why_not = "the data folder is unknown (the run records none): pass --data DIR (and --overwrite)"
     else:
         preds = test_predictions(run_dir / "best.pt", data, runtime)
     steps.update()

@@ -303,8 +303,6 @@ class Run:
         torchrun (inside `distributed.process_group`) this builds one rank of a data-parallel run."""
         validate(config)
         t = config.train
-        log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
-                 "(%(per_process_batch)d per process)", runtime_info(runtime, t.batch_size))
         set_seed(t.seed)
         with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
             train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
@@ -370,7 +368,7 @@ class Run:
             raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
         last = run_dir / "last.pt"
         if not last.exists():
-            if not (run_dir / "config.json").is_file():  # not a run: --overwrite would refuse it too
+            if any(run_dir.iterdir()) and not (run_dir / "config.json").is_file():  # --overwrite would refuse it
                 raise AvelError(f"--resume: {run_dir} holds no avel-dgl run (no last.pt or config.json); give "
                                 f"the folder of a run (train --out RUN_DIR made it)")
             raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
@@ -482,6 +480,11 @@ class Run:
     def fit(self, progress: bool) -> None:
         """The epoch loop from self.epoch + 1 to config.train.epochs (progress bars on rank 0 only)."""
         t = self.config.train
+        # After every check: the CLI holds the log lines until this one (`run_starts`), so that a
+        # run refused before it prints its error alone.
+        log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
+                 "(%(per_process_batch)d per process)", runtime_info(self.runtime, t.batch_size),
+                 extra={"run_starts": True})
         progress = progress and self.runtime.is_main
         bar = tqdm(range(self.epoch + 1, t.epochs + 1), initial=self.epoch, total=t.epochs,
                    desc=f"{self.config.model.variant} {t.task}", disable=not progress)

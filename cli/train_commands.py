@@ -147,10 +147,23 @@ def accuracy_text(acc: float | None) -> str:
 
 class _EchoHandler(logging.Handler):
     """Log records as `avel-dgl: <message>` lines on stderr, with the progress bars (stdout holds
-    the command's result only); --quiet leaves both out, so that an error is the only line."""
+    the command's result only); --quiet leaves both out. Lines are held until the run starts (a
+    record marked `run_starts`, logged once every check has passed), so that a run refused
+    before prints its one error line alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[str] | None = []  # None once the run has started
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"avel-dgl: {record.getMessage()}", err=True)
+        line = f"avel-dgl: {record.getMessage()}"
+        if self.held is not None and not getattr(record, "run_starts", False):
+            self.held.append(line)
+            return
+        for held in self.held or []:
+            click.echo(held, err=True)
+        self.held = None
+        click.echo(line, err=True)
 
 
 def show_log(shown: bool = True) -> None:

@@ -257,7 +257,7 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     (copy / "last.pt").rename(copy / "saved.pt")  # neither records the data folder
     path, notes = build_report(copy, CPU)
     assert [n for n in notes if "pass --data" in n] == ["not made: the data folder is unknown (the run records none): "
-                                                       "pass --data DIR."]
+                                                       "pass --data DIR (and --overwrite)."]
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
     path, notes = build_report(copy, CPU, data_dir=ave_dir, overwrite=True)  # replaces the first report

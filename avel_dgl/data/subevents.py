@@ -208,7 +208,7 @@ def save_database(db: Database, path: str | Path) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise write_failure(path, e, "choose another --out") from None
+        raise write_failure(path, e, "the sub-event database was not written; choose another --out") from None
 
 
 def load_database(path: str | Path) -> Database:
