@@ -7,9 +7,9 @@ until the block has finished, so the files on disk always describe one and the s
 
 Python runs a signal handler between any two bytecodes, also inside a finalizer (`__del__`, a
 weakref callback: h5py closes its objects in those), where an exception is printed as
-"Exception ignored in ..." and dropped. So a signal is also remembered until it is seen: loops
-call `check()`, which raises it if it was dropped, and `interruptible()` raises it when its block
-ends. `stoppable(command, outcome)` is the whole behaviour of a command other than train (one
+"Exception ignored in ..." and dropped. Inside `interruptible()` such a dropped Interrupted is
+caught by `sys.unraisablehook` and remembered: loops call `check()`, which raises it, and the
+block raises it when it ends. `stoppable(command, outcome)` is the whole behaviour of a command other than train (one
 line `avel-dgl: interrupted: SIGINT: <command> stopped; <outcome>`, exit 130 or 143), for
 make-synthetic, check-data, extract and localize alike.
 """
@@ -17,6 +17,7 @@ make-synthetic, check-data, extract and localize alike.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -26,16 +27,25 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _deferring = False
 _pending: int | None = None
-_unseen: int | None = None  # a signal whose Interrupted may have been dropped by a finalizer
+_unseen: int | None = None  # a signal whose Interrupted a finalizer dropped
 
 
 def _handler(signum, frame):
-    global _pending, _unseen
+    global _pending
     if _deferring:
         _pending = signum
         return
-    _unseen = signum
     raise Interrupted(signum)
+
+
+def _dropped(unraisable, previous) -> None:
+    """sys.unraisablehook inside `interruptible()`: an Interrupted that a finalizer dropped is
+    remembered (and not printed); anything else goes to the previous hook."""
+    global _unseen
+    if isinstance(unraisable.exc_value, Interrupted):
+        _unseen = unraisable.exc_value.signum
+    else:
+        previous(unraisable)
 
 
 def check() -> None:
@@ -56,14 +66,14 @@ def interruptible():
         return
     global _unseen
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, lambda u: _dropped(u, previous_hook)
     _unseen = None
     try:
         yield
         check()  # a signal whose exception a finalizer dropped stops the command all the same
-    except Interrupted:
-        _unseen = None  # seen: it is leaving the block
-        raise
     finally:
+        _unseen = None
+        sys.unraisablehook = previous_hook
         for s, h in previous.items():
             signal.signal(s, h)
 

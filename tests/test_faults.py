@@ -238,6 +238,13 @@ def moved_data_in_results(env: Env) -> Path:
     return run
 
 
+def no_cache_env(env: Env) -> None:
+    """No AVEL_CACHE_DIR during the case, and none after it either: --cache-dir sets it for the
+    process (for the ranks it launches), and delenv alone would not undo a variable that was absent."""
+    env.monkeypatch.setenv(cache.CACHE_ENV, "")
+    env.monkeypatch.delenv(cache.CACHE_ENV)
+
+
 def some_free_bytes(env: Env, free: int = 10 * 2**30) -> None:
     """The file system of the case's area has `free` bytes free (10 GiB)."""
     env.monkeypatch.setattr(outputs, "free_bytes", lambda folder: free)
@@ -673,8 +680,7 @@ CASES += [
          lambda e: f"--out {e.out}/syn: 1000000000 videos needs about 1.9 PiB, but {outputs.device_of(e.out)} has "
                    f"10.0 GiB free; free some space or choose another --out"),
     Case("cache-build-on-a-full-disk",
-         lambda e: (e.monkeypatch.delenv(cache.CACHE_ENV, raising=False), e.bad_data(), some_free_bytes(e, 1000),
-                    ["check-data", e.data])[3],
+         lambda e: (no_cache_env(e), e.bad_data(), some_free_bytes(e, 1000), ["check-data", e.data])[3],
          lambda e: f"{e.data}/.avel_cache/pooled_visual_feature.h5: the pooled cache of {e.data}/{VISUAL_FILE} "
                    f"needs about 120.0 KiB, but {outputs.device_of(e.data / '.avel_cache')} has 1000 B free; free "
                    f"some space or choose another with --cache-dir or {cache.CACHE_ENV}"),
@@ -682,8 +688,7 @@ CASES += [
     Case("make-synthetic-out-empty", lambda e: ["make-synthetic", "--out", "", "--videos", 4, "--quiet"],
          lambda e: "--out: expected a folder to create, found an empty name"),
     Case("cache-dir-is-a-file",
-         lambda e: (e.monkeypatch.delenv(cache.CACHE_ENV, raising=False),
-                    ["check-data", e.bad_data(), "--cache-dir", existing(e.out / "afile.txt")])[1],
+         lambda e: (no_cache_env(e), ["check-data", e.bad_data(), "--cache-dir", existing(e.out / "afile.txt")])[1],
          lambda e: f"{e.out}/afile.txt: expected a folder for the pooled visual cache, found a file; choose another "
                    f"with --cache-dir or {cache.CACHE_ENV}"),
     Case("group-where-an-array-is-expected", lambda e: ["check-data", group_for_labels(e)],
