@@ -180,15 +180,15 @@ def test_make_synthetic_writes_in_chunks_whose_size_does_not_grow_with_the_video
 
 
 def _dead_pid() -> int:
-    done = subprocess.run(["true"])
-    assert done.returncode == 0
-    return subprocess.Popen(["true"]).pid
+    """The id of a process that has ended (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_a_rerun_removes_what_killed_runs_left_and_only_that(tmp_path):
     out = tmp_path / "syn"
     pid = _dead_pid()
-    os.waitpid(pid, 0)
     killed = tmp_path / f".syn.partial-{pid}"  # kill -9 of run PID: its staging folder, marked
     killed.mkdir()
     (killed / synthetic.PARTIAL_MARKER).touch()
