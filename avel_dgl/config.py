@@ -114,12 +114,14 @@ def _small() -> Config:
     measured in docs/RESULTS.md (input dropout, classifier dropout, LayerNorm). PyTorch's
     initialisation: the LayerNorms keep the features' scale, and the larger `swish` weights only
     slow Adam down (3 seeds: val 35-37% against 68-70% after one epoch, test 1.6 points lower
-    after 30; docs/RESULTS.md, "Paper size")."""
+    after 30; docs/RESULTS.md, "Paper size"). Replicate on (SEL only: a WSEL run leaves it off,
+    cli's resolve_config), Link off: Replicate adds 1.3 points on every seed and Link takes 3 off
+    again here, for the measured reason in docs/REPLICATE_LINK.md."""
     return Config(
         "small",
         ModelConfig(width=128, blocks=2, input_dropout=0.5, classifier_dropout=0.5, norm="layer", init="torch"),
         TrainConfig(epochs=30, batch_size=32, lr=1e-3, cycle_epochs=10, lr_floors=((0, 0.1),),
-                    input_norm="standardize"),
+                    input_norm="standardize", replicate=True),
     )
 
 

@@ -303,6 +303,10 @@ class Run:
         torchrun (inside `distributed.process_group`) this builds one rank of a data-parallel run."""
         validate(config)
         t = config.train
+        log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
+                 "(%(per_process_batch)d per process)", runtime_info(runtime, t.batch_size))
+        log.info("preset %s, task %s, variant %s: replicate %s, link %s", config.preset, t.task,
+                 config.model.variant, "on" if t.replicate else "off", "on" if t.link else "off")
         set_seed(t.seed)
         with distributed.main_first():  # rank 0 alone builds the pooled visual cache, if missing
             train, val = training_set(config, data_dir), load_split(data_dir, "val")  # checked, non-empty
@@ -320,10 +324,9 @@ class Run:
         if t.replicate:
             from avel_dgl.data.subevents import replica_fn
 
-            # Each rank draws its own replicas, reproducibly; rank 0's are a one-process run's.
-            note = (lambda msg: tqdm.write(f"avel-dgl: {msg}", file=sys.stderr)) if runtime.is_main \
-                else (lambda msg: None)
-            replicas = replica_fn(train, data_dir, seed=t.seed + runtime.rank, subevents=subevents, note=note)
+            # Each rank draws its own replicas, reproducibly; rank 0's are a one-process run's. Where
+            # the sub-event database came from is a log line, shown as the run's others are.
+            replicas = replica_fn(train, data_dir, seed=t.seed + runtime.rank, subevents=subevents, note=log.info)
         if runtime.rank > 0:
             set_seed(t.seed + runtime.rank)  # own dropout masks; the model was built identically
         generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
@@ -481,10 +484,8 @@ class Run:
         """The epoch loop from self.epoch + 1 to config.train.epochs (progress bars on rank 0 only)."""
         t = self.config.train
         # After every check: the CLI holds the log lines until this one (`run_starts`), so that a
-        # run refused before it prints its error alone.
-        log.info("device %(device)s, %(processes)d process(es) (backend %(backend)s), global batch %(global_batch)d "
-                 "(%(per_process_batch)d per process)", runtime_info(self.runtime, t.batch_size),
-                 extra={"run_starts": True})
+        # run refused before prints its error alone.
+        log.info("training epochs %d to %d", self.epoch + 1, t.epochs, extra={"run_starts": True})
         progress = progress and self.runtime.is_main
         bar = tqdm(range(self.epoch + 1, t.epochs + 1), initial=self.epoch, total=t.epochs,
                    desc=f"{self.config.model.variant} {t.task}", disable=not progress)

@@ -12,7 +12,8 @@
 # schedule) with the `small` preset's dropout and LayerNorm (and `paper`'s swish initialisation);
 # paper-reg-torch-init = the same with PyTorch's initialisation, as `small` has it; paper-lr3e-4
 # and paper-reg-lr3e-4 = at Adam 3e-4 instead of 1e-4; paper-torch-init = `paper` with PyTorch's
-# initialisation (as before nn/init.py); small = the `small` preset; small-swish-init = `small`
+# initialisation (as before nn/init.py); small = the `small` preset without Replicate (as it was
+# before issue 27 made Replicate its SEL default); small-swish-init = `small`
 # with the swish initialisation; small-w768 = `small` at the paper's width and depth (its learning
 # rate scaled to the width by `avel-dgl train`); large = the `large` preset (paper-reg-torch-init
 # field for field, shipped under that name).
@@ -31,9 +32,10 @@ for job in $jobs; do
     paper-reg-lr3e-4) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --lr 3e-4) ;;
     paper-reg-torch-init) opts=(--preset paper --no-replicate --no-link --input-dropout 0.5 --classifier-dropout 0.5 --norm layer --init torch) ;;
     large) opts=(--preset large) ;;
-    small) opts=(--preset small) ;;
-    small-swish-init) opts=(--preset small --init swish) ;;
-    small-w768) opts=(--preset small --width 768 --blocks 4) ;;
+    # `small` before issue 27 (Replicate became its SEL default): the runs behind docs/RESULTS.md
+    small) opts=(--preset small --no-replicate) ;;
+    small-swish-init) opts=(--preset small --no-replicate --init swish) ;;
+    small-w768) opts=(--preset small --no-replicate --width 768 --blocks 4) ;;
     *) echo "paper_size.sh: unknown setting '$setting' (see the list at the top)" >&2; exit 2 ;;
   esac
   dir=$out/$setting/seed$seed

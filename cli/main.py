@@ -79,7 +79,7 @@ COMMAND_MODULES = (
     "subevent_commands",  # build-subevents
     "ablate_commands",  # ablate
     "use_commands",  # predict, report, fam
-    "video_commands",  # extract, localize
+    "video_commands",  # extract, localize, compare-features
 )
 
 

@@ -1,11 +1,14 @@
-"""`avel-dgl extract` and `avel-dgl localize`: video files in, AVE-format features or events out."""
+"""`avel-dgl extract`, `avel-dgl localize` and `avel-dgl compare-features`: video files in, AVE-format
+features or events out, and extracted features checked against the AVE release's."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from avel_dgl.errors import AvelError
 from cli.options import checkpoint_option, device_option, overwrite_option
 
 
@@ -17,6 +20,11 @@ def _feature_options(fn):
     """Options shared by extract and localize: how features are computed."""
     options = [
         click.option("--frames-per-segment", type=int, default=16, show_default=True, help=F_HELP),
+        click.option("--frame-rule", type=click.Choice(["release-index", "presentation-time"]),
+                     default="release-index", show_default=True,
+                     help="Which frames of each segment: release-index = the AVE release's frame numbers "
+                          "(floor(N / T) frames a segment, N frames, T segments; its features), "
+                          "presentation-time = the frames on screen at t + i / F (differs at 29.97 fps)."),
         click.option("--visual-weights", type=click.Choice(["keras", "torchvision"]), default="keras",
                      show_default=True,
                      help="VGG19 weights: keras = the Oxford VGG ImageNet release as Keras ships it (the AVE "
@@ -41,23 +49,36 @@ def _feature_options(fn):
               help="Output folder: audio_feature.h5, visual_feature.h5, videos.csv (rerun to resume).")
 @click.option("--pooled", is_flag=True, help="Visual features (N,T,512), averaged over the 7x7 map, as DPNet "
                                              "uses them (49x smaller), instead of (N,T,7,7,512).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Decoding processes feeding the networks (the same features; under torchrun, per rank).")
 @_feature_options
-def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights_dir, device, batch_size, strict,
-            quiet):
+def extract(inputs, out_dir, pooled, jobs, frames_per_segment, frame_rule, visual_weights, weights_dir, device,
+            batch_size, strict, quiet):
     """AVE-format features of video files: VGGish audio (N,T,128) and VGG19 pool5 visual
     (N,T,7,7,512) per 1-s segment. INPUT: video files, folders of videos, or .txt files listing
-    paths. Rerunning over the same inputs skips the videos already done."""
+    paths. Rerunning over the same inputs skips the videos already done. Under torchrun each
+    rank extracts its share of the videos and rank 0 writes the files (docs/VIDEO.md)."""
+    from avel_dgl import distributed
     from avel_dgl.runtime import Runtime, set_threads
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
 
-    set_threads()
+    set_threads(distributed.local_world_size())
     runtime = Runtime.create(device)
-    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size)
-    entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict, progress=not quiet)
+    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
+    try:
+        with distributed.process_group(runtime.device):
+            entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict,
+                                progress=not quiet and distributed.is_main(), jobs=jobs)
+            main = distributed.is_main()
+    except AvelError as e:  # under torchrun every rank meets the same error: rank 0 prints it once
+        if distributed.is_main() or distributed.world_size() == 1:
+            raise
+        sys.exit(e.exit_code)
     failed = sum(e.status == "failed" for e in entries)
-    click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
-               f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
+    if main:
+        click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "
+                   f"{out_dir / 'audio_feature.h5'}, {out_dir / 'visual_feature.h5'}, {out_dir / 'videos.csv'}")
 
 
 @click.command()
@@ -74,8 +95,8 @@ def extract(inputs, out_dir, pooled, frames_per_segment, visual_weights, weights
                    "stitched (default: whole, the better one on long synthetic videos; docs/BENCHMARKS.md).")
 @overwrite_option("the --out and --html files")
 @_feature_options
-def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, frames_per_segment, visual_weights,
-             weights_dir, device, batch_size, strict, quiet):
+def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, frames_per_segment, frame_rule,
+             visual_weights, weights_dir, device, batch_size, strict, quiet):
     """Events (intervals in seconds with class names) in video files: extract features (cached),
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
@@ -90,7 +111,7 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     runtime = Runtime.create(device)
     check_output(out, overwrite)
     check_html(html_out, overwrite)
-    settings = Settings(frames_per_segment, visual_weights, True, batch_size)
+    settings = Settings(frames_per_segment, visual_weights, True, batch_size, frame_rule)
     model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,
                   runtime.device, strict, checkpoint, progress=not quiet, overwrite=overwrite)
@@ -98,4 +119,25 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
                f"{' and '.join(map(str, summary['files']))}")
 
 
-COMMANDS = [extract, localize]
+@click.command("compare-features")
+@click.argument("ours", type=click.Path(path_type=Path))
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--annotations", type=click.Path(path_type=Path),
+              help="The release's Annotations.txt (default: RELEASE/Annotations.txt): line i names row i's YouTube id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per video, modality and segment).")
+def compare_features(ours, release, annotations, as_json):
+    """Compare features from `extract` (folder OURS) with the AVE release's (folder RELEASE:
+    audio_feature.h5, visual_feature.h5) on the same videos, matched by YouTube id (AVE's file
+    names). Prints per video and overall the cosine similarity and largest difference per
+    modality and segment, the audio zero fraction, and a verdict. Run it on a few AVE test
+    videos before trusting a model trained on the release's features with your own videos."""
+    import json
+
+    from avel_dgl.video.compare import compare_features as run
+    from avel_dgl.video.compare import format_report
+
+    report = run(ours, release, annotations)
+    click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
+
+
+COMMANDS = [extract, localize, compare_features]

@@ -75,7 +75,7 @@ def ave_dir(tmp_path_factory) -> Path:
 
 
 # A DPNet small enough for runs of a few seconds: 96 training videos in 2 batches of 48.
-TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--quiet"]
+TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--no-replicate", "--quiet"]
 TINY_EPOCHS = 2
 TINY_STEPS_PER_EPOCH = 2
 
@@ -136,3 +136,23 @@ def pytest_terminal_summary(terminalreporter):
         f"fault table: {len(FAULT_TALLY)} inputs tried, {clean} clean one-line messages, "
         f"{count('traceback')} tracebacks, {count('partial')} partial outputs, "
         f"{sum(t['lost'] for t in FAULT_TALLY)} user files lost")
+
+
+def run_ranks(worker, args: tuple, world: int = 2, timeout: float = 300) -> None:
+    """worker(rank, world, port, *args) in `world` spawned processes, with a free port for the
+    process group's store; a group that hangs fails the test after `timeout` s instead of the suite."""
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = mp.spawn(worker, args=(world, port, *args), nprocs=world, join=False)
+    deadline = time.monotonic() + timeout
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail(f"the {world}-process group did not finish within {timeout:.0f} s")

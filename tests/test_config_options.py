@@ -5,6 +5,7 @@ config errors are keyed by field, worded with dotted fields, which the CLI words
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from dataclasses import dataclass
 
@@ -82,8 +83,8 @@ def test_each_option_sets_its_own_field_and_unset_options_keep_the_preset(preset
     for key, (f, _) in option_fields().items():
         new = _another(value(base, key), f.metadata["choices"])
         args = [f"--{'' if new else 'no-'}{flag(key)[2:]}"] if isinstance(new, bool) else [flag(key), str(new)]
-        # --task wsel also switches replicate and link off, unless they are asked for
-        also = {"train.replicate", "train.link"} if key == "train.task" and base.train.replicate else set()
+        # --task wsel also switches replicate and link off (those the preset has on), unless asked for
+        also = {k for k in ("train.replicate", "train.link") if value(base, k)} if key == "train.task" else set()
         widened = key == "model.width" and new > base.model.width
         if widened:
             also = {"train.lr"}  # a wider network keeps the preset's lr x width (config.at_width), and says so
@@ -159,8 +160,9 @@ RULES = [
 
 @pytest.mark.parametrize("key, bad, problem", RULES, ids=[f"{r[0]}={r[1]}" for r in RULES])
 def test_validate_raises_a_config_error_keyed_by_the_field(key, bad, problem):
+    plain = replace(get_preset("small"), **{"train.replicate": False})  # so that link alone is the fault
     with pytest.raises(ConfigError) as caught:
-        validate(replace(get_preset("small"), **{key: bad}))
+        validate(replace(plain, **{key: bad}))
     assert (caught.value.field, caught.value.problem) == (key, problem)
     assert str(caught.value) == f"{key}: {problem}" and "--" not in str(caught.value)
 
@@ -172,6 +174,29 @@ def test_an_unknown_variant_is_a_config_error_keyed_by_the_field():
     with pytest.raises(ConfigError) as caught:
         build(replace(get_preset("small"), **{"model.variant": "nope"}), "dgl")
     assert caught.value.field == "model.variant" and str(caught.value).startswith("model.variant: expected one of ")
+
+
+def test_small_replicates_sel_videos_but_not_wsel_ones_and_never_links():
+    """Issue 27: `small` trains SEL with Replicate (the paper's augmentation, +1.3 points here) and
+    without Link; WSEL videos have no segment labels to stitch replicas from."""
+    sel, wsel, plain = (_train_config(args) for args in (["small"], ["small", "--task", "wsel"],
+                                                         ["small", "--no-replicate"]))
+    assert (sel.train.replicate, sel.train.link) == (True, False)
+    assert (wsel.train.task, wsel.train.replicate, wsel.train.link) == ("wsel", False, False)
+    assert differences(sel, plain) == [("train.replicate", True, False)]
+
+
+def test_train_start_line_says_whether_the_run_replicates(caplog, tmp_path):
+    empty = tmp_path / "empty"  # the start line comes before the data are read; then the run stops
+    empty.mkdir()
+    with caplog.at_level(logging.INFO, logger="avel_dgl"):
+        for task in ("sel", "wsel"):
+            result = CliRunner().invoke(main, ["train", "--task", task, "--data", str(empty), "--out",
+                                               str(tmp_path / task), "--quiet"])
+            assert result.exit_code != 0
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("preset ")] == [
+        "preset small, task sel, variant dpnet: replicate on, link off",
+        "preset small, task wsel, variant dpnet: replicate off, link off"]
 
 
 def test_replicate_for_wsel_names_the_task_field():

@@ -8,16 +8,13 @@ import csv
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from avel_dgl import distributed, engine
 from avel_dgl.config import get_preset, replace
@@ -25,13 +22,13 @@ from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler
-from conftest import CPU
+from conftest import CPU, run_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "model.input_dropout": 0.0,
-        "model.classifier_dropout": 0.0, "train.epochs": 2, "train.batch_size": 35}
+        "model.classifier_dropout": 0.0, "train.epochs": 2, "train.batch_size": 35, "train.replicate": False}
 TINY_OPTIONS = ["--width", "16", "--blocks", "1", "--dropout", "0", "--input-dropout", "0", "--classifier-dropout", "0",
-                "--batch-size", "35", "--quiet"]  # and --epochs
+                "--batch-size", "35", "--no-replicate", "--quiet"]  # and --epochs
 # K=2 against K=1 (same global batch and seed, dropout off): the largest parameter difference
 # allowed after 2 epochs. Only the order of float additions differs; 8.7e-7 was measured.
 PARAM_TOLERANCE = 1e-4
@@ -130,18 +127,9 @@ def test_two_ranks_agree_on_metrics_and_only_rank0_writes_and_prints(ave_dir, tm
     # The single-process reference first (it also builds the pooled cache the ranks read).
     torch.manual_seed(0)
     single = engine.evaluate(build(replace(get_preset("small"), **TINY), "dgl"), load_split(ave_dir, "val"), 5)
-    with socket.socket() as s:  # a free port for the group's store
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.json").write_text("{}")  # a run folder: --out refuses it
-    ranks = mp.spawn(_worker, args=(2, port, ave_dir, tmp_path), nprocs=2, join=False)
-    deadline = time.monotonic() + 300  # a hung collective fails the test instead of the suite
-    while not ranks.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in ranks.processes:
-                process.kill()
-            pytest.fail("the 2-process group did not finish within 300 s")
+    run_ranks(_worker, (ave_dir, tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["rows"].tolist() == [0, 2, 4, 6] and ranks[1]["rows"].tolist() == [1, 3, 5]
     for seen in ranks:

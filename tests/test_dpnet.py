@@ -20,9 +20,9 @@ from conftest import CPU
 
 
 def tiny_config(**overrides):
-    """The small preset, tiny, with the paper's plain structure (no extra norm or dropout)."""
+    """The small preset, tiny, with the paper's plain structure (no extra norm or dropout, no replicas)."""
     base = {"model.width": 16, "model.blocks": 1, "train.epochs": 2, "train.batch_size": 16, "model.norm": "none",
-            "model.input_dropout": 0.0, "model.classifier_dropout": 0.0}
+            "model.input_dropout": 0.0, "model.classifier_dropout": 0.0, "train.replicate": False}
     return replace(get_preset("small"), **{**base, **overrides})
 
 

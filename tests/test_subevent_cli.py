@@ -60,8 +60,8 @@ def test_build_subevents_on_a_missing_folder_is_one_line(tmp_path):
 
 def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
     out = tmp_path / "run"
-    result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link", "--quiet",
-                 "--width", 16, "--blocks", 1, "--batch-size", 48)
+    result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link",
+                 "--width", 16, "--blocks", 1, "--batch-size", 48)  # not --quiet: it leaves out the log lines
     assert result.exit_code == 0, result.output
     assert "no sub-event database" in result.stderr  # built in memory, said once
     assert result.stderr.count("replicate:") == 1
@@ -88,7 +88,8 @@ def test_train_with_a_missing_or_foreign_database_fails_before_writing_the_run(d
 def test_subevents_without_replicate_and_replicate_with_wsel_are_rejected(data, tmp_path):
     db = default_path(data)
     assert run("build-subevents", "--data", data).exit_code == 0
-    check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db), "--subevents")
+    check_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--subevents", db, "--no-replicate"),
+                         "--subevents")
     check_one_line_error(run("train", "--task", "wsel", "--data", data, "--out", tmp_path / "r", "--replicate"),
                    "--replicate: only for --task sel", "found --task wsel")
 

@@ -105,6 +105,106 @@ def test_sixteen_frames_per_segment_at_their_presentation_times(tmp_path):
     assert decoded == shown
 
 
+def _numbered_video(path: Path, times: np.ndarray, lossy: bool = False, rate=25, audio_seconds=None) -> Path:
+    """A video whose frame i shows its number (red = 10 * (i % 25), green = 10 * (i // 25)), with
+    `audio_seconds` of audio (None: no audio track)."""
+    def picture(t):
+        i = int(np.argmin(np.abs(times - t)))
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[..., 0], img[..., 1] = 10 * (i % 25), 10 * (i // 25)
+        return img
+    return make_video(path, seconds=audio_seconds or 1, fps=rate, frame_times=times, picture=picture,
+                      audio_rate=16000 if audio_seconds else None, lossy=lossy)
+
+
+class FrameRecorder(SmallVisual):
+    """SmallVisual that notes the number (_numbered_video) of every frame it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def preprocess(self, frames):
+        self.seen += [int(round(f[..., 0].mean() / 10)) + 25 * int(round(f[..., 1].mean() / 10)) for f in frames]
+        return super().preprocess(frames)
+
+
+def _frames_seen(path: Path, audio_net, **settings) -> list[int]:
+    nets = extract.Networks(audio_net, FrameRecorder())
+    extract.extract_video(path, nets, extract.Settings(**settings))
+    return nets.visual.seen
+
+
+def _release_indices(n_frames: int, segments: int = 10, per: int = 16) -> list[int]:
+    """The AVE release's frame numbers, as its feature script computes them (in floats)."""
+    interval = int(n_frames / segments)
+    return [int(l * interval + (i * 1.0 / per) * interval) for l in range(segments) for i in range(per)]
+
+
+def _on_screen(path: Path, times) -> list[int]:
+    with av.open(str(path)) as c:  # the timestamps as stored
+        stored = [f.pts * f.time_base for f in c.decode(video=0)]
+    return [max(i for i, ts in enumerate(stored) if ts <= s) for s in times]
+
+
+def test_release_frame_rule_equals_presentation_times_at_25_fps(tmp_path, audio_net):
+    path = _numbered_video(tmp_path / "25.mkv", np.arange(250) / 25)
+    assert decode.release_frame_count(decode.probe(path)) == decode.frame_count(path) == 250
+    release = _frames_seen(path, audio_net)  # the default
+    assert release == _release_indices(250) and release[16 * 9:16 * 9 + 3] == [225, 226, 228]
+    assert _frames_seen(path, audio_net, frame_rule="presentation-time") == release
+
+
+@pytest.mark.parametrize("lossy", [False, True], ids=["ffv1", "h264"])
+def test_release_frame_rule_at_29_97_fps(tmp_path, audio_net, lossy):
+    """299 frames at 29.97 fps, which ffmpeg reports as "Duration: 00:00:09.98" and "29.97 fps",
+    so the release's reader counted round(9.98 * 29.97) = 299 frames: the default takes the
+    release's frame numbers (interval 29, segment 9 from frame 261, 8.71 s); presentation-time
+    the frames on screen at l + i / 16."""
+    times = np.arange(299) * 1001 / 30000
+    path = _numbered_video(tmp_path / ("2997.mp4" if lossy else "2997.mkv"), times, lossy, Fraction(30000, 1001))
+    info = decode.probe(path)
+    assert f"{info.frame_rate:.2f}" == "29.97" and 9.975 <= info.duration < 9.985
+    assert decode.release_frame_count(info) == 299
+    with av.open(str(path)) as c:
+        assert decode.frame_count(path) == sum(1 for _ in c.decode(video=0)) == 299
+    release = _frames_seen(path, audio_net)
+    assert release == _release_indices(299) and release[16 * 9] == 261
+    by_time = _frames_seen(path, audio_net, frame_rule="presentation-time")
+    assert by_time == _on_screen(path, decode.sample_times(info, 16))
+    assert by_time[16 * 9] == 269 and sum(a == b for a, b in zip(release, by_time)) < 40
+
+
+def test_release_frame_rule_counts_frames_as_the_releases_reader(tmp_path, audio_net):
+    """The same 299 frames with 10.03 s of audio: the container lasts 10.03 s, so the release's
+    reader counted round(10.03 * 29.97) = 301 frames, interval 30 (not the 29 of the frames the
+    stream decodes to), and its segment 9 starts at frame 270."""
+    path = _numbered_video(tmp_path / "late_audio.mkv", np.arange(299) * 1001 / 30000, rate=Fraction(30000, 1001),
+                           audio_seconds=10.03)
+    assert decode.frame_count(path) == 299 and decode.release_frame_count(decode.probe(path)) == 301
+    release = _frames_seen(path, audio_net)
+    assert release == [min(i, 298) for i in _release_indices(301)] and release[16 * 9] == 270
+
+
+def test_release_frame_count_is_the_readers_estimate():
+    """imageio 2.x: round(duration * fps) with ffmpeg's printed duration (centiseconds, rounded
+    half up) and printed rate (two decimals)."""
+    def count(duration, rate):
+        return decode.release_frame_count(decode.MediaInfo("v", duration, 10, rate, True))
+    assert count(10.0, 25.0) == 250 and count(9.976313, 4784000 / 159621) == 299  # 9.98 s x 29.97
+    assert count(10.03, 30000 / 1001) == 301  # 10.03 x 29.97 = 300.6: an audio track ending late counts too
+    assert count(9.995, 100.0) == 1000 and count(9.9949, 100.0) == 999  # printed 10.00 s and 9.99 s
+    assert count(10.0, 0.0) == 0  # no frame rate: extract counts the stream's packets instead
+
+
+def test_release_frame_rule_with_other_frames_per_segment():
+    assert decode.release_frame_indices(299, 10, 16) == _release_indices(299)
+    assert decode.release_frame_indices(250, 10, 4) == [25 * l + 25 * i // 4 for l in range(10) for i in range(4)]
+    assert decode.release_frame_indices(87, 4, 2) == [0, 10, 21, 31, 42, 52, 63, 73]  # 3.5 s at 25 fps
+    with pytest.raises(AvelError, match="--frame-rule: expected one of release-index, presentation-time"):
+        extract.Settings(frame_rule="time")
+
+
 def test_partial_last_second_spreads_its_frames_over_the_part_that_exists(videos):
     info = decode.probe(videos["short"])
     sample = decode.sample_times(info, 4)
