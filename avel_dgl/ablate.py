@@ -43,9 +43,9 @@ from typing import Callable
 import torch
 
 from avel_dgl import interrupt
-from avel_dgl.checkpoint import write_text_atomic
+from avel_dgl.outputs import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
-from avel_dgl.data.dataset import load_noisy, load_split
+from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import LABEL_SETS, SPLITS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
@@ -171,12 +171,16 @@ def check_grid_folder(out_dir: Path, data_dir: Path, base: Config, write: bool) 
         write_text_atomic(path, json.dumps({"data": data, "config": _shared(base).to_dict()}, indent=2))
 
 
+def _pct(acc: float | None) -> str:
+    return "skipped" if acc is None else f"{100 * acc:.2f}"  # None: no right_labels.h5 (C-AVE)
+
+
 def check_data(data_dir: Path, columns: list[str]) -> None:
     """Read every split (and the noisy videos for WSEL) once, so bad data fails before any run."""
     if not Path(data_dir).is_dir():
         raise AvelError(f"--data: {data_dir} is not a folder")
     for split in SPLITS:
-        for label_set in LABEL_SETS if split == "test" else ("o-ave",):
+        for label_set in test_label_sets(data_dir) if split == "test" else ("o-ave",):
             load_split(data_dir, split, label_set)
     if "wsel" in columns:
         load_noisy(data_dir)
@@ -305,7 +309,7 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
         left = seconds_left([c for c in cells if c not in rest], rest, jobs)
         echo(f"[{len(cells) - len(todo) + len(finished)}/{len(cells)}] {cell.variant} {cell.column} "
              f"seed {cell.seed}: val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
-             f"c-ave {100 * results['test_acc_c-ave']:.2f} ({_minutes(elapsed)}); "
+             f"c-ave {_pct(results['test_acc_c-ave'])} ({_minutes(elapsed)}); "
              + (f"about {_minutes(left)} left" if rest else "grid finished"))
 
     with interrupt.interruptible():  # SIGINT/SIGTERM anywhere in the grid: one line, exit 130/143
@@ -450,8 +454,16 @@ def train_cell(config: Config, data_dir: Path, folder: Path, runtime: Runtime, e
     return train_run(config, data_dir, folder, runtime, overwrite=True, progress=progress)
 
 
+def finished_variants(out_dir: Path) -> list[str]:
+    """The variants of which the grid folder holds at least one finished run."""
+    return [v for v in VARIANTS if any(read_results(folder) is not None for folder in (Path(out_dir) / v).glob("*/seed*"))]
+
+
 def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:
-    """One row per label set, variant and column over seeds 0..seeds-1: mean and sample std (%)."""
+    """One row per label set, variant and column over seeds 0..seeds-1: mean and sample std (%).
+    The variants are those asked for and every other one with a finished run in the grid folder
+    (a rerun of some variants keeps the others in the table)."""
+    variants = [v for v in VARIANTS if v in variants or v in finished_variants(out_dir)]
     rows = []
     info = {v: variant_summary(base, v) for v in variants}
     for label_set in LABEL_SETS:
@@ -460,13 +472,17 @@ def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> l
                 continue
             network, setting = NETWORKS.get(variant, (variant, ""))
             for c in COLUMNS:
-                values = []
+                values, skipped = [], 0
                 for seed in range(seeds):
                     results = read_results(run_dir(out_dir, variant, c.name, seed))
-                    if results is not None:
+                    if results is not None and results[f"test_acc_{label_set}"] is None:
+                        skipped += 1  # finished without this label set's file (right_labels.h5)
+                    elif results is not None:
                         values.append(100 * results[f"test_acc_{label_set}"])
                 if not applicable(base, variant, c.name):
                     status = "N/A"
+                elif skipped and not values:
+                    status = "skipped"
                 else:
                     status = "done" if len(values) == seeds else "partial" if values else "not run"
                 rows.append({
@@ -481,7 +497,7 @@ def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> l
 
 
 def _cell_text(row: dict, best: bool) -> str:
-    if row["status"] in ("N/A", "not run"):
+    if row["status"] in ("N/A", "not run", "skipped"):
         return row["status"]
     text = f"{row['mean_pct']:.2f}"
     if row["std_pct"] is not None:

@@ -1,7 +1,7 @@
-"""Checkpoints and run-folder files: atomic writes, and loading a model back with the config it
-was trained with, refusing a checkpoint that does not fit (class count, weight shapes).
+"""Checkpoints: saving them atomically, and loading a model back with the config it was trained
+with, refusing a checkpoint that does not fit (class count, weight shapes).
 
-Every file a run writes goes through `write_atomic`. A checkpoint is a dict of tensors and plain
+Every file a run writes goes through `outputs.write_atomic`. A checkpoint is a dict of tensors and plain
 Python values (no pickled objects), read back with `torch.load(weights_only=True)`, so opening a
 checkpoint from elsewhere cannot run code. Keys:
 
@@ -12,13 +12,10 @@ checkpoint from elsewhere cannot run code. Keys:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,110 +23,10 @@ from avel_dgl import __version__
 from avel_dgl.config import Config
 from avel_dgl.format import N_CLASSES
 from avel_dgl.errors import AvelError
+from avel_dgl.outputs import file_kind, write_atomic
 
 if TYPE_CHECKING:  # only a type here: importing it would load DGL for every atomic write
     from avel_dgl.runtime import Runtime
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through a temporary file beside it: write, flush, fsync, rename, fsync the folder.
-
-    A crash at any instant leaves either the previous file or the new one, never a truncated one
-    (at worst a stale `<name>.tmp`, which nothing reads and the next write replaces). A failed
-    write (a full disk, a vanished folder) removes the temporary file and raises an AvelError
-    naming `path`; the previous file stays as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):  # there may be no temporary file, or no folder for it
-            tmp.unlink()
-        raise AvelError(f"{path}: cannot write ({e.strerror or e}); the previous version, if any, is intact") from None
-    # The rename lives in the folder's metadata: sync it too, or a power cut may undo it.
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind: str = "a file") -> Path:
-    """An output file about to be written: its folder exists and is writable, it is not a folder,
-    and an existing file is replaced only with `overwrite` (one rule for every command). `kind`
-    says what the option expects, for the messages."""
-    path = Path(path)
-    if path.is_dir():
-        raise AvelError(f"{option}: {path} is a folder, expected {kind}")
-    folder = path.parent
-    if not folder.is_dir():
-        found = "a file" if folder.exists() else "no such folder"
-        raise AvelError(f"{option}: expected {kind} in an existing folder, found {found} at {folder}")
-    try:  # a real probe: permissions, read-only mounts and root all answer the same way
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise AvelError(f"{option}: cannot write in {folder} ({e.strerror or e})") from None
-    if path.exists() and not overwrite:
-        raise AvelError(f"{option}: {path} exists; replace it with --overwrite, or choose another name")
-    return path
-
-
-def publish(pairs: list[tuple[Path, Path]]) -> None:
-    """Rename finished temporary files over their targets, all or none: the outputs of one
-    command appear together. A failed rename puts back every target as it was and raises an
-    AvelError naming it (the temporary files are the caller's to remove)."""
-    for _, target in pairs:  # a folder is never moved aside (nor deleted with the backups)
-        if target.is_dir():
-            raise AvelError(f"{target}: is a folder, expected a file; no output was changed")
-    moved, backups = [], []
-    try:
-        for tmp, target in pairs:
-            if target.exists():
-                backup = target.with_name(f".{target.name}.previous")
-                os.replace(target, backup)
-                backups.append((backup, target))
-            os.replace(tmp, target)
-            moved.append(target)
-    except OSError as e:
-        for target in moved:
-            with contextlib.suppress(OSError):
-                target.unlink()
-        for backup, target in backups:
-            os.replace(backup, target)
-        raise AvelError(f"{e.filename2 or e.filename}: cannot write ({e.strerror or e}); "
-                        f"no output was changed") from None
-    for backup, _ in backups:
-        backup.unlink()
-
-
-def write_texts(texts: dict[Path, str]) -> None:
-    """Write several text files all or none (each to a temporary name, then `publish`); an error
-    names the file it concerns."""
-    tmps = {path: path.with_name(f".{path.name}.new") for path in texts}
-    try:
-        for path, text in texts.items():
-            try:
-                with open(tmps[path], "w", encoding="utf-8", newline="") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:
-                raise AvelError(f"{path}: cannot write ({e.strerror or e}); no output was changed") from None
-        publish([(tmp, path) for path, tmp in tmps.items()])
-    finally:
-        for tmp in tmps.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -160,6 +57,10 @@ def read_checkpoint(path: str | Path) -> dict:
     # torch.save writes a zip archive: a truncated or overwritten file has no complete one, and
     # damaged bytes inside fail their record's CRC (which torch.load itself does not check).
     if not zipfile.is_zipfile(path):
+        kind = file_kind(path)
+        if kind is not None:
+            raise AvelError(f"{path}: is {kind}, not a checkpoint (expected best.pt or last.pt of a run of "
+                            f"`avel-dgl train`)")
         raise AvelError(f"{path}: not a readable checkpoint, the file is truncated or corrupt "
                         f"(no complete zip archive)")
     with zipfile.ZipFile(path) as archive:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display backend
 
 from avel_dgl import graph
-from avel_dgl.checkpoint import check_output, load_model
+from avel_dgl.checkpoint import load_model
+from avel_dgl.outputs import check_output, mark, write_atomic
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE,
                                VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)
 from avel_dgl.data.cache import pool_maps, read_visual_maps
@@ -40,14 +41,28 @@ def first_rgct(model: torch.nn.Module) -> RGCT:
     """The RGCT of the first DPBlock, unwrapped from the options and GraphLayer. Only networks whose
     first layer is an RGCT on the stem's 512-d features have these maps."""
     layers = perspective_layers(model) if isinstance(model, DPNet) else []
-    layer = layers[0] if layers else None
-    while layer is not None and not isinstance(layer, RGCT):
-        layer = getattr(layer, "layer", None)
-    if layer is None or layer.query[graph.VISUAL].weight.shape[1] != VISUAL_DIM:
-        raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
-                        f"{VISUAL_DIM}-d input features (the paper's DPNet), found {type(model).__name__} "
-                        f"starting with {type(layers[0]).__name__ if layers else 'none'}")
+    layer = innermost(layers[0]) if layers else None
+    if isinstance(layer, RGCT) and layer.query[graph.VISUAL].weight.shape[1] == VISUAL_DIM:
+        return layer
+    if isinstance(layer, RGCT):
+        found = f"a first RGCT on {layer.query[graph.VISUAL].weight.shape[1]}-d features"
+    elif layers:
+        found = f"a network whose first layer is {_a(type(layer).__name__)}"
+    else:
+        found = f"{_a(type(model).__name__)} network, which has no graph layers"
+    raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
+                    f"{VISUAL_DIM}-d input features (the paper's DPNet), found {found}")
+
+
+def innermost(layer: torch.nn.Module) -> torch.nn.Module:
+    """The layer inside its wrappers (Normed, GraphLayer and the options hold theirs as `.layer`)."""
+    while isinstance(getattr(layer, "layer", None), torch.nn.Module):
+        layer = layer.layer
     return layer
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
 
 def polymorph_names() -> list[tuple[str, str]]:
@@ -157,13 +172,6 @@ def fam_figure(checkpoint, data_dir, row: int, segments: list[int] | None, out, 
     title = (f"Feature activation maps, first RGCT, video row {row} of {data_dir.name} "
              f"({config.model.variant}; each panel min-max scaled)")
     fig = plot_fam(fams, segments, labels, title)
-    tmp = out.with_name(out.name + ".tmp.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(out)
-    except OSError as e:
-        raise AvelError(f"{out}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, lambda f: fig.savefig(f, format="png", dpi=100, metadata={"Software": mark("fam")}))
     steps.close()
     return segments

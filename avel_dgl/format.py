@@ -41,3 +41,21 @@ CLASS_NAMES = (
     "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin", "background",
 )
 assert len(CLASS_NAMES) == N_CLASSES
+
+
+# ---- the tables avel-dgl writes -------------------------------------------------------------------
+# Their header rows are also what marks a CSV file as avel-dgl's, for --overwrite (avel_dgl/outputs.py).
+
+def event_columns(extra_columns=()) -> list[str]:
+    """predict's (and localize's, with extra_columns ("path",)) events table."""
+    return ["row", *extra_columns, "class", "name", "start", "end", "confidence"]
+
+
+def segment_columns(extra_columns=()) -> list[str]:
+    """predict's (and localize's) per-segment probabilities table."""
+    return ["row", *extra_columns, "segment", "start", "end", "class", "name", *(f"p_{c}" for c in range(N_CLASSES))]
+
+
+PER_CLASS_COLUMNS = ["class", "name", "segments", "correct", "accuracy"]  # evaluate's and a run's per-class table
+CSV_HEADERS = frozenset(",".join(columns) for columns in (
+    *(make(extra) for make in (event_columns, segment_columns) for extra in ((), ("path",))), PER_CLASS_COLUMNS))

@@ -1,14 +1,23 @@
-"""Stopping a training run cleanly on SIGINT / SIGTERM.
+"""Stopping a command cleanly on SIGINT / SIGTERM.
 
 Inside `interruptible()`, either signal raises `Interrupted` at once: the step in progress is
 abandoned (its in-memory state is thrown away; the run continues from the last checkpoint on
 disk). Inside `deferred()` (the end-of-epoch writes of checkpoints and metrics), a signal is held
 until the block has finished, so the files on disk always describe one and the same epoch.
+
+Python runs a signal handler between any two bytecodes, also inside a finalizer (`__del__`, a
+weakref callback: h5py closes its objects in those), where an exception is printed as
+"Exception ignored in ..." and dropped. Inside `interruptible()` such a dropped Interrupted is
+caught by `sys.unraisablehook` and remembered: loops call `check()`, which raises it, and the
+block raises it when it ends. `stoppable(command, outcome)` is the whole behaviour of a command other than train (one
+line `avel-dgl: interrupted: SIGINT: <command> stopped; <outcome>`, exit 130 or 143), for
+make-synthetic, check-data, extract and localize alike.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -18,6 +27,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _deferring = False
 _pending: int | None = None
+_unseen: int | None = None  # a signal whose Interrupted a finalizer dropped
 
 
 def _handler(signum, frame):
@@ -28,6 +38,25 @@ def _handler(signum, frame):
     raise Interrupted(signum)
 
 
+def _dropped(unraisable, previous) -> None:
+    """sys.unraisablehook inside `interruptible()`: an Interrupted that a finalizer dropped is
+    remembered (and not printed); anything else goes to the previous hook."""
+    global _unseen
+    if isinstance(unraisable.exc_value, Interrupted):
+        _unseen = unraisable.exc_value.signum
+    else:
+        previous(unraisable)
+
+
+def check() -> None:
+    """Raise the Interrupted of a signal whose exception a finalizer dropped (see the module
+    docstring); loops that run long call it once per step."""
+    global _unseen
+    if _unseen is not None:
+        signum, _unseen = _unseen, None
+        raise Interrupted(signum)
+
+
 @contextmanager
 def interruptible():
     """Install the handlers for the duration of the block, then restore the previous ones.
@@ -35,12 +64,33 @@ def interruptible():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _unseen
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, lambda u: _dropped(u, previous_hook)
+    _unseen = None
     try:
         yield
+        check()  # a signal whose exception a finalizer dropped stops the command all the same
     finally:
+        _unseen = None
+        sys.unraisablehook = previous_hook
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def stoppable(command: str, outcome: str):
+    """Run the block `interruptible()`; SIGINT or SIGTERM (or a KeyboardInterrupt raised before
+    the handlers were installed) stops it with one line: "SIGINT: <command> stopped; <outcome>"
+    (exit 130 or 143). `outcome` says what is on disk and how to go on, e.g. "nothing was
+    written; run the same command again". The block cleans up after itself on the way out
+    (finally / except BaseException), as on any error."""
+    try:
+        with interruptible():
+            yield
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        raise Interrupted(signum, f"{signal.Signals(signum).name}: {command} stopped; {outcome}") from None
 
 
 @contextmanager

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from avel_dgl import engine
-from avel_dgl.checkpoint import check_output as check_file
-from avel_dgl.checkpoint import write_text_atomic
+from avel_dgl.outputs import check_output as check_file
+from avel_dgl.outputs import html_mark, write_text_atomic
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_SEGMENTS
 from avel_dgl.data.cache import pool_maps, user_cache_dir
 from avel_dgl.errors import AvelError
@@ -158,7 +158,7 @@ def timeline_page(videos: list[dict], header: str, min_prob: float = 0.1,
         items = "".join(f"<li>{html.escape(message)}</li>" for _, message in failed)
         body += (f'<section class="failed"><h2>{len(failed)} of {len(videos) + len(failed)} videos could not be '
                  f'read (not above)</h2><ul>{items}</ul></section>')
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>avel-dgl localize</title>'
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8">{html_mark("localize")}<title>avel-dgl localize</title>'
             f'<style>{PAGE_STYLE}</style></head><body><h1>avel-dgl localize</h1>'
             f'<div class="meta">{html.escape(header)}</div>{body}</body></html>\n')
 
@@ -228,7 +228,8 @@ def _localize(videos, model, out, html_out, cache_dir, settings, mode, networks,
                          "frames_per_segment": settings.frames_per_segment, "visual_weights": settings.visual_weights},
               "failed": [str(e.path) for e in entries if e.status == "failed"]}
     files, n_videos, n_events = write_predictions(chunks(), out, header, overwrite,
-                                                  extra=lambda row: {"path": paths[row]}, extra_columns=("path",))
+                                                  extra=lambda row: {"path": paths[row]}, extra_columns=("path",),
+                                                  command="localize")
     if html_out is not None:
         note = (f"checkpoint {checkpoint}; {mode} mode; {settings.frames_per_segment} frames per segment; "
                 f"segment t covers [t, t + 1) s; thumbnails: each second's sampled frame nearest its middle; bars: consecutive segments of one most probable event class; "

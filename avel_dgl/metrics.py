@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avel_dgl.format import CLASS_NAMES, N_CLASSES
+from avel_dgl.format import CLASS_NAMES, N_CLASSES, PER_CLASS_COLUMNS
 
 
 def global_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -25,7 +25,7 @@ def per_class_table(pred: torch.Tensor, target: torch.Tensor) -> pd.DataFrame:
          "accuracy": float(correct[c]) / int(segments[c])}
         for c in range(N_CLASSES) if segments[c] > 0
     ]
-    return pd.DataFrame(rows, columns=["class", "name", "segments", "correct", "accuracy"])
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,13 +29,14 @@ import numpy as np
 import torch
 
 from avel_dgl import engine
-from avel_dgl.checkpoint import check_output as check_file
-from avel_dgl.checkpoint import publish
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, N_CLASSES, N_SEGMENTS, SPECS,
                                SPLITS, VISUAL_DIM, VISUAL_FILE, ArraySpec, check_finite, check_orders,
                                check_row_counts, inspect_array, open_dataset, read_rows)
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
 from avel_dgl.errors import AvelError
+from avel_dgl.outputs import check_output as check_file
+from avel_dgl.format import event_columns, segment_columns
+from avel_dgl.outputs import mark, writing_all_or_none
 from avel_dgl.progress import bar
 
 SEGMENT_SECONDS = 1.0
@@ -181,7 +181,7 @@ OUT_KIND = "a file name ending in .json or .csv"
 
 def check_output(out: str | Path, overwrite: bool = False) -> list[Path]:
     """The files an output name stands for (OUT.json; or OUT.csv and OUT_segments.csv), each
-    checked as checkpoint.check_output does: folder writable, not a folder, an existing file
+    checked as outputs.check_output does: folder writable, not a folder, an existing file
     replaced only with `overwrite`. Called before any prediction, so a bad --out costs nothing."""
     out = Path(out)
     if out.is_dir():
@@ -221,10 +221,9 @@ def _write_json(chunks, f, header: dict, extra=None) -> tuple[int, int]:
 
 def _write_csv(chunks, f_events, f_segments, extra=None, extra_columns=()) -> tuple[int, int]:
     ev = csv.writer(f_events)
-    ev.writerow(["row", *extra_columns, "class", "name", "start", "end", "confidence"])
+    ev.writerow(event_columns(extra_columns))
     seg = csv.writer(f_segments)
-    seg.writerow(["row", *extra_columns, "segment", "start", "end", "class", "name",
-                  *(f"p_{c}" for c in range(N_CLASSES))])
+    seg.writerow(segment_columns(extra_columns))
     videos = events = 0
     for rows, probs in chunks:
         for row, p in zip(rows, probs):
@@ -240,34 +239,22 @@ def _write_csv(chunks, f_events, f_segments, extra=None, extra_columns=()) -> tu
 
 def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str | Path,
                       header: dict, overwrite: bool = False, extra=None,
-                      extra_columns: tuple = ()) -> tuple[list[Path], int, int]:
+                      extra_columns: tuple = (), command: str = "predict") -> tuple[list[Path], int, int]:
     """Stream (rows, probs) chunks into OUT.json (one file) or OUT.csv (+ OUT_segments.csv).
     The files are written under temporary names and renamed together only when all videos are
-    in (checkpoint.publish), so a failure leaves no partial output and the previous files, if
-    any, as they were. Returns the files written, the video and event counts.
+    in (outputs.writing_all_or_none), so a failure (a full disk included) leaves no partial output
+    and the previous files, if any, as they were. A JSON file is marked as `command`'s. Returns the files written, the video and event counts.
     `extra(row) -> dict` adds fields to each video's record after its row (localize: the video's
     path); `extra_columns` names those that also become CSV columns. A video's probabilities may
     have any number of segments T (T, C)."""
     targets = check_output(out, overwrite)
-    tmps = [t.with_name(t.name + ".tmp") for t in targets]
-    try:
-        with ExitStack() as stack:
-            handles = []
-            for tmp, target in zip(tmps, targets):
-                try:
-                    handles.append(stack.enter_context(open(tmp, "w", newline="")))
-                except OSError as e:
-                    raise AvelError(f"{target}: cannot write ({e.strerror or e}); no output was changed") from None
-            if targets[0].suffix == ".json":
-                header = {**header, "segment_seconds": SEGMENT_SECONDS, "background": BACKGROUND,
-                          "classes": list(CLASS_NAMES)}
-                videos, events = _write_json(chunks, handles[0], header, extra)
-            else:
-                videos, events = _write_csv(chunks, *handles, extra, extra_columns)
-        publish(list(zip(tmps, targets)))
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+    with writing_all_or_none(targets) as handles:
+        if targets[0].suffix == ".json":
+            header = {"written_by": mark(command), **header, "segment_seconds": SEGMENT_SECONDS,
+                      "background": BACKGROUND, "classes": list(CLASS_NAMES)}
+            videos, events = _write_json(chunks, handles[0], header, extra)
+        else:
+            videos, events = _write_csv(chunks, *handles, extra, extra_columns)
     return targets, videos, events
 
 

@@ -37,6 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_EVENTS, N_SEGMENTS
 from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
+from avel_dgl.outputs import html_mark
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
 from avel_dgl.progress import bar
 
@@ -56,24 +57,38 @@ TIMELINE_CHARS_PER_SECOND = 11  # label characters that fit in one second of a t
 BACKGROUND_COLOUR = "#dddddd"
 
 
+def to_lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours (..., 3) in [0, 1]: distances there follow what eyes tell
+    apart (RGB distance does not: it spread greens that look alike as far as blues that do not)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
+    xyz = xyz / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
 def distinct_colours(n: int, avoid: list[str]) -> list[tuple[float, float, float]]:
-    """n colours as far apart as a greedy farthest-point choice gets them (RGB distance), from a
-    grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
-    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns."""
-    grid = np.array([hls_to_rgb(h / 36, light, sat) for h in range(36) for light in (0.3, 0.45, 0.6, 0.75)
-                     for sat in (0.55, 0.85)])
-    nearest = np.min([np.linalg.norm(grid - to_rgb(c), axis=1) for c in avoid], axis=0)
+    """n colours as far apart as a greedy farthest-point choice gets them (CIELAB distance), from
+    a grid of hues, lightnesses and saturations, also far from each colour in `avoid`. tab20 +
+    tab20b, used before, gave Frying (food) and Toilet flush two near-identical dark red-browns;
+    RGB distance then gave Bark, Rodents and Baby cry three greens close to the 'right' strip."""
+    grid = np.array([hls_to_rgb(h / 72, light, sat) for h in range(72) for light in (0.25, 0.4, 0.55, 0.7, 0.82)
+                     for sat in (0.45, 0.7, 0.95)])
+    lab = to_lab(grid)
+    nearest = np.min([np.linalg.norm(lab - to_lab(to_rgb(c)), axis=1) for c in avoid], axis=0)
     chosen = []
     for _ in range(n):
         k = int(np.argmax(nearest))
         chosen.append(tuple(float(v) for v in grid[k]))
-        nearest = np.minimum(nearest, np.linalg.norm(grid - grid[k], axis=1))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[k], axis=1))
     return chosen
 
 
-# 28 event colours far from each other, from the background grey and from black and white text.
-CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black"]) + [BACKGROUND_COLOUR]
 RIGHT, WRONG = "#2e9e44", "#d7191c"  # the timelines' right/wrong segment marks
+# 28 event colours far from each other, from the background grey, from black and white text and
+# from the right/wrong strips under the lanes.
+CLASS_COLOURS = distinct_colours(N_EVENTS, [BACKGROUND_COLOUR, "white", "black", RIGHT, WRONG]) + [BACKGROUND_COLOUR]
 assert len(CLASS_COLOURS) == N_CLASSES
 
 
@@ -136,14 +151,15 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
 
 
 def test_predictions(checkpoint: Path, data_dir: Path, runtime: Runtime) -> dict[str, SplitPredictions]:
-    """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each label set."""
+    """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each
+    label set the data folder has (C-AVE needs right_labels.h5)."""
     from avel_dgl import engine
     from avel_dgl.checkpoint import load_model
-    from avel_dgl.data.dataset import load_split
+    from avel_dgl.data.dataset import load_split, test_label_sets
 
     model, config, _ = load_model(checkpoint, runtime)  # predict_logits sends each batch to the model's device
     out, probs = {}, None
-    for label_set in LABEL_SETS:
+    for label_set in test_label_sets(data_dir):
         test = load_split(data_dir, "test", label_set)
         if probs is None:  # the features do not depend on the label set
             probs = torch.softmax(engine.predict_logits(model, test, config.train.batch_size), -1).cpu().numpy()
@@ -245,6 +261,17 @@ def text_colour(colour) -> str:
     return "black" if luminance > 0.179 else "white"
 
 
+def timeline_label(name: str, confidence: float | None, seconds: float) -> str:
+    """The text of an event bar `seconds` wide: the name, then the mean confidence of a predicted
+    event; on two lines when they do not fit on one, and the name shortened only when it does not
+    fit alone ('Ukulele' in a 1-s bar: 'Ukulele' over '0.80', not 'Ukule… 0.80')."""
+    fits = int(seconds * TIMELINE_CHARS_PER_SECOND)
+    number = "" if confidence is None else f"{confidence:.2f}"
+    if len(name) + 1 + len(number) <= fits or not number:
+        return f"{name} {number}".rstrip() if len(name) <= fits else name[:max(fits - 1, 1)] + "…"
+    return (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + "\n" + number
+
+
 def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figure:
     """For each picked video, a 'true' and a 'predicted' lane of event intervals over 0-10 s in
     class colours, and under them a strip marking each segment right (green) or wrong (red).
@@ -261,11 +288,10 @@ def timelines_figure(p: SplitPredictions, picks: list[tuple[str, int]]) -> Figur
                 x, w = first * SEGMENT_SECONDS, (stop - first) * SEGMENT_SECONDS
                 ax.broken_barh([(x, w)], (lane - 0.4, 0.8), facecolors=CLASS_COLOURS[c], edgecolor="black",
                                linewidth=0.5)
-                name, confidence = short_name(c), (f" {probs[first:stop, c].mean():.2f}" if lane == 1 else "")
-                fits = int(w * TIMELINE_CHARS_PER_SECOND) - len(confidence)  # shorten the name, keep the number
-                text = (name if len(name) <= fits else name[:max(fits - 1, 1)] + "…") + confidence
-                ax.text(x + w / 2, lane, text, ha="center", va="center", fontsize=8, clip_on=True,
-                        color=text_colour(CLASS_COLOURS[c]))
+                text = timeline_label(short_name(c), probs[first:stop, c].mean() if lane == 1 else None, w)
+                # Two lines sit higher, clear of the hatched foot of a wrong predicted segment.
+                ax.text(x + w / 2, lane + (0.1 if "\n" in text else 0), text, ha="center", va="center",
+                        fontsize=8, linespacing=1.0, clip_on=True, color=text_colour(CLASS_COLOURS[c]))
         right = pred == labels
         for t in range(N_SEGMENTS):
             x = t * SEGMENT_SECONDS
@@ -309,7 +335,7 @@ def render_html(run_dir: Path, sections: list[Section]) -> str:
                         f"<span class='file'>({html.escape(name)})</span></figcaption></figure>")
         body.append(s.html + "</section>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{html_mark("report")}
 <title>avel-dgl report: {html.escape(run_dir.name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
@@ -342,6 +368,31 @@ def summary_section(config: dict, results: dict | None, metrics: pd.DataFrame) -
         rows += [(k.replace("_", " "), _fmt(v)) for k, v in results.items() if k != "seed"]  # seed: above
     section.html = _table(rows)
     return section
+
+
+def run_data_folder(run_dir: Path, results: dict | None, data_dir: str | Path | None) -> Path | None:
+    """The data folder whose test split the report predicts: --data, else the one recorded in
+    results.json, else (an unfinished run) in last.pt. A folder that is not there is refused
+    before anything is written, saying that --data gives its new place."""
+    if data_dir is not None:
+        where, data = "--data", data_dir
+    elif results is not None and results.get("data"):
+        where, data = f"recorded in {run_dir / 'results.json'}", results["data"]
+    elif (run_dir / "last.pt").is_file():
+        from avel_dgl.checkpoint import read_checkpoint
+
+        where, data = f"recorded in {run_dir / 'last.pt'}", read_checkpoint(run_dir / "last.pt").get(
+            "training", {}).get("data_dir")
+    else:
+        return None
+    if data is None:
+        return None
+    if not Path(data).is_dir():
+        if data_dir is not None:
+            raise AvelError(f"--data: {data}: data folder not found")
+        raise AvelError(f"--data: the run's data folder {data} ({where}) is not found; if it moved, give its new "
+                        f"place with --data DIR")
+    return Path(data)
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -381,6 +432,7 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     config, metrics, results = read_run(run_dir)
     check_out_dir(out_dir, overwrite)
+    data = run_data_folder(run_dir, results, data_dir) if (run_dir / "best.pt").is_file() else None
     steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
@@ -400,24 +452,23 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
     # accuracy when the run did not write its tables).
     preds, why_not = None, None
-    data = data_dir if data_dir is not None else (results or {}).get("data")
     if not (run_dir / "best.pt").is_file():
         why_not = f"{run_dir / 'best.pt'} not found"
     elif data is None:
-        why_not = "the data folder is unknown (results.json records none): pass --data DIR"
-    elif not Path(data).is_dir():
-        why_not = f"data folder {data} not found: pass --data DIR"
+        why_not = "the data folder is unknown (the run records none): pass --data DIR (and --overwrite)"
     else:
-        preds = test_predictions(run_dir / "best.pt", Path(data), runtime)
+        preds = test_predictions(run_dir / "best.pt", data, runtime)
     steps.update()
 
     per_class = Section("Test accuracy per class")
+    for label_set, why in ((results or {}).get("skipped") or {}).items():
+        per_class.notes.append(f"{label_set.upper()} was skipped: {why}.")
     tables = {}
     for label_set in LABEL_SETS:
         csv_file = run_dir / f"per_class_{label_set}.csv"
         if csv_file.is_file():
             tables[label_set] = pd.read_csv(csv_file)
-        elif preds is not None:
+        elif preds is not None and label_set in preds:
             p = preds[label_set]
             tables[label_set] = per_class_table(torch.from_numpy(p.pred), torch.from_numpy(p.labels))
             per_class.notes.append(f"{csv_file.name} not found: {label_set.upper()} accuracies computed here.")
@@ -465,7 +516,8 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     _write_atomic(out_dir, run_dir, sections)
     steps.update()
     steps.close()
-    return out_dir / REPORT_FILE, [n for s in sections for n in s.notes]
+    notes = [n for s in sections for n in s.notes]
+    return out_dir / REPORT_FILE, list(dict.fromkeys(notes))  # each note once (sections may share one)
 
 
 def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:

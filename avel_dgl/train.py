@@ -19,7 +19,7 @@ Run directory layout (under torch.distributed, rank 0 alone writes it):
                         a finished E-epoch run's results, kept when `--resume --epochs` trains it further
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
-- Every file is written atomically (checkpoint.write_atomic).
+- Every file is written atomically (outputs.write_atomic).
 - Resume granularity is one epoch. last.pt holds the whole state after its epoch (`Run.training_state`),
   and is written once before the first step too (epoch 0), so every run folder can be resumed.
   A resumed run repeats the interrupted epoch from its start and gives the same per-epoch metrics
@@ -61,9 +61,10 @@ import torch
 from tqdm import tqdm
 
 from avel_dgl import distributed, engine, graph, interrupt
-from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint, write_text_atomic
+from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint
+from avel_dgl.outputs import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace, validate
-from avel_dgl.data.dataset import SplitData, load_noisy, load_split
+from avel_dgl.data.dataset import SplitData, load_noisy, load_split, skipped_label_sets, test_label_sets
 from avel_dgl.errors import AvelError, ConfigError, Interrupted
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.nn.dpnet import build
@@ -119,11 +120,14 @@ def training_set(config: Config, data_dir: Path) -> SplitData:
 
 
 def check_test_split(data_dir: Path) -> None:
-    """Read the test split with both label sets, as `finish` will after the last epoch, so that
-    bad test rows (NaN/Inf features, broken labels, a missing right_labels.h5) fail in seconds,
-    before the first step, whatever the run's length."""
-    for label_set in LABEL_SETS:
+    """Read the test split with every label set it has, as `finish` will after the last epoch, so
+    that bad test rows (NaN/Inf features, broken labels) fail in seconds, before the first step,
+    whatever the run's length. Without the optional right_labels.h5, C-AVE is skipped: said here,
+    recorded in results.json."""
+    for label_set in test_label_sets(data_dir):
         load_split(data_dir, "test", label_set)
+    for label_set, why in skipped_label_sets(data_dir).items():
+        log.info("%s test accuracy will be skipped: %s", label_set.upper(), why)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +370,9 @@ class Run:
             raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
         last = run_dir / "last.pt"
         if not last.exists():
+            if any(run_dir.iterdir()) and not (run_dir / "config.json").is_file():  # --overwrite would refuse it
+                raise AvelError(f"--resume: {run_dir} holds no avel-dgl run (no last.pt or config.json); give "
+                                f"the folder of a run (train --out RUN_DIR made it)")
             raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
                             f"(start again with --out {run_dir} --overwrite)")
         with stop_message(run_dir):
@@ -379,7 +386,11 @@ class Run:
                     raise ConfigError("train.epochs", f"the run in {run_dir} has already trained "
                                                       f"{ckpt['epoch']} epochs, found {epochs}")
                 config = replace(config, **{"train.epochs": epochs})
-            run = cls._build(config, Path(data_dir or ckpt["training"]["data_dir"]), run_dir, runtime,
+            recorded = Path(ckpt["training"]["data_dir"])
+            if data_dir is None and not recorded.is_dir():
+                raise AvelError(f"--resume: the run's data folder {recorded} (recorded in {last}) is not found; if "
+                                f"it moved, give its new place with --data")
+            run = cls._build(config, Path(data_dir or recorded), run_dir, runtime,
                             ckpt["training"].get("subevents"))
             run.restore(ckpt, last)
         with stop_message(run_dir, run), interrupt.deferred():
@@ -471,6 +482,9 @@ class Run:
     def fit(self, progress: bool) -> None:
         """The epoch loop from self.epoch + 1 to config.train.epochs (progress bars on rank 0 only)."""
         t = self.config.train
+        # After every check: the CLI holds the log lines until this one (`run_starts`), so that a
+        # run refused before prints its error alone.
+        log.info("training epochs %d to %d", self.epoch + 1, t.epochs, extra={"run_starts": True})
         progress = progress and self.runtime.is_main
         bar = tqdm(range(self.epoch + 1, t.epochs + 1), initial=self.epoch, total=t.epochs,
                    desc=f"{self.config.model.variant} {t.task}", disable=not progress)
@@ -514,8 +528,12 @@ class Run:
                 results["replicas"] = {key: sum(counts[key] for counts in per_rank) for key in per_rank[0]}
             tables = {}
             for label_set in LABEL_SETS:  # best.pt is complete: its writer, main_only, waited for rank 0
+                results[f"test_acc_{label_set}"] = None  # skipped: see "skipped"
+            for label_set in test_label_sets(self.data_dir):
                 out = engine.evaluate_checkpoint(self.out_dir / "best.pt", self.data_dir, label_set, self.runtime)
                 results[f"test_acc_{label_set}"], tables[label_set] = out["acc"], out["per_class"]
+            if skipped := skipped_label_sets(self.data_dir):
+                results["skipped"] = skipped
             distributed.main_only(self._write_results, results, tables)
         return results
 

@@ -73,8 +73,11 @@ def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_vi
     audio). The visual maps are scanned for NaN/Inf by streaming them into the pooled cache
     (built once, reused while the source is unchanged). Bad data: one error line, exit 2.
     """
+    from avel_dgl.interrupt import stoppable
+
     # Collect warnings so that bad data prints exactly one line; they are shown on success.
-    with warnings.catch_warnings(record=True) as caught:
+    with stoppable("check-data", "the pooled visual cache was not written (the visual scan is redone next "
+                                 "time); run the same command again"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = validate_dir(data_dir, require_noisy=require_noisy,
                               require_right_labels=require_c_ave,

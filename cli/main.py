@@ -30,6 +30,10 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
     def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None and not args:  # bare `avel-dgl`: the help, not an error
+            with click.Context(self, info_name=info_name) as ctx:
+                click.echo(self.get_help(ctx))
+            sys.exit(0)
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as e:  # e.g. `avel-dgl --bad`: before any subcommand

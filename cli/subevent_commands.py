@@ -21,7 +21,7 @@ def build_subevents(data_dir: Path, out_file: Path | None, overwrite: bool) -> N
     """Identify the start/continue/end/background sub-events of every training video and write
     their databases (references, not features) with a fingerprint of the data. Prints, per class
     and kind, the number of entries of each length."""
-    from avel_dgl.checkpoint import check_output
+    from avel_dgl.outputs import check_output
     from avel_dgl.data.ave import MultiLabelWarning, onehot_to_index, read_checked
     from avel_dgl.data.dataset import load_split
     from avel_dgl.format import LABELS_FILE, MIL_LABELS_FILE

@@ -120,9 +120,8 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
                          subevents=subevents)
 
     main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
-    if main_rank:  # one copy of the run's log lines (device, kernel)
-        show_log()
-    else:  # every rank resolves the same config: rank 0 alone warns about it
+    show_log(main_rank and not quiet)  # one copy of the run's log lines (device, kernel, notes)
+    if not main_rank:  # every rank resolves the same config: rank 0 alone warns about it
         warnings.simplefilter("ignore", ConfigWarning)
     try:
         set_threads(distributed.local_world_size())
@@ -130,26 +129,49 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
         with distributed.process_group(runtime.device):
             results = run(runtime)
     except AvelError as e:
-        # After the group is joined every rank meets the same error: rank 0 prints it once.
-        if main_rank or distributed.world_size() == 1:
+        # Every rank meets the same error (the same options on the same machine before the group
+        # is joined; the same collective state after): rank 0 prints it once.
+        if main_rank or not distributed.launched():
             raise
         sys.exit(e.exit_code)
     if main_rank:
         click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
-                   f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {results['test_acc_c-ave']:.4f}; "
+                   f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {accuracy_text(results['test_acc_c-ave'])}; "
                    f"seed {results['seed']}; run in {resume_dir or out_dir}")
 
 
+def accuracy_text(acc: float | None) -> str:
+    """A test accuracy of results.json; None: its label set was skipped (no right_labels.h5)."""
+    return "skipped (no right_labels.h5)" if acc is None else f"{acc:.4f}"
+
+
 class _EchoHandler(logging.Handler):
-    """Log records as `avel-dgl: <message>` lines on stdout (stderr is for the one-line errors)."""
+    """Log records as `avel-dgl: <message>` lines on stderr, with the progress bars (stdout holds
+    the command's result only); --quiet leaves both out. Lines are held until the run starts (a
+    record marked `run_starts`, logged once every check has passed), so that a run refused
+    before prints its one error line alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[str] | None = []  # None once the run has started
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"avel-dgl: {record.getMessage()}")
+        line = f"avel-dgl: {record.getMessage()}"
+        if self.held is not None and not getattr(record, "run_starts", False):
+            self.held.append(line)
+            return
+        for held in self.held or []:
+            click.echo(held, err=True)
+        self.held = None
+        click.echo(line, err=True)
 
 
-def show_log() -> None:
+def show_log(shown: bool = True) -> None:
+    """Echo the run's log lines (`shown`) or not: set anew by every command of the process."""
     logger = logging.getLogger("avel_dgl")
-    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+    for handler in [h for h in logger.handlers if isinstance(h, _EchoHandler)]:
+        logger.removeHandler(handler)
+    if shown:
         logger.addHandler(_EchoHandler())
         logger.setLevel(logging.INFO)
 
@@ -197,10 +219,15 @@ def _label_set(ctx, param, value: str) -> str:
 @cache_dir_option
 def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet):
     """Global segment accuracy over the test split, and a per-class table."""
-    from avel_dgl.checkpoint import check_output, write_texts
+    from avel_dgl.outputs import check_output, mark, write_texts
     from avel_dgl.engine import evaluate_checkpoint
     from avel_dgl.runtime import Runtime, set_threads
 
+    from avel_dgl.data.dataset import skipped_label_sets
+
+    skipped = skipped_label_sets(data_dir) if data_dir.is_dir() else {}
+    if label_set in skipped:  # as train skips it
+        raise AvelError(f"--split: {label_set} is not available ({skipped[label_set]}); score o-ave instead")
     runtime = Runtime.create(device)
     set_threads()
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
@@ -210,7 +237,7 @@ def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, qui
     targets = [check_output(out_prefix.with_suffix(s), overwrite, kind=kind) for s in (".json", ".csv")]
     result = evaluate_checkpoint(checkpoint, data_dir, label_set, runtime)
     table = result["per_class"]
-    summary = {"checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
+    summary = {"written_by": mark("evaluate"), "checkpoint": str(checkpoint), "label_set": label_set, "videos": result["videos"],
                "segments": int(table["segments"].sum()), "accuracy": result["acc"]}
     write_texts({targets[0]: json.dumps(summary, indent=2), targets[1]: table.to_csv(index=False)})
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

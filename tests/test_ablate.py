@@ -131,6 +131,21 @@ def test_summary_mean_std_and_partial_cells(tmp_path):
     assert "**73.00 ± 2.65**" in md and "61.00 (1/3 seeds)" in md
 
 
+def test_a_rerun_of_some_variants_keeps_the_others_finished_runs_in_the_table(tmp_path):
+    """`ablate --variants tcn` on a grid where tcn and rgct ran: the table still shows rgct."""
+    base = replace(get_preset("small"), **TINY)
+    for variant, acc in (("tcn", 0.6), ("rgct", 0.7)):
+        folder = ablate.run_dir(tmp_path, variant, "sel", 0)
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(
+            {"seed": 0, "best_epoch": 1, "val_acc": acc, "test_acc_o-ave": acc, "test_acc_c-ave": None}))
+    rows = {(r["label_set"], r["variant"], r["column"]): r for r in ablate.summarize(base, tmp_path, ["tcn"], 1)}
+    assert rows["o-ave", "rgct", "sel"]["mean_pct"] == pytest.approx(70.0)
+    assert rows["o-ave", "tcn", "sel"]["status"] == "done"
+    assert rows["c-ave", "rgct", "sel"]["status"] == "skipped"  # finished without right_labels.h5
+    assert "**70.00**" in ablate.markdown(list(rows.values()))
+
+
 def test_time_left_comes_from_finished_runs_of_the_same_kind(tmp_path):
     """Each unfinished run costs the summed epoch seconds (metrics.csv) of finished runs of its
     variant and column, else of its column, else of all; a resumed run counts whole."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from avel_dgl import __version__, progress
-from avel_dgl.checkpoint import publish
+from avel_dgl.outputs import publish
 from avel_dgl.runtime import DEVICES
 from avel_dgl.errors import AvelError
 from cli.main import main
@@ -65,12 +65,15 @@ def test_predict_split_still_works_as_the_old_name_of_subset(tiny_run, ave_dir, 
 
 def test_evaluate_overwrite_replaces_both_outputs(tiny_run, ave_dir, tmp_path):
     args = ["evaluate", "--checkpoint", tiny_run, "--data", ave_dir, "--out", tmp_path / "eval"]
-    for name in ("eval.json", "eval.csv"):
-        (tmp_path / name).write_text("earlier")
-    assert invoke(args).exit_code == 2 and (tmp_path / "eval.json").read_text() == "earlier"
+    assert invoke(args).exit_code == 0
+    earlier = {name: (tmp_path / name).read_text() + "\n" for name in ("eval.json", "eval.csv")}
+    for name, text in earlier.items():  # still marked as evaluate's (JSON key, CSV header): a later copy
+        (tmp_path / name).write_text(text)
+    assert invoke(args).exit_code == 2 and (tmp_path / "eval.json").read_text() == earlier["eval.json"]
     assert invoke([*args, "--overwrite"]).exit_code == 0
     assert json.loads((tmp_path / "eval.json").read_text())["videos"] == 12
     assert (tmp_path / "eval.csv").read_text().startswith("class,")
+    assert (tmp_path / "eval.json").read_text() != earlier["eval.json"]
 
 
 def test_publish_puts_every_target_back_when_one_rename_fails(tmp_path):

@@ -177,15 +177,8 @@ def test_train_nproc2_end_to_end_writes_once_from_rank0(two_process_run):
         "best.pt", "config.json", "last.pt", "metrics.csv", "per_class_c-ave.csv", "per_class_c-ave_1_epochs.csv",
         "per_class_o-ave.csv", "per_class_o-ave_1_epochs.csv", "results.json", "results_1_epochs.json", "runtime.json"]
     assert [int(row["epoch"]) for row in csv.DictReader(open(out / "metrics.csv"))] == [1, 2]
-    kept = ["avel-dgl: kept the 1-epoch run's results as results_1_epochs.json (training on to 2 epochs)"]
-    for result, notes in zip(results, ([], kept)):  # rank 0's lines alone: device and kernel, notes, results
-        lines = result.stdout.splitlines()
-        assert lines[:3] == [
-            f"avel-dgl: graph kernel for eq 12 on cpu: {graph.DEFAULT_KERNEL} "
-            f"({'DGL supports this device' if graph.dgl is not None else 'DGL does not import'})",
-            "avel-dgl: device cpu, 2 process(es) (backend gloo), global batch 35 (18 per process)",
-            "avel-dgl: preset small, task sel, variant dpnet: replicate off, link off"]
-        assert lines[3:-1] == notes and len(lines) == 4 + len(notes) and lines[-1].startswith("best epoch")
+    for result in results:  # rank 0's result line alone; with --quiet no log lines (they go to stderr)
+        assert len(result.stdout.splitlines()) == 1 and result.stdout.startswith("best epoch")
         assert result.stderr == ("" if graph.dgl is not None else  # without DGL: rank 0's notice alone
                                  f"avel-dgl: notice: eq 12 runs on the torch kernel: DGL does not import here "
                                  f"({graph.DGL_MISSING})\n")

@@ -101,6 +101,65 @@ def fit(model, data, config, epochs):
     return engine.evaluate(model, data, 64)["acc"]
 
 
+def _labelled_split(n: int = 4) -> SplitData:
+    """Tiny random features; every video its own segment labels and video label."""
+    gen = torch.Generator().manual_seed(0)
+    return SplitData(torch.randn(n, 10, 128, generator=gen), torch.randn(n, 10, 512, generator=gen),
+                     torch.randint(0, N_CLASSES, (n, 10), generator=gen), torch.arange(n) + 3, torch.arange(n))
+
+
+def _losses_seen(monkeypatch) -> list:
+    """(segment labels, video labels) of every loss the training loop computes."""
+    seen, loss = [], engine.task_loss
+
+    def watch(task, logits, segment_labels, video_labels):
+        seen.append((segment_labels.cpu().clone(), video_labels.cpu().clone()))
+        return loss(task, logits, segment_labels, video_labels)
+
+    monkeypatch.setattr(engine, "task_loss", watch)
+    return seen
+
+
+@pytest.mark.parametrize("task", ["sel", "wsel"])
+def test_the_loss_gets_the_batchs_own_labels_and_the_replicas_repeat_the_originals(task, monkeypatch):
+    """SEL with Replicate: B videos then their B replicas, the replicas with their originals'
+    segment labels in the same order. WSEL: each video's own video label."""
+    data = _labelled_split()
+    config = tiny_config(**{"train.batch_size": 2, "train.task": task})
+    model = build(config, "dgl")
+    optim = torch.optim.Adam(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: 1.0)
+    batches = []
+
+    def replicas(index):
+        batches.append(index.clone())
+        return torch.zeros(len(index), 10, 128), torch.zeros(len(index), 10, 512)
+
+    seen = _losses_seen(monkeypatch)
+    engine.train_one_epoch(model, data, optim, sched, config.train, torch.Generator().manual_seed(0),
+                           replicas if task == "sel" else None)
+    if task == "sel":
+        assert len(seen) == len(batches) == 2
+        for (segment_labels, _), index in zip(seen, batches):
+            assert torch.equal(segment_labels, torch.cat([data.segment_labels[index]] * 2))
+    else:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).split(2)
+        assert [v.tolist() for _, v in seen] == [data.video_labels[i].tolist() for i in order]
+
+
+def test_evaluation_runs_the_model_in_eval_mode():
+    """Dropout off while evaluating, whatever mode the model was left in by training."""
+    model = build(tiny_config(**{"model.input_dropout": 0.5}), "dgl")
+    modes = []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    model.train()
+    data = _labelled_split()
+    first = engine.evaluate(model, data, 2)
+    model.train()
+    assert engine.evaluate(model, data, 2)["pred"].equal(first["pred"])  # no dropout: the same predictions
+    assert modes and not any(modes)
+
+
 def test_tiny_model_overfits_a_tiny_dataset():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)

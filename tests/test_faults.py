@@ -5,6 +5,7 @@ loadable checkpoint, parseable JSON, a rectangular CSV; no temporary file remain
 
 from __future__ import annotations
 
+import builtins
 import csv
 import errno
 import json
@@ -21,12 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-from avel_dgl import checkpoint, engine
+from avel_dgl import checkpoint, engine, outputs
 from avel_dgl.data import cache
 from avel_dgl.data.ave import (AUDIO_FILE, LABELS_FILE, NOISY_AUDIO_FILE, ORDER_FILES, RIGHT_LABELS_FILE,
                                VISUAL_FILE)
+from avel_dgl.config import get_preset, replace
 from avel_dgl.data.synthetic import make_synthetic
-from avel_dgl.nn.dpnet import VARIANTS
+from avel_dgl.nn.dpnet import VARIANTS, build
 from ave_files import ave_arrays, write_ave_dir
 from conftest import FAULT_TALLY, TINY, invoke, loss_hook
 
@@ -137,17 +139,115 @@ def nan_weights_after_step(env: Env, call: int) -> None:
     env.monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
 
 
-def disk_full_at_last_pt(env: Env, epoch: int) -> None:
-    """Writing last.pt of `epoch` fails half-way with ENOSPC, as on a full disk."""
+def disk_full_at_last_pt(env: Env, epoch: int, as_torch: bool = False) -> None:
+    """Writing last.pt of `epoch` fails half-way with ENOSPC, as on a full disk; `as_torch`: as
+    torch.save reports it, a RuntimeError ("unexpected pos") raised while handling the OSError."""
     save = torch.save
 
     def full(obj, f):
         if f.name.endswith("last.pt.tmp") and obj["epoch"] == epoch:
             f.write(b"PK\x03\x04 the first bytes")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                if as_torch:
+                    raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 448 vs 342")
+                raise
         save(obj, f)
 
     env.monkeypatch.setattr(torch, "save", full)
+
+
+class FillingFile:
+    """A file whose writes fail with ENOSPC once `room` characters are written, as on a full disk."""
+
+    def __init__(self, f, room: list[int]):
+        self.f, self.room = f, room
+
+    def write(self, text):
+        if len(text) > self.room[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room[0] -= len(text)
+        return self.f.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def disk_full_for_outputs(env: Env, room: int = 2000) -> None:
+    """ENOSPC injected at the write layer (avel_dgl/outputs.py): its files take `room` characters,
+    together, then the disk is full."""
+    left = [room]
+    env.monkeypatch.setattr(outputs, "open", lambda *a, **k: FillingFile(builtins.open(*a, **k), left), raising=False)
+
+
+def full_message(path: Path, outcome: str) -> str:
+    return f"{path}: cannot write, {outputs.device_of(path)} is full (No space left on device); {outcome}"
+
+
+def ours(path: Path) -> Path:
+    """An earlier output of avel-dgl predict (it carries the mark)."""
+    path.write_text('{"written_by": "avel-dgl predict", "videos": []}\n')
+    return path
+
+
+def tcn_checkpoint(env: Env) -> Path:
+    config = replace(get_preset("small"), **{"model.variant": "tcn", "model.width": 8})
+    path = env.tmp / "tcn.pt"
+    checkpoint.save_checkpoint(path, build(config, "dgl"), config)
+    return path
+
+
+def group_for_labels(env: Env) -> Path:
+    """Bad data whose labels.h5 holds a group named 'avadataset' where the array should be."""
+    import h5py
+
+    data = env.bad_data()
+    (data / LABELS_FILE).unlink()
+    with h5py.File(data / LABELS_FILE, "w") as f:
+        f.create_group("avadataset").create_dataset("inner", data=np.zeros(3))
+    return data
+
+
+def png_file(env: Env) -> Path:
+    path = env.tmp / "picture.png"
+    path.write_bytes(outputs.PNG_MAGIC + b"\x00\x00\x00\rIHDR" + bytes(17))
+    return path
+
+
+def moved_data_in_last_pt(env: Env) -> Path:
+    """A copy of the tiny run whose last.pt records a data folder that is no longer there."""
+    run = env.copy_run()
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["training"]["data_dir"] = str(env.tmp / "moved")
+    torch.save(ckpt, run / "last.pt")
+    return run
+
+
+def moved_data_in_results(env: Env) -> Path:
+    run = env.copy_run()
+    results = json.loads((run / "results.json").read_text())
+    results["data"] = str(env.tmp / "moved")
+    (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def no_cache_env(env: Env) -> None:
+    """No AVEL_CACHE_DIR during the case, and none after it either: --cache-dir sets it for the
+    process (for the ranks it launches), and delenv alone would not undo a variable that was absent."""
+    env.monkeypatch.setenv(cache.CACHE_ENV, "")
+    env.monkeypatch.delenv(cache.CACHE_ENV)
+
+
+def some_free_bytes(env: Env, free: int = 10 * 2**30) -> None:
+    """The file system of the case's area has `free` bytes free (10 GiB)."""
+    env.monkeypatch.setattr(outputs, "free_bytes", lambda folder: free)
 
 
 def eval_checkpoint(env: Env, edit: Callable[[dict], None]) -> list:
@@ -269,8 +369,11 @@ CASES = [
                    f"{e.out}/file"),
     # faults during training
     Case("disk-full-on-checkpoint-write", lambda e: (disk_full_at_last_pt(e, 2), new_run(e))[1],
-         lambda e: f"{e.run}/last.pt: cannot write (No space left on device); the previous version, if any, "
-                   f"is intact", lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 1), writes=True),
+         lambda e: full_message(e.run / "last.pt", "the previous version, if any, is intact"),
+         lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 1), writes=True),
+    Case("disk-full-in-torch-save", lambda e: (disk_full_at_last_pt(e, 2, as_torch=True), new_run(e))[1],
+         lambda e: full_message(e.run / "last.pt", "the previous version, if any, is intact"),
+         lambda e: holds(checkpoint.read_checkpoint(e.run / "last.pt")["epoch"] == 1), writes=True),
     Case("nan-loss", lambda e: (nan_loss_at(e, 3), new_run(e))[1],
          lambda e: f"epoch 2 step 1: training loss is nan; stopped. The last good state is in {e.run}/last.pt "
                    f"(epoch 1) and best.pt (epoch 1); look for NaN or huge input features, or try a lower --lr",
@@ -450,9 +553,10 @@ CASES += [
     Case("nan-in-a-noisy-video", lambda e: (nan_in(e, NOISY_AUDIO_FILE, None), new_run(e, "--task", "wsel"))[1],
          lambda e: f"{e.data}/{NOISY_AUDIO_FILE}: key 'avadataset': expected finite values, found NaN at row 1, "
                    f"segment 3", nothing_written),
-    Case("c-ave-labels-missing", lambda e: (without(e, RIGHT_LABELS_FILE), new_run(e))[1],
-         lambda e: f"{e.data}/{RIGHT_LABELS_FILE}: file not found (expected an HDF5 file with key 'avadataset' "
-                   f"of shape (N, 10, 29))", nothing_written),
+    Case("evaluate-c-ave-without-right-labels",
+         lambda e: (without(e, RIGHT_LABELS_FILE), evaluate_args(e, e.out / "eval", "--split", "c-ave"))[1],
+         lambda e: f"--split: c-ave is not available ({RIGHT_LABELS_FILE} is absent from {e.data}); score o-ave "
+                   f"instead"),
     # a read-only data folder works: derived files go to the user cache folder, said once
     Case("check-data-on-a-read-only-folder", lambda e: ["check-data", read_only_data(e)], read_only_note,
          data_untouched_and_cached, code=0, writes=True, prefix="avel-dgl: warning: "),
@@ -502,6 +606,30 @@ CASES += [
                    f"(--overwrite replaces only a report's files) or choose another folder"),
     Case("report-out-unwritable", lambda e: ["report", e.copy_run(), "--out", UNWRITABLE / "report"],
          lambda e: f"--out: cannot create {UNWRITABLE}/report (Permission denied)"),
+    # --overwrite replaces only a file avel-dgl wrote (it carries avel-dgl's mark)
+    Case("build-subevents-overwrite-of-a-users-file",
+         lambda e: ["build-subevents", "--data", e.data, "--out", existing(e.out / "afile2.txt"), "--overwrite"],
+         lambda e: f"--overwrite: {e.out}/afile2.txt was not written by avel-dgl (it has no avel-dgl mark), so it "
+                   f"is not replaced; move it away or choose another name"),
+    Case("predict-overwrite-of-a-users-file", lambda e: predict_args(e, existing(e.out / "mine.json"), "--overwrite"),
+         lambda e: f"--overwrite: {e.out}/mine.json was not written by avel-dgl (it has no avel-dgl mark), so it "
+                   f"is not replaced; move it away or choose another name"),
+    Case("evaluate-overwrite-of-a-users-file",
+         lambda e: evaluate_args(e, (existing(e.out / "eval.csv"), e.out / "eval")[1], "--overwrite"),
+         lambda e: f"--overwrite: {e.out}/eval.csv was not written by avel-dgl (it has no avel-dgl mark), so it "
+                   f"is not replaced; move it away or choose another name"),
+    Case("fam-overwrite-of-a-users-file", lambda e: fam_args(e, existing(e.out / "f.png"), "--overwrite"),
+         lambda e: f"--overwrite: {e.out}/f.png was not written by avel-dgl (it has no avel-dgl mark), so it "
+                   f"is not replaced; move it away or choose another name"),
+    # a full disk: one line naming the file and the device; no temporary file; earlier outputs intact
+    Case("disk-full-on-predict-json",
+         lambda e: (disk_full_for_outputs(e), predict_args(e, ours(e.out / "p.json"), "--overwrite"))[1],
+         lambda e: full_message(e.out / "p.json", "no output was changed")),
+    Case("disk-full-on-predict-csv", lambda e: (disk_full_for_outputs(e), predict_args(e, e.out / "p.csv"))[1],
+         lambda e: full_message(e.out / "p.csv", "no output was changed"),
+         lambda e: holds(not (e.out / "p_segments.csv").exists())),
+    Case("disk-full-on-evaluate", lambda e: (disk_full_for_outputs(e, 100), evaluate_args(e, e.out / "eval"))[1],
+         lambda e: full_message(e.out / "eval.json", "no output was changed")),
     Case("build-subevents-out-exists",
          lambda e: ["build-subevents", "--data", e.data, "--out", existing(e.out / "db.h5")],
          lambda e: f"--out: {e.out}/db.h5 exists; replace it with --overwrite, or choose another name"),
@@ -546,6 +674,47 @@ CASES += [
          lambda e: make_synthetic_args(e.out / "syn", "--annotations", e.out),
          lambda e: f"--annotations {e.out}: is a folder, expected a text file of lines "
                    f"Category&VideoID&Quality&StartTime&EndTime"),
+    # huge numbers and full disks are refused before any work, with both figures
+    Case("make-synthetic-a-billion-videos",
+         lambda e: (some_free_bytes(e), ["make-synthetic", "--out", e.out / "syn", "--videos", 10**9, "--quiet"])[1],
+         lambda e: f"--out {e.out}/syn: 1000000000 videos needs about 1.9 PiB, but {outputs.device_of(e.out)} has "
+                   f"10.0 GiB free; free some space or choose another --out"),
+    Case("cache-build-on-a-full-disk",
+         lambda e: (no_cache_env(e), e.bad_data(), some_free_bytes(e, 1000), ["check-data", e.data])[3],
+         lambda e: f"{e.data}/.avel_cache/pooled_visual_feature.h5: the pooled cache of {e.data}/{VISUAL_FILE} "
+                   f"needs about 120.0 KiB, but {outputs.device_of(e.data / '.avel_cache')} has 1000 B free; free "
+                   f"some space or choose another with --cache-dir or {cache.CACHE_ENV}"),
+    # messages that said something else than what was wrong
+    Case("make-synthetic-out-empty", lambda e: ["make-synthetic", "--out", "", "--videos", 4, "--quiet"],
+         lambda e: "--out: expected a folder to create, found an empty name"),
+    Case("cache-dir-is-a-file",
+         lambda e: (no_cache_env(e), ["check-data", e.bad_data(), "--cache-dir", existing(e.out / "afile.txt")])[1],
+         lambda e: f"{e.out}/afile.txt: expected a folder for the pooled visual cache, found a file; choose another "
+                   f"with --cache-dir or {cache.CACHE_ENV}"),
+    Case("group-where-an-array-is-expected", lambda e: ["check-data", group_for_labels(e)],
+         lambda e: f"{e.data}/{LABELS_FILE}: expected key 'avadataset' to be an array of shape (N, 10, 29), found "
+                   f"a group (a folder of keys: ['inner'])"),
+    Case("checkpoint-is-an-hdf5-file",
+         lambda e: ["evaluate", "--checkpoint", e.ave_dir / LABELS_FILE, "--data", e.data, "--out", e.out / "eval"],
+         lambda e: f"{e.ave_dir / LABELS_FILE}: is an HDF5 file, not a checkpoint (expected best.pt or last.pt of a "
+                   f"run of `avel-dgl train`)"),
+    Case("checkpoint-is-a-png-image",
+         lambda e: ["evaluate", "--checkpoint", png_file(e), "--data", e.data, "--out", e.out / "eval"],
+         lambda e: f"{e.tmp}/picture.png: is a PNG image, not a checkpoint (expected best.pt or last.pt of a run of "
+                   f"`avel-dgl train`)"),
+    Case("fam-on-a-tcn-only-network", lambda e: fam_args(e, e.out / "f.png", "--checkpoint", tcn_checkpoint(e)),
+         lambda e: "checkpoint: feature activation maps need a network whose first layer is an RGCT on the 512-d "
+                   "input features (the paper's DPNet), found a network whose first layer is a TCN"),
+    Case("resume-a-folder-that-is-not-a-run",
+         lambda e: (e.run.mkdir(), existing(e.run / "notes.txt"), ["train", "--resume", e.run])[2],
+         lambda e: f"--resume: {e.run} holds no avel-dgl run (no last.pt or config.json); give the folder of a run "
+                   f"(train --out RUN_DIR made it)"),
+    Case("resume-with-moved-data", lambda e: ["train", "--resume", moved_data_in_last_pt(e)],
+         lambda e: f"--resume: the run's data folder {e.tmp}/moved (recorded in {e.run}/last.pt) is not found; if "
+                   f"it moved, give its new place with --data"),
+    Case("report-with-moved-data", lambda e: ["report", moved_data_in_results(e), "--quiet"],
+         lambda e: f"--data: the run's data folder {e.tmp}/moved (recorded in {e.run}/results.json) is not found; if "
+                   f"it moved, give its new place with --data DIR", lambda e: holds(not (e.run / "report").exists())),
     # click's own usage errors in the one format
     Case("unknown-option-of-a-command", lambda e: ["train", "--nope"],
          lambda e: "No such option '--nope'. (Did you mean one of: '--norm', '--nproc'?) (see avel-dgl train --help)"),

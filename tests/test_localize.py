@@ -152,5 +152,10 @@ def test_localize_replaces_existing_outputs_only_with_overwrite(tmp_path, checkp
     assert r.exit_code != 0 and "--html" in r.stderr and page.read_text() == "mine too"
     assert not (tmp_path / "new.json").exists()
     r = invoke(["localize", clip, "--checkpoint", checkpoint.parent, "--out", out, "--html", page, "--overwrite", *base])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code != 0 and "not written by avel-dgl" in r.stderr and out.read_text() == "mine"  # a user's file
+    out.unlink(), page.unlink()
+    for _ in range(2):  # written, then replaced: the files are localize's own
+        r = invoke(["localize", clip, "--checkpoint", checkpoint.parent, "--out", out, "--html", page, "--overwrite",
+                    *base])
+        assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["videos"][0]["path"] == str(clip) and "<html>" in page.read_text()

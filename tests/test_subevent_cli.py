@@ -60,8 +60,8 @@ def test_build_subevents_on_a_missing_folder_is_one_line(tmp_path):
 
 def test_train_with_replicate_and_link_for_two_epochs(data, tmp_path):
     out = tmp_path / "run"
-    result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link", "--quiet",
-                 "--width", 16, "--blocks", 1, "--batch-size", 48)
+    result = run("train", "--data", data, "--out", out, "--epochs", 2, "--replicate", "--link",
+                 "--width", 16, "--blocks", 1, "--batch-size", 48)  # not --quiet: it leaves out the log lines
     assert result.exit_code == 0, result.output
     assert "no sub-event database" in result.stderr  # built in memory, said once
     assert result.stderr.count("replicate:") == 1

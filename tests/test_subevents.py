@@ -130,6 +130,24 @@ def test_replica_labels_equal_the_original_and_segments_come_from_same_class_vid
         assert torch.equal(data.video_labels[video], data.video_labels[:, None].expand(-1, 10))
 
 
+def test_replica_sub_events_come_from_videos_of_the_original_class():
+    """Two classes with the same label patterns, two videos each: every sub-event has a sample in
+    the other video of its class, and in the videos of the other class too, background runs even
+    with the same labels. The replica of each video must take every segment from the other video
+    of its own class."""
+    patterns = [[BG, BG] + [c] * 5 + [BG] * 3 for c in (3, 3, 5, 5)]
+    n = len(patterns)
+    data = SplitData(torch.zeros(n, 10, 128), torch.zeros(n, 10, 512), torch.tensor(patterns),
+                     torch.tensor([3, 3, 5, 5]), torch.tensor([20, 21, 22, 23]))
+    sampler = ReplicaSampler(data, build_database(data), seed=0)
+    partner = torch.tensor([1, 0, 3, 2])  # the other video of the same class
+    for _ in range(20):
+        video, segment = sampler.sample(torch.arange(n))
+        assert torch.equal(video, partner[:, None].expand(-1, 10))
+        assert torch.equal(data.segment_labels[video, segment], data.segment_labels)
+    assert int(sampler.video_fallbacks.sum()) == 0
+
+
 def test_replica_features_are_gathered_from_the_sampled_segments():
     data = hand_split()
     a = ReplicaSampler(data, build_database(data), seed=3)
@@ -278,7 +296,7 @@ def test_interrupted_save_leaves_the_previous_file_and_no_temporary(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(h5py.Group, "create_dataset", fail)
-    with pytest.raises(AvelError, match="cannot write the sub-event database"):
+    with pytest.raises(AvelError, match="db.h5: cannot write, .* is full .*; the sub-event database was not written"):
         save_database(build_database(data), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db.h5"]

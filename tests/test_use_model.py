@@ -248,8 +248,16 @@ def test_report_explains_missing_parts_and_takes_data_option(run_dir, ave_dir, t
     results = json.loads((copy / "results.json").read_text())
     del results["data"]
     (copy / "results.json").write_text(json.dumps(results))
+    (copy / "results.json").rename(copy / "saved.json")  # an unfinished run: the data folder of last.pt
     path, notes = build_report(copy, CPU)
-    assert any("pass --data" in n for n in notes)
+    assert (path.parent / "timelines.png").is_file() and [n for n in notes if "data" in n] == []
+    assert len(notes) == len(set(notes))  # each note once (it used to be printed twice)
+    (copy / "saved.json").rename(copy / "results.json")
+    shutil.rmtree(path.parent)
+    (copy / "last.pt").rename(copy / "saved.pt")  # neither records the data folder
+    path, notes = build_report(copy, CPU)
+    assert [n for n in notes if "pass --data" in n] == ["not made: the data folder is unknown (the run records none): "
+                                                       "pass --data DIR (and --overwrite)."]
     assert "pass --data" in path.read_text() and not (path.parent / "timelines.png").exists()
     (copy / "results.json").write_text(json.dumps({**results, "test_acc_o-ave": 0.01}))
     path, notes = build_report(copy, CPU, data_dir=ave_dir, overwrite=True)  # replaces the first report
@@ -344,12 +352,30 @@ def test_read_visual_maps_keeps_the_order_asked_for(ave_dir):
 def test_class_colours_are_far_apart_and_text_contrasts():
     from matplotlib.colors import to_rgb
 
-    from avel_dgl.report import CLASS_COLOURS, text_colour
+    from avel_dgl.report import CLASS_COLOURS, RIGHT, WRONG, text_colour, to_lab
 
-    rgb = np.array([to_rgb(c) for c in CLASS_COLOURS])
-    gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(rgb)) * 9
-    assert gaps.min() > 0.25  # measured 0.27; tab20 + tab20b had 0.09, and 0.13 for Frying vs Toilet flush
+    lab = to_lab(np.array([to_rgb(c) for c in CLASS_COLOURS]))  # CIELAB: distance as eyes see it
+    gaps = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.eye(len(lab)) * 999
+    # Measured 29.9 (Cat vs Mandolin). Chosen by RGB distance they were 11.7 apart (Bark vs Baby cry),
+    # Rodents 16.0 from the green 'right' strip; about 10 and less reads as one colour.
+    assert gaps.min() > 25
+    for strip in (RIGHT, WRONG):  # measured 32.4 and 34.9
+        assert np.linalg.norm(lab[:-1] - to_lab(to_rgb(strip)), axis=-1).min() > 25
+    assert np.abs(to_lab(np.array([1.0, 1.0, 1.0])) - [100, 0, 0]).max() < 0.1  # the white point
     assert text_colour("#222222") == "white" and text_colour("#eeeeee") == "black"
+
+
+@pytest.mark.parametrize("name, confidence, seconds, text", [
+    ("Ukulele", 0.8, 1, "Ukulele\n0.80"),  # was 'Ukule… 0.80': the number goes below instead
+    ("Bark", 0.8, 1, "Bark 0.80"),
+    ("Ukulele", None, 1, "Ukulele"),
+    ("Fixed-wing aircraft", 0.5, 1, "Fixed-wing\u2026\n0.50"),  # too long even alone: shortened
+    ("Fixed-wing aircraft", 0.5, 3, "Fixed-wing aircraft 0.50"),
+])
+def test_timeline_labels_keep_whole_names_that_fit(name, confidence, seconds, text):
+    from avel_dgl.report import timeline_label
+
+    assert timeline_label(name, confidence, seconds) == text
 
 
 def test_report_marks_wrong_segments_and_captions_say_what_figures_show(run_dir, ave_dir, tmp_path):

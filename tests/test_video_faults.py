@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
+from avel_dgl import outputs
 from avel_dgl.video import extract
 from conftest import invoke
 from test_video import SmallVisual
@@ -145,13 +146,13 @@ def test_frames_per_segment_is_bounded(tmp_path, clips, nets):
 
 
 def test_free_space_is_checked_before_work(tmp_path, clips, nets, weights_dir, monkeypatch):
-    usage = extract.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(extract.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    monkeypatch.setattr(outputs, "free_bytes", lambda folder: 100_000)
     line = _one_line(invoke(["extract", clips["a"], clips["b"], "--out", tmp_path / "ex", "--weights-dir",
                              weights_dir, *F]))
-    assert line.startswith("avel-dgl: error: --out: the features need about 1.3 MB (6 segments to extract, "
-                           "2 videos x 3 segments to assemble), more than the file system mounted at ")
-    assert line.endswith(", 100.0 KB free") and not nets and not (tmp_path / "ex").exists()
+    assert line.startswith("avel-dgl: error: --out: extracting 6 segments and assembling 2 videos x 3 segments "
+                           "needs about 1.3 MiB, but the file system of ")
+    assert line.endswith(" has 97.7 KiB free; free some space or choose another --out")
+    assert not nets and not (tmp_path / "ex").exists()
 
 
 def test_unwritable_places_are_refused_before_any_work(tmp_path, clips, nets, tiny_run):
@@ -186,7 +187,8 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path, clips, net
         assert "Exception ignored" not in r.output and not list(full.rglob("*"))  # no .tmp, no empty folder
         # extract: refused up front (the estimate); with the estimate passed, the write fails cleanly.
         args = ["extract", clips["a"], "--out", full / "ex", "--weights-dir", weights_dir, *F]
-        assert _one_line(invoke(args)).startswith("avel-dgl: error: --out: the features need about")
+        assert _one_line(invoke(args)).startswith("avel-dgl: error: --out: extracting 3 segments and assembling "
+                                                  "1 videos x 3 segments needs about")
         monkeypatch.setattr(extract, "check_free_space", lambda *a: None)
         r = invoke(args)
         assert "No space left on device" in _one_line(r) and "Exception ignored" not in r.output
@@ -210,9 +212,8 @@ def test_disk_full_while_assembling_changes_no_output(tmp_path, clips, nets, wei
         return real(path, mode, **kwargs)
     monkeypatch.setattr(extract.h5py, "File", full)
     line = _one_line(invoke(["extract", clips["a"], clips["b"], "--out", out, "--weights-dir", weights_dir, *F]))
-    assert line.startswith(f"avel-dgl: error: {out / 'audio_feature.h5'}: cannot write (no space left on the "
-                           f"file system mounted at ")
-    assert line.endswith(" free); no output was changed")
+    assert line.startswith(f"avel-dgl: error: {out / 'audio_feature.h5'}: cannot write, the file system of ")
+    assert line.endswith(" is full (No space left on device); no output was changed")
     after = _files(out)
     assert {k: v for k, v in after.items() if not k.endswith(".npz")} == \
            {k: v for k, v in before.items() if not k.endswith(".npz")}  # b's part is kept for the rerun

@@ -143,7 +143,10 @@ def open_dataset(path: str | Path, spec: ArraySpec | None = None) -> Iterator[h5
         raise ValueError(f"no layout spec for {path.name}; pass one")
     f = _open_file(path, spec.key, spec.shape_text())
     with f:
-        if spec.key not in f or not isinstance(f[spec.key], h5py.Dataset):
+        if spec.key in f and not isinstance(f[spec.key], h5py.Dataset):
+            raise AvelError(f"{path}: expected key '{spec.key}' to be an array of shape {spec.shape_text()}, "
+                            f"found a group (a folder of keys: {sorted(f[spec.key].keys())})")
+        if spec.key not in f:
             raise AvelError(f"{path}: expected key '{spec.key}' with shape {spec.shape_text()}, "
                             f"found keys {sorted(f.keys())}")
         dset = f[spec.key]

@@ -39,7 +39,9 @@ import numpy as np
 
 from avel_dgl.data.ave import (FEATURE_KEY, N_SEGMENTS, SPECS, VISUAL_FILE, VISUAL_MAP_SHAPE,
                                open_dataset, read_rows)
+from avel_dgl import interrupt
 from avel_dgl.errors import AvelError
+from avel_dgl.outputs import check_free_space, check_room, write_failure
 
 CACHE_DIR = ".avel_cache"
 CACHE_ENV = "AVEL_CACHE_DIR"
@@ -171,6 +173,10 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
         # One reused read buffer in the source dtype: read_direct fills it without a copy.
         buffer = np.empty((min(chunk_videos, max(n, 1)), N_SEGMENTS, *VISUAL_MAP_SHAPE), dset.dtype)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+        if folder is not None and not folder.is_dir():
+            raise AvelError(f"{folder}: expected a folder for the pooled visual cache, found a file; choose "
+                            f"another with --cache-dir or {CACHE_ENV}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             out = h5py.File(tmp, "w")
@@ -178,6 +184,13 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
             raise AvelError(f"{target.parent}: expected a writable cache folder, found an error "
                             f"writing there ({_os_reason(e)}); choose one with --cache-dir or "
                             f"{CACHE_ENV}") from None
+        try:  # before any work: a full disk would otherwise show after minutes of reading
+            check_free_space(target.parent, n * N_SEGMENTS * VISUAL_MAP_SHAPE[-1] * 4,
+                             f"{target}: the pooled cache of {source}", f"choose another with --cache-dir or {CACHE_ENV}")
+        except AvelError:
+            out.close()
+            tmp.unlink(missing_ok=True)
+            raise
         try:
             with out:
                 pooled = out.create_dataset(FEATURE_KEY, shape=(n, N_SEGMENTS, VISUAL_MAP_SHAPE[-1]),
@@ -193,11 +206,19 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
                     means = pool_maps(block)
                     if not np.isfinite(means).all():
                         raise AvelError(_non_finite_message(source, block, means, start))
+                    check_room(target.parent, means.shape[0] * N_SEGMENTS * VISUAL_MAP_SHAPE[-1] * 4)
                     pooled[start:start + count] = means.astype(np.float32)
+                    interrupt.check()  # a signal h5py's finalizers dropped still stops the build
                 out.attrs.update(fingerprint)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
+            tmp.unlink(missing_ok=True)
+            failure = write_failure(target, e, "no cache was written")
+            if failure is None:
+                raise
+            raise failure from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -158,6 +158,18 @@ def validate_dir(data_dir: str | Path, require_noisy: bool = False,
 # ---------------------------------------------------------------------------------------------
 # Loaders
 
+def test_label_sets(data_dir: str | Path) -> tuple[str, ...]:
+    """The label sets the test split of `data_dir` can be scored on: O-AVE always (labels.h5 is
+    required), C-AVE when the optional right_labels.h5 is there."""
+    return tuple(s for s in LABEL_SETS if s == "o-ave" or (Path(data_dir) / LABEL_SETS[s]).exists())
+
+
+def skipped_label_sets(data_dir: str | Path) -> dict[str, str]:
+    """{label set: why it is skipped} for those `test_label_sets` leaves out: what train records
+    in results.json and what evaluate, report and ablate say."""
+    return {s: f"{LABEL_SETS[s]} is absent from {data_dir}" for s in LABEL_SETS if s not in test_label_sets(data_dir)}
+
+
 def load_split(data_dir: str | Path, split: str, label_set: str = "o-ave") -> SplitData:
     """Load one split as float32/int64 tensors, visual features pooled through the cache.
 

@@ -56,6 +56,7 @@ import torch
 
 from avel_dgl.data.dataset import SplitData
 from avel_dgl.errors import AvelError
+from avel_dgl.outputs import mark, write_failure
 from avel_dgl.format import BACKGROUND, CLASS_NAMES, N_CLASSES, N_SEGMENTS
 
 KINDS = ("start", "continue", "end", "background")
@@ -200,13 +201,14 @@ def save_database(db: Database, path: str | Path) -> None:
         with h5py.File(tmp, "w") as f:
             for name, attr in zip(COLUMNS, ("cls", "kind", "length", "row", "start")):
                 f.create_dataset(name, data=getattr(db, attr))
+            f.attrs["written_by"] = mark("build-subevents")  # what --overwrite may replace (outputs.py)
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["fingerprint"] = db.fingerprint
             f.attrs["kinds"] = ",".join(KINDS)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise AvelError(f"{path}: cannot write the sub-event database ({e.strerror or e}); choose another --out")
+        raise write_failure(path, e, "the sub-event database was not written; choose another --out") from None
 
 
 def load_database(path: str | Path) -> Database:

@@ -31,8 +31,11 @@ of the 7x7 grid at a per-video position; e are per-segment noise. Scales s put t
 real VGGish features' scale (mean ~0.12, ~65% zeros, as in the release's audio_feature_noisy.h5).
 
 Determinism: every random draw comes from numpy generators seeded by (seed, stream, row), so the
-same seed gives byte-identical arrays whatever the chunk size. Videos are generated and written in
-chunks, so the full-size visual file (7.7 GB in float64) is never in memory at once.
+same seed gives byte-identical arrays whatever the chunk size. Videos, their labels and their
+annotation lines are generated and written in chunks (`_write_rows`), so no array of the output
+is ever in memory whole (the full-size visual file is 7.7 GB in float64); what grows with the
+number of videos is the plan (class, span and split of each video: about 60 bytes a video), and
+the estimated output size is checked against the free space before anything is planned.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +58,15 @@ from avel_dgl.data.ave import (
 )
 from avel_dgl.data.cache import CACHE_DIR
 from avel_dgl.errors import AvelError
+from avel_dgl.interrupt import stoppable
+from avel_dgl.outputs import check_free_space, check_room, write_failure
 
 DEFAULT_VIDEOS = 600
 MIN_VIDEOS = 3  # one per split
 VISUAL_DTYPES = ("float64", "float32")
 CHUNK_VIDEOS = 32  # 32 videos of float32 maps = 32 MB generated at a time
 MANIFEST_FILE = "SYNTHETIC.json"  # marks a folder as ours, so a rerun may replace it
+PARTIAL_MARKER = ".make-synthetic-partial"  # marks a staging folder as ours, so a rerun may remove it
 
 # The real release: 4143 videos split 3339/402/402, plus 178 background-only noisy videos.
 REAL_VIDEOS = 4143
@@ -124,8 +131,8 @@ class Plan:
     spans: np.ndarray  # (N, 2) int64 [start, end): the true spans (right_labels.h5)
     original_spans: np.ndarray  # (N, 2) the labels.h5 spans: some test boundaries moved by one
     orders: dict  # split -> int64 row indices
-    video_ids: list
-    qualities: list
+    video_ids: Sequence[str]
+    qualities: Sequence[str]
     noisy_classes: np.ndarray  # (M,) the hidden class whose signal the noisy videos carry
     source: str | None = None  # the annotations file, if any
 
@@ -139,6 +146,22 @@ class World:
     visual_bias: np.ndarray  # (512,)
     visual_proto: np.ndarray  # (28, 512)
     knobs: Knobs = field(default=KNOBS)
+
+
+class RowNames:
+    """The names of rows 0..n-1 made from a format ("synth{:06d}"), one at a time: a list of a
+    billion of them would not fit in memory."""
+
+    def __init__(self, template: str, n: int):
+        self.template, self.n = template, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, row: int) -> str:
+        if not 0 <= row < self.n:
+            raise IndexError(row)
+        return self.template.format(row)
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -216,8 +239,7 @@ def random_plan(seed: int, videos: int, knobs: Knobs = KNOBS) -> Plan:
     orders = split_rows(rng, classes)
     return Plan(
         classes=classes, spans=spans, original_spans=shift_test_boundaries(rng, spans, orders["test"]),
-        orders=orders, video_ids=[f"synth{row:06d}" for row in range(videos)],
-        qualities=["good"] * videos,
+        orders=orders, video_ids=RowNames("synth{:06d}", videos), qualities=RowNames("good", videos),
         noisy_classes=rng.choice(N_EVENTS, size=noisy_count(videos), p=weights).astype(np.int64),
     )
 
@@ -376,6 +398,29 @@ def _write(path: Path, key: str, array: np.ndarray) -> None:
         f.create_dataset(key, data=array)
 
 
+def _write_rows(dset: h5py.Dataset, start: int, rows: np.ndarray) -> None:
+    """Every per-video array goes to its file through here, one chunk of videos at a time (the
+    tests watch it to see that memory does not grow with the number of videos), after checking
+    that the disk has room for it (outputs.check_room)."""
+    check_room(Path(dset.file.filename).parent, len(rows) * dset.dtype.itemsize * int(np.prod(dset.shape[1:])))
+    dset[start:start + len(rows)] = rows
+
+
+def _write_chunked(path: Path, key: str, n: int, row_shape: tuple, dtype, make, chunk_videos: int) -> None:
+    """An (n, *row_shape) array written `chunk_videos` rows at a time; make(start, stop) gives the rows."""
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset(key, shape=(n, *row_shape), dtype=dtype)
+        for start in range(0, n, chunk_videos):
+            _write_rows(dset, start, make(start, min(n, start + chunk_videos)))
+
+
+def estimated_bytes(videos: int, visual_dtype: str) -> int:
+    """About how many bytes a folder of `videos` videos (and its noisy videos) takes on disk."""
+    per_video = N_SEGMENTS * (AUDIO_DIM * 8 + np.prod(VISUAL_MAP_SHAPE) * np.dtype(visual_dtype).itemsize)
+    labels = (2 * N_SEGMENTS + 1) * N_CLASSES * 4 + 8 + 60  # labels, right_labels, mil_labels, order, annotation
+    return int((videos + noisy_count(videos)) * (per_video + labels))
+
+
 def _write_features(folder: Path, audio_name: str, visual_name: str, world: World, seed: int,
                     stream: int, classes: np.ndarray, spans: np.ndarray, visual_dtype: str,
                     chunk_videos: int, bar) -> None:
@@ -389,8 +434,8 @@ def _write_features(folder: Path, audio_name: str, visual_name: str, world: Worl
             visual = np.empty((stop - start, N_SEGMENTS, *VISUAL_MAP_SHAPE), dtype=np.float32)
             for i, row in enumerate(range(start, stop)):
                 audio[i], visual[i] = video_features(world, _rng(seed, stream, row), classes[row], spans[row])
-            audio_set[start:stop] = audio
-            visual_set[start:stop] = visual  # HDF5 converts to float64 on write when asked
+            _write_rows(audio_set, start, audio)
+            _write_rows(visual_set, start, visual)  # HDF5 converts to float64 on write when asked
             if bar is not None:
                 bar.update(stop - start)
 
@@ -398,15 +443,21 @@ def _write_features(folder: Path, audio_name: str, visual_name: str, world: Worl
 def _write_folder(folder: Path, plan: Plan, seed: int, visual_dtype: str, knobs: Knobs,
                   chunk_videos: int, progress: bool) -> None:
     n, m = len(plan.classes), len(plan.noisy_classes)
-    _write(folder / LABELS_FILE, FEATURE_KEY, segment_onehot(plan.original_spans, plan.classes))
-    _write(folder / RIGHT_LABELS_FILE, FEATURE_KEY, segment_onehot(plan.spans, plan.classes))
-    _write(folder / MIL_LABELS_FILE, FEATURE_KEY, np.eye(N_CLASSES, dtype=np.float32)[plan.classes])
+    eye = np.eye(N_CLASSES, dtype=np.float32)
+    for name, spans in ((LABELS_FILE, plan.original_spans), (RIGHT_LABELS_FILE, plan.spans)):
+        _write_chunked(folder / name, FEATURE_KEY, n, (N_SEGMENTS, N_CLASSES), np.float32,
+                       lambda a, b, spans=spans: segment_onehot(spans[a:b], plan.classes[a:b]), chunk_videos)
+    _write_chunked(folder / MIL_LABELS_FILE, FEATURE_KEY, n, (N_CLASSES,), np.float32,
+                   lambda a, b: eye[plan.classes[a:b]], chunk_videos)
     for split in SPLITS:
         _write(folder / ORDER_FILES[split], ORDER_KEY, plan.orders[split].astype(np.int64))
-    _write(folder / NOISY_LABELS_FILE, FEATURE_KEY, np.eye(N_CLASSES, dtype=np.float32)[np.full(m, BACKGROUND)])
-    lines = [f"{CLASS_NAMES[c]}&{vid}&{q}&{s}&{e}\n"
-             for c, vid, q, (s, e) in zip(plan.classes, plan.video_ids, plan.qualities, plan.spans)]
-    (folder / ANNOTATIONS_FILE).write_text("".join(lines), encoding="utf-8")
+    _write_chunked(folder / NOISY_LABELS_FILE, FEATURE_KEY, m, (N_CLASSES,), np.float32,
+                   lambda a, b: eye[np.full(b - a, BACKGROUND)], chunk_videos)
+    with open(folder / ANNOTATIONS_FILE, "w", encoding="utf-8") as f:
+        for start in range(0, n, chunk_videos):
+            f.write("".join(f"{CLASS_NAMES[plan.classes[row]]}&{plan.video_ids[row]}&{plan.qualities[row]}&"
+                            f"{plan.spans[row, 0]}&{plan.spans[row, 1]}\n"
+                            for row in range(start, min(n, start + chunk_videos))))
 
     world = make_world(seed, knobs)
     bar = None
@@ -456,8 +507,33 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
                         f"away (--overwrite deletes only make-synthetic's files) or choose another folder")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of `out` that earlier make-synthetic processes left when they
+    were killed (`.OUT.partial-PID` holding our PARTIAL_MARKER, PID no longer running); a folder
+    of that name without the marker, or of a running process, is left alone. Returns those removed."""
+    removed = []
+    for folder in out.parent.glob(f".{out.name}.partial-*"):
+        pid = folder.name.rpartition("-")[2]
+        if (pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+                and (folder / PARTIAL_MARKER).is_file()):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _staging_folder(out: Path, overwrite: bool = False) -> Path:
-    """A fresh hidden sibling of `out` to write into; checks that `out` may be (re)placed."""
+    """A fresh hidden sibling of `out` to write into, marked as ours (PARTIAL_MARKER); checks that
+    `out` may be (re)placed, and removes what killed runs left (`remove_stale_staging`)."""
     if out.exists():
         if not out.is_dir():
             raise AvelError(f"--out {out}: expected a folder to create, found a file")
@@ -472,7 +548,9 @@ def _staging_folder(out: Path, overwrite: bool = False) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         if staging.exists():
             shutil.rmtree(staging)
+        remove_stale_staging(out)
         staging.mkdir()
+        (staging / PARTIAL_MARKER).touch()
     except OSError as e:
         raise AvelError(f"--out {out}: expected a writable location, found {e.strerror or e} "
                         f"creating {staging}") from None
@@ -481,6 +559,7 @@ def _staging_folder(out: Path, overwrite: bool = False) -> Path:
 
 def _publish(staging: Path, out: Path) -> None:
     """Move the finished folder into place; a previous synthetic folder there is replaced."""
+    (staging / PARTIAL_MARKER).unlink()
     if not out.exists():
         os.replace(staging, out)
         return
@@ -517,20 +596,31 @@ def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0
     if chunk_videos < 1:
         raise AvelError(f"chunk_videos: expected a positive integer, found {chunk_videos}")
     seed = int(seed)
-    if annotations is not None:
-        plan = annotation_plan(seed, Path(annotations), None if videos is None else int(videos))
-    else:
-        plan = random_plan(seed, DEFAULT_VIDEOS if videos is None else int(videos), knobs)
-
+    if not str(out_dir).strip():  # Path("") would be the current folder
+        raise AvelError("--out: expected a folder to create, found an empty name")
     out = Path(out_dir)
-    staging = _staging_folder(out, overwrite)
-    try:
-        _write_folder(staging, plan, seed, visual_dtype, knobs, chunk_videos, progress)
-        _publish(staging, out)
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise AvelError(f"--out {out}: writing failed ({e})") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    def check_space(count: int) -> None:
+        check_free_space(out.parent, estimated_bytes(count, visual_dtype), f"--out {out}: {count} videos")
+
+    with stoppable("make-synthetic", f"nothing was written to {out}; run the same command again"):
+        if annotations is None:  # checked before planning: the plan grows with the number of videos
+            check_space(DEFAULT_VIDEOS if videos is None else int(videos))
+            plan = random_plan(seed, DEFAULT_VIDEOS if videos is None else int(videos), knobs)
+        else:  # an annotations file is read whole anyway: its rows bound the plan
+            plan = annotation_plan(seed, Path(annotations), None if videos is None else int(videos))
+            check_space(len(plan.classes))
+        staging = _staging_folder(out, overwrite)
+        try:
+            _write_folder(staging, plan, seed, visual_dtype, knobs, chunk_videos, progress)
+            _publish(staging, out)
+        except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
+            shutil.rmtree(staging, ignore_errors=True)
+            failure = write_failure(out, e, "nothing was written")
+            if failure is None:
+                raise
+            raise failure from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return out

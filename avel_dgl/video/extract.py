@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import itertools
 import json
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -44,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl import interrupt
-from avel_dgl.checkpoint import publish, write_atomic
+from avel_dgl.outputs import check_free_space as check_room_for, publish, write_atomic, write_failure
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError, Interrupted
@@ -435,26 +433,9 @@ def extract_parts(videos: list[Path], parts_dir: Path, settings: Settings, netwo
 
 # ---- checks before any work, and what a failed or stopped run leaves -------------------------
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
-
-
 def _existing(path: Path) -> Path:
     """`path`, or the nearest of its parents that exists."""
     return next(p for p in (path, *path.parents) if p.exists())
-
-
-def file_system(path: Path) -> str:
-    """'the file system mounted at M, F free' that holds `path`, for messages about a full disk."""
-    existing = _existing(Path(path).absolute())
-    mount = existing.resolve()
-    while not os.path.ismount(mount):
-        mount = mount.parent
-    return f"the file system mounted at {mount}, {_size(shutil.disk_usage(existing).free)} free"
 
 
 def check_folder(path: Path, option: str) -> None:
@@ -561,15 +542,14 @@ def check_free_space(out: Path, videos: list[Path], settings: Settings, weights_
     per_segment = 4 * (AUDIO_DIM + (VISUAL_DIM if settings.pooled else int(np.prod(MAP_SHAPE))))
     t, n = max(stored + new), len(stored + new)
     need = sum(new) * (per_segment + THUMB_BYTES) + n * t * per_segment
-    if need > shutil.disk_usage(_existing(out.absolute())).free:
-        raise AvelError(f"--out: the features need about {_size(need)} ({sum(new)} segments to extract, "
-                        f"{n} videos x {t} segments to assemble), more than {file_system(out)}")
+    check_room_for(out, need, f"--out: extracting {sum(new)} segments and assembling {n} videos x {t} segments")
 
 
 def _write_together(outputs: dict[Path, Callable[[Path], None]]) -> None:
     """Write each output under a temporary name beside it (`.NAME.new`), synced, then rename
-    all into place together (checkpoint.publish). A failure or a signal on the way removes the
-    temporary files and changes no output; a full disk names the file and the file system."""
+    all into place together (outputs.publish). A failure or a signal on the way removes the
+    temporary files and changes no output; a failed write is one line naming the file
+    (outputs.write_failure)."""
     tmps = {path: path.with_name(f".{path.name}.new") for path in outputs}
     try:
         for path, write in outputs.items():
@@ -581,19 +561,13 @@ def _write_together(outputs: dict[Path, Callable[[Path], None]]) -> None:
                 finally:
                     os.close(fd)
             except OSError as e:  # h5py too raises OSError when HDF5 cannot write
-                full = e.errno == errno.ENOSPC or "No space left" in str(e)
-                reason = f"no space left on {file_system(path)}" if full else (e.strerror or _first_line(e))
-                raise AvelError(f"{path}: cannot write ({reason}); no output was changed") from None
+                raise write_failure(path, e, "no output was changed") from None
         with interrupt.deferred():  # the renames are instant: a signal waits for all of them
             publish([(tmps[p], p) for p in outputs])
     finally:
         for tmp in tmps.values():
             with contextlib.suppress(OSError):
                 tmp.unlink()
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def folder_shape(entries: list[Entry], out: Path | None = None) -> tuple[int, int]:
