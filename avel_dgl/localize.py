@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avel_dgl import engine
+from avel_dgl import engine, interrupt
 from avel_dgl.outputs import check_output as check_file
 from avel_dgl.outputs import html_mark, write_text_atomic
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_SEGMENTS
@@ -31,7 +31,7 @@ from avel_dgl.data.cache import pool_maps, user_cache_dir
 from avel_dgl.errors import AvelError
 from avel_dgl.predict import SEGMENT_SECONDS, check_output, events_from_probs, write_predictions
 from avel_dgl.video.extract import (Settings, check_folder, extract_parts, find_videos, load_networks, read_part,
-                                    removed_if_left_empty, resumable, weights_identity)
+                                    removed_if_left_empty, weights_identity)
 
 MODES = ("whole", "windows")
 DEFAULT_MODE = "whole"
@@ -196,7 +196,8 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
     else:
         weights_id = "random"
     with removed_if_left_empty(cache_dir), \
-            resumable(f"the videos finished so far are kept in {cache_dir}; rerun the same command to continue"):
+            interrupt.stoppable("localize", f"the videos finished so far are kept in {cache_dir}; rerun the same "
+                                            f"command to continue"):
         return _localize(videos, model, out, html_out, cache_dir, settings, mode, networks, weights_id, strict,
                          checkpoint, progress, overwrite)
 

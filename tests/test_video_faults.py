@@ -251,7 +251,7 @@ def test_ctrl_c_stops_as_train_does_and_the_rerun_continues(tmp_path, clips, net
     monkeypatch.setattr(extract, "extract_video", interrupted_on_the_second)
     args = ["extract", clips["a"], clips["b"], "--out", out, "--weights-dir", weights_dir, *F]
     line = _one_line(invoke(args), code=130)
-    assert line == (f"avel-dgl: interrupted: SIGINT: stopped; the videos finished so far are kept in "
+    assert line == (f"avel-dgl: interrupted: SIGINT: extract stopped; the videos finished so far are kept in "
                     f"{out / extract.PARTS_DIR}; rerun the same command to continue")
     assert len(list((out / extract.PARTS_DIR).glob("*.npz"))) == 1 and not (out / "audio_feature.h5").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".new"))]

@@ -45,7 +45,7 @@ from avel_dgl import interrupt
 from avel_dgl.outputs import check_free_space as check_room_for, publish, write_atomic, write_failure
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
-from avel_dgl.errors import AvelError, Interrupted
+from avel_dgl.errors import AvelError
 from avel_dgl.video.decode import (DecodeError, MediaInfo, frame_count, mono_16k, probe, release_frame_count,
                                    release_frame_indices, sample_times, sampled_frames, segment_audio)
 from avel_dgl.video.vgg19 import MAP_SHAPE, VISUAL_WEIGHTS, VisualNet
@@ -469,19 +469,6 @@ def removed_if_left_empty(folder: Path):
         raise
 
 
-@contextlib.contextmanager
-def resumable(hint: str):
-    """Ctrl-C (SIGINT) or SIGTERM in the block stops the command as it stops `train`: one line
-    `avel-dgl: interrupted: SIGINT: stopped; <hint>`, exit 130 (143), instead of click's 'Aborted!'."""
-    import signal
-
-    try:
-        with interrupt.interruptible():
-            yield
-    except Interrupted as e:
-        raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: stopped; {hint}") from None
-
-
 def check_out(out: Path) -> None:
     """OUT is a folder extract made (or a new or empty one) in a writable place: never replace a
     user's files."""
@@ -651,7 +638,8 @@ def extract(inputs: list[str | Path], out: str | Path, settings: Settings, weigh
     parts_dir = out / PARTS_DIR
     mine = videos[distributed.rank()::distributed.world_size()]
     with removed_if_left_empty(parts_dir), \
-            resumable(f"the videos finished so far are kept in {parts_dir}; rerun the same command to continue"):
+            interrupt.stoppable("extract", f"the videos finished so far are kept in {parts_dir}; rerun the same "
+                                           f"command to continue"):
         try:
             local, error = extract_parts(mine, parts_dir, settings,
                                          lambda: load_networks(settings, weights_dir, device, weights), strict,
