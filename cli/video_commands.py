@@ -62,16 +62,16 @@ def extract(inputs, out_dir, pooled, jobs, overwrite, frames_per_segment, frame_
     inputs skips the videos already done; Ctrl-C keeps them. Under torchrun each rank extracts its
     share of the videos and rank 0 writes the files (docs/VIDEO.md)."""
     from avel_dgl import distributed
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.runtime import resolve_device, set_threads
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
 
     set_threads(distributed.local_world_size())
-    runtime = Runtime.create(device)
+    device = resolve_device(device)  # no graph kernel: extract runs no DPNet (and says nothing of eq 12)
     settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
     try:
-        with distributed.process_group(runtime.device):
-            entries, n, t = run(inputs, out_dir, settings, weights_dir, runtime.device, strict,
+        with distributed.process_group(device):
+            entries, n, t = run(inputs, out_dir, settings, weights_dir, device, strict,
                                 progress=not quiet and distributed.is_main(), jobs=jobs, overwrite=overwrite)
             main = distributed.is_main()
     except AvelError as e:  # under torchrun every rank meets the same error: rank 0 prints it once

@@ -126,7 +126,7 @@ def test_the_loss_gets_the_batchs_own_labels_and_the_replicas_repeat_the_origina
     segment labels in the same order. WSEL: each video's own video label."""
     data = _labelled_split()
     config = tiny_config(**{"train.batch_size": 2, "train.task": task})
-    model = build(config, "dgl")
+    model = build(config, graph.DEFAULT_KERNEL)
     optim = torch.optim.Adam(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: 1.0)
     batches = []
@@ -149,7 +149,7 @@ def test_the_loss_gets_the_batchs_own_labels_and_the_replicas_repeat_the_origina
 
 def test_evaluation_runs_the_model_in_eval_mode():
     """Dropout off while evaluating, whatever mode the model was left in by training."""
-    model = build(tiny_config(**{"model.input_dropout": 0.5}), "dgl")
+    model = build(tiny_config(**{"model.input_dropout": 0.5}), graph.DEFAULT_KERNEL)
     modes = []
     model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     model.train()

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from avel_dgl import checkpoint, engine, outputs
+from avel_dgl import checkpoint, engine, graph, outputs
 from avel_dgl.data import cache
 from avel_dgl.data.ave import (AUDIO_FILE, LABELS_FILE, NOISY_AUDIO_FILE, ORDER_FILES, RIGHT_LABELS_FILE,
                                VISUAL_FILE)
@@ -200,7 +200,7 @@ def ours(path: Path) -> Path:
 def tcn_checkpoint(env: Env) -> Path:
     config = replace(get_preset("small"), **{"model.variant": "tcn", "model.width": 8})
     path = env.tmp / "tcn.pt"
-    checkpoint.save_checkpoint(path, build(config, "dgl"), config)
+    checkpoint.save_checkpoint(path, build(config, graph.DEFAULT_KERNEL), config)
     return path
 
 
