@@ -10,7 +10,7 @@
 # pip takes the newest releases this machine may install: where pip is capped (/etc/xdg/pip on
 # these machines: torch<=2.14.1, torchvision<=0.29.1, the releases on their disk) the cap's, else
 # PyPI's newest. torchaudio 2.10 and later declare no exact torch; 2.9 and later have no VGGish
-# prototype, which `extract` uses until the project carries its own. PYTHON picks the
+# prototype (the project defines VGGish itself; only the test comparing the two then skips). PYTHON picks the
 # interpreter (python3; a Python 3.12 works the same where one is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
