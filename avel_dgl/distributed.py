@@ -51,6 +51,25 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun gave it, known before the process group is joined (0
+    outside torchrun)."""
+    return int(os.environ.get("RANK", 0))
+
+
+@contextlib.contextmanager
+def errors_printed_once() -> Iterator[None]:
+    """A command's AvelError under torchrun: every rank meets the same one (the same options on
+    the same machine before the group is joined; the same collective state after), so rank 0
+    raises it, to be printed once, and the others exit with its code, silently."""
+    try:
+        yield
+    except AvelError as e:
+        if launch_rank() == 0 or not launched():
+            raise
+        raise SystemExit(e.exit_code) from None
+
+
 @contextlib.contextmanager
 def process_group(device: torch.device | str) -> Iterator[None]:
     """Join the process group torchrun set up for the duration of the block: gloo when this

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -119,21 +118,15 @@ def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, ove
         return train_run(config, data_dir, out_dir, runtime, overwrite=overwrite, progress=not quiet,
                          subevents=subevents)
 
-    main_rank = int(os.environ.get("RANK", 0)) == 0  # known before the process group is joined
+    main_rank = distributed.launch_rank() == 0
     show_log(main_rank and not quiet)  # one copy of the run's log lines (device, kernel, notes)
     if not main_rank:  # every rank resolves the same config: rank 0 alone warns about it
         warnings.simplefilter("ignore", ConfigWarning)
-    try:
+    with distributed.errors_printed_once():
         set_threads(distributed.local_world_size())
         runtime = Runtime.create(device, kernel)  # this process's (this rank's, under torchrun), once
         with distributed.process_group(runtime.device):
             results = run(runtime)
-    except AvelError as e:
-        # Every rank meets the same error (the same options on the same machine before the group
-        # is joined; the same collective state after): rank 0 prints it once.
-        if main_rank or not distributed.launched():
-            raise
-        sys.exit(e.exit_code)
     if main_rank:
         click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
                    f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {accuracy_text(results['test_acc_c-ave'])}; "

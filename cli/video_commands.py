@@ -3,12 +3,10 @@ features or events out, and extracted features checked against the AVE release's
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from avel_dgl.errors import AvelError
 from cli.options import checkpoint_option, device_option, overwrite_option
 
 
@@ -66,18 +64,14 @@ def extract(inputs, out_dir, pooled, jobs, overwrite, frames_per_segment, frame_
     from avel_dgl.video.extract import Settings
     from avel_dgl.video.extract import extract as run
 
-    set_threads(distributed.local_world_size())
-    device = resolve_device(device)  # no graph kernel: extract runs no DPNet (and says nothing of eq 12)
-    settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
-    try:
+    with distributed.errors_printed_once():
+        set_threads(distributed.local_world_size())
+        device = resolve_device(device)  # no graph kernel: extract runs no DPNet (and says nothing of eq 12)
+        settings = Settings(frames_per_segment, visual_weights, pooled, batch_size, frame_rule)
         with distributed.process_group(device):
             entries, n, t = run(inputs, out_dir, settings, weights_dir, device, strict,
                                 progress=not quiet and distributed.is_main(), jobs=jobs, overwrite=overwrite)
             main = distributed.is_main()
-    except AvelError as e:  # under torchrun every rank meets the same error: rank 0 prints it once
-        if distributed.is_main() or distributed.world_size() == 1:
-            raise
-        sys.exit(e.exit_code)
     failed = sum(e.status == "failed" for e in entries)
     if main:
         click.echo(f"{n} videos x {t} segments{f', {failed} failed' if failed else ''}; wrote "

@@ -129,3 +129,18 @@ def test_jobs_must_be_positive(clips, tmp_path):
     assert result.exit_code != 0 and "--jobs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(extract.AvelError, match="--jobs: expected a positive integer, found 0"):
         extract.extract_parts([], tmp_path / "parts", extract.Settings(), small_nets, jobs=0, weights_id="random")
+
+
+def test_under_torchrun_a_bad_option_is_printed_by_rank_0_alone(clips, tmp_path, monkeypatch):
+    """Every rank meets the same bad option before the group is joined: rank 0 prints the one
+    line, the others exit with its code and print nothing (not one line per rank)."""
+    lines = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        result = _extract(clips, tmp_path / "out", "--frame-rule", "release-index", "--device", "cpu",
+                          "--frames-per-segment", "0")
+        assert result.exit_code == 2
+        lines[rank] = result.stderr.strip().splitlines()
+    assert lines == {"0": ["avel-dgl: error: --frames-per-segment: expected 1 to 60 (the AVE recipe: 16), found 0"],
+                     "1": []}

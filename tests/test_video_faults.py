@@ -189,7 +189,7 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path, clips, net
         args = ["extract", clips["a"], "--out", full / "ex", "--weights-dir", weights_dir, *F]
         assert _one_line(invoke(args)).startswith("avel-dgl: error: --out: extracting 3 segments and assembling "
                                                   "1 videos x 3 segments needs about")
-        monkeypatch.setattr(extract, "check_free_space", lambda *a: None)
+        monkeypatch.setattr(extract, "check_extract_space", lambda *a: None)
         r = invoke(args)
         assert "No space left on device" in _one_line(r) and "Exception ignored" not in r.output
         assert not list(full.rglob("*"))

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl import interrupt
-from avel_dgl.outputs import check_free_space as check_room_for, publish, write_atomic, write_failure
+from avel_dgl.outputs import check_free_space, publish, write_atomic, write_failure
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError
@@ -511,7 +511,7 @@ def check_recipe(out: Path, record: dict, overwrite: bool) -> None:
 THUMB_BYTES = THUMB_HEIGHT * 114 * 3  # a 16:9 thumbnail, stored with each segment's features
 
 
-def check_free_space(out: Path, videos: list[Path], settings: Settings, weights_id: str) -> None:
+def check_extract_space(out: Path, videos: list[Path], settings: Settings, weights_id: str) -> None:
     """Before any work: the parts still to extract and the assembled files must fit in the free
     space of OUT's file system (one line with both figures). Probes the videos not yet stored."""
     stored, new = [], []
@@ -529,7 +529,7 @@ def check_free_space(out: Path, videos: list[Path], settings: Settings, weights_
     per_segment = 4 * (AUDIO_DIM + (VISUAL_DIM if settings.pooled else int(np.prod(MAP_SHAPE))))
     t, n = max(stored + new), len(stored + new)
     need = sum(new) * (per_segment + THUMB_BYTES) + n * t * per_segment
-    check_room_for(out, need, f"--out: extracting {sum(new)} segments and assembling {n} videos x {t} segments")
+    check_free_space(out, need, f"--out: extracting {sum(new)} segments and assembling {n} videos x {t} segments")
 
 
 def _write_together(outputs: dict[Path, Callable[[Path], None]]) -> None:
@@ -634,7 +634,7 @@ def extract(inputs: list[str | Path], out: str | Path, settings: Settings, weigh
     weights_id = weights_identity(settings, weights_dir, weights)
     record = recipe_record(settings, weights_id)
     check_recipe(out, record, overwrite)
-    check_free_space(out, videos, settings, weights_id)
+    check_extract_space(out, videos, settings, weights_id)
     parts_dir = out / PARTS_DIR
     mine = videos[distributed.rank()::distributed.world_size()]
     with removed_if_left_empty(parts_dir), \
