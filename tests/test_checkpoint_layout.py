@@ -14,7 +14,7 @@ from avel_dgl import graph
 from avel_dgl.checkpoint import load_model, upgrade_weights
 from avel_dgl.config import Config
 from avel_dgl.nn.dpnet import build
-from conftest import CPU
+from helpers import CPU
 
 LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "state_dict_layout_1beb270.json").read_text())["cases"]
 

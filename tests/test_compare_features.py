@@ -23,7 +23,7 @@ import torch
 
 from avel_dgl.video import decode, extract, vggish
 from avel_dgl.video.compare import compare_features
-from conftest import SHARED_AVE, invoke
+from helpers import SHARED_AVE, invoke
 from test_video import SmallVisual
 from video_files import frame_image, make_video
 

@@ -16,7 +16,7 @@ from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
 from avel_dgl.train import lr_multiplier, train_run
 from cli.main import main
-from conftest import CPU
+from helpers import CPU
 
 
 def tiny_config(**overrides):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from avel_dgl.video import extract, vggish
-from conftest import invoke, run_ranks
+from helpers import invoke, run_ranks
 from test_video import SmallVisual
 from video_files import make_video
 

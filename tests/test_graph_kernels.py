@@ -13,7 +13,7 @@ import torch
 from avel_dgl import graph, runtime
 from avel_dgl.errors import AvelError
 from avel_dgl.runtime import Runtime
-from conftest import needs_dgl
+from helpers import needs_dgl
 
 
 def _means_and_grads(g, audio, visual, weights, kernel):

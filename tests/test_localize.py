@@ -17,7 +17,7 @@ import torch
 from avel_dgl import graph, localize
 from avel_dgl.config import ModelConfig, get_preset
 from avel_dgl.video import extract, vggish
-from conftest import invoke
+from helpers import invoke
 from test_video import SmallVisual
 from video_files import make_video, train_tiny_detector
 

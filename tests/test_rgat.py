@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from avel_dgl import graph
 from avel_dgl.nn.rgat import RGAT
-from conftest import needs_dgl
+from helpers import needs_dgl
 
 T = 10
 

@@ -21,7 +21,7 @@ import torch
 
 from avel_dgl.errors import AvelError
 from avel_dgl.video import decode, extract, vgg19, vggish, weights
-from conftest import invoke
+from helpers import invoke
 from video_files import frame_image, make_video, tone
 
 TONE = 1000.0

@@ -21,7 +21,7 @@ import pytest
 
 from avel_dgl import outputs
 from avel_dgl.video import extract
-from conftest import invoke
+from helpers import invoke
 from test_video import SmallVisual
 from video_files import make_video
 

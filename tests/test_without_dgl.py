@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, needs_dgl
+from helpers import TINY, needs_dgl
 from video_files import make_video
 
 REPO = Path(__file__).resolve().parents[1]
