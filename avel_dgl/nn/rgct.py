@@ -32,6 +32,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from avel_dgl import graph
+from avel_dgl.nn.init import SWISH_GAIN, scaled_normal_
 
 
 class RelationalProjection(nn.Module):
@@ -79,6 +80,15 @@ class RGCT(nn.Module):
         self.fc1 = nn.Linear(in_dim, out_dim)  # W_1
         self.fc2 = nn.Linear(out_dim, out_dim)  # W_2
         self.dropout = nn.Dropout(dropout)
+
+    def init_swish(self) -> None:
+        """The `swish` initialisation (nn/init.py) of this layer's weights: W_1 feeds Swish (eq 15);
+        W_2 feeds Swish with the sum of two unit-scale terms, n_hat and the attended aggregate
+        (eq 16); the projections W_Q, W_K, W_V feed no Swish and keep unit gain."""
+        scaled_normal_(self.fc1.weight, self.fc1.bias, self.fc1.in_features, SWISH_GAIN)
+        scaled_normal_(self.fc2.weight, self.fc2.bias, self.fc2.in_features, SWISH_GAIN / math.sqrt(2))
+        for projection in (*self.query.values(), *self.key_value.values()):
+            scaled_normal_(projection.weight, projection.bias, projection.weight.shape[1], 1.0)
 
     def attend(self, ntype: str, h: torch.Tensor, na: list[torch.Tensor]) -> torch.Tensor:
         """Eqs 13-14 and the relation average for one node type: the cross-relation reduce.
