@@ -35,12 +35,12 @@ from avel_dgl.nn.rgct import RelationalProjection
 
 class RGAT(nn.Module):
     """One RGAT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
-    `kernel`: 'dgl' or 'torch', as the RGCT's (`build` sets it for a whole model)."""
+    `kernel`: 'dgl' or 'torch', required, as the RGCT's."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4, dropout: float = 0.2,
-                 negative_slope: float = 0.2, kernel: str = graph.DEFAULT_KERNEL):
+                 negative_slope: float = 0.2, *, kernel: str):
         super().__init__()
-        self.kernel = kernel  # a plain attribute: not in the state_dict
+        self.kernel = graph.check_kernel(kernel)  # a plain attribute: not in the state_dict
         if out_dim % heads:
             raise ValueError(f"out_dim must be divisible by heads, got {out_dim} and {heads}")
         self.heads, self.head_dim = heads, out_dim // heads

@@ -63,14 +63,16 @@ class RelationalProjection(nn.Module):
 
 class RGCT(nn.Module):
     """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
-    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model.
-    `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt' (graph.relational_update)."""
+    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py), required: a model's layers all take the
+    process's (nn/dpnet.build). `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt'
+    (graph.relational_update)."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = graph.DEFAULT_KERNEL,
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, *, kernel: str,
                  neighbour_norm: str = "mean"):
         super().__init__()
-        self.out_dim = out_dim
-        self.kernel = kernel  # a plain attribute: not in the state_dict, so checkpoints hold no kernel
+        self.in_dim, self.out_dim = in_dim, out_dim
+        # a plain attribute: not in the state_dict, so checkpoints hold no kernel and load under either
+        self.kernel = graph.check_kernel(kernel)
         self.neighbour_norm = neighbour_norm
         self.query = nn.ModuleDict()
         self.key_value = nn.ModuleDict()  # keys and values projected together: out_dim * 2
