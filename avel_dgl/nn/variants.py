@@ -146,7 +146,7 @@ def sequence(m: ModelConfig, makers: list[Maker], kernel: str) -> list[nn.Module
 
 
 # The kernel of layers built only to be counted or inspected on the meta device: nothing runs, and
-# the kernel changes no layer or parameter.
+# the kernel changes no parameter.
 INSPECTION_KERNEL = "torch"
 
 
