@@ -30,6 +30,7 @@ from avel_dgl.data.cache import pool_maps, read_visual_maps
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import DPNet, perspective_layers
 from avel_dgl.nn.rgct import RGCT
+from avel_dgl.nn.variants import innermost
 from avel_dgl.progress import bar
 from avel_dgl.runtime import Runtime
 
@@ -38,27 +39,20 @@ DEFAULT_SEGMENTS = 4  # panels rows when --segments is not given
 
 
 def first_rgct(model: torch.nn.Module) -> RGCT:
-    """The RGCT of the first DPBlock, unwrapped from the options and GraphLayer. Only networks whose
-    first layer is an RGCT on the stem's 512-d features have these maps."""
+    """The RGCT of the first DPBlock, inside its wrappers (nn/variants.innermost). Only networks
+    whose first layer is an RGCT on the stem's 512-d features have these maps."""
     layers = perspective_layers(model) if isinstance(model, DPNet) else []
     layer = innermost(layers[0]) if layers else None
-    if isinstance(layer, RGCT) and layer.query[graph.VISUAL].weight.shape[1] == VISUAL_DIM:
+    if isinstance(layer, RGCT) and layer.in_dim == VISUAL_DIM:
         return layer
     if isinstance(layer, RGCT):
-        found = f"a first RGCT on {layer.query[graph.VISUAL].weight.shape[1]}-d features"
+        found = f"a first RGCT on {layer.in_dim}-d features"
     elif layers:
         found = f"a network whose first layer is {_a(type(layer).__name__)}"
     else:
         found = f"{_a(type(model).__name__)} network, which has no graph layers"
     raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
                     f"{VISUAL_DIM}-d input features (the paper's DPNet), found {found}")
-
-
-def innermost(layer: torch.nn.Module) -> torch.nn.Module:
-    """The layer inside its wrappers (Normed, GraphLayer and the options hold theirs as `.layer`)."""
-    while isinstance(getattr(layer, "layer", None), torch.nn.Module):
-        layer = layer.layer
-    return layer
 
 
 def _a(name: str) -> str:

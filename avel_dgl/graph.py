@@ -56,7 +56,11 @@ except Exception as e:  # ImportError without a wheel; DGL 2.1.0 under a newer t
     dgl = None
     DGL_MISSING = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
 
-# The kernel a graph layer runs unless told otherwise (runtime.Runtime tells every layer of a model).
+# Eq 12's kernels. Every graph layer is built with one (no default: runtime.Runtime resolves the
+# process's kernel once, and nn/dpnet.build hands it to every layer maker).
+KERNELS = ("dgl", "torch")
+# DGL's kernel where DGL imports, else the torch kernel: what `--kernel auto` resolves to on the
+# CPU, and the kernel of tests and tools that choose none.
 DEFAULT_KERNEL = "dgl" if dgl is not None else "torch"
 
 AUDIO, VISUAL = "audio", "visual"
@@ -218,6 +222,14 @@ def _built_once(g: Graph, key: tuple, build: Callable[[], object]):
     return per_graph[key]
 
 
+def check_kernel(kernel: str) -> str:
+    """`kernel` if it names one of KERNELS, else a ValueError (a programming error: the command
+    line resolves --kernel in runtime.py, with its own message)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
+    return kernel
+
+
 def graph_for(g: Graph, device: torch.device | str, kernel: str) -> Graph:
     """The graph `kernel` works on for features on `device`. The torch kernel keeps g where it is
     (on the CPU; its `mean_matrix` goes to the device instead, once); DGL's needs g on the device,
@@ -311,8 +323,7 @@ def relational_update(g: Graph, feats: dict[str, torch.Tensor],
     if kernel == "torch":
         means = _neighbour_means_torch(g, feats)
         return {nt: cross_reducer(nt, list(means[nt].unbind(1))) for nt in NODE_TYPES}
-    if kernel != "dgl":
-        raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
+    check_kernel(kernel)
     require_dgl("the dgl kernel")
     g = graph_for(g, feats[AUDIO].device, kernel)
     out = {}

@@ -50,7 +50,8 @@ def main() -> None:
             variant = f"{name}-{label}"
             depth = variants.matched_depth(base.model, make, max_depth)
             # A registry entry for this script only: the same layers at a given depth.
-            dpnet.VARIANTS[variant] = lambda m, make=make, depth=depth: variants.sequence(m, [make] * depth)
+            dpnet.VARIANTS[variant] = (lambda m, kernel, make=make, depth=depth:
+                                       variants.sequence(m, [make] * depth, kernel))
             config = replace(base, **{"model.variant": variant})
             with torch.device("meta"):
                 params = sum(p.numel() for p in dpnet.build(config, "dgl").parameters())

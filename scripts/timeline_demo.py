@@ -23,8 +23,7 @@ from avel_dgl.checkpoint import load_model  # noqa: E402
 from avel_dgl.localize import localize  # noqa: E402
 from avel_dgl.runtime import Runtime  # noqa: E402
 from avel_dgl.video import extract, vggish  # noqa: E402
-from test_video import SmallVisual  # noqa: E402
-from video_files import make_video, train_tiny_detector  # noqa: E402
+from video_files import SmallVisual, make_video, train_tiny_detector  # noqa: E402
 
 # Training clips: (square shown, tone playing); the event is where both happen at once.
 CLIPS = [((0, 3), (0, 3)), ((2, 5), (2, 5)), ((3, 6), (3, 6)), ((4, 8), (4, 8)), ((6, 10), (6, 10)),

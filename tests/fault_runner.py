@@ -8,9 +8,13 @@ run it as a subprocess, so that SIGKILL really kills a training process mid-step
 import signal
 import sys
 
+import torch
+
 from avel_dgl import engine
 from cli.main import main
-from conftest import loss_hook, send_signal
+from helpers import loss_hook, send_signal
+
+torch.set_num_threads(1)  # as conftest.py sets it for the tests' own process
 
 engine.sel_loss = loss_hook(int(sys.argv[1]), send_signal(getattr(signal, sys.argv[2])))
 main(sys.argv[3:], prog_name="avel-dgl")

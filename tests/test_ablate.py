@@ -15,7 +15,7 @@ from avel_dgl import ablate, engine
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import Interrupted
 from cli.main import main
-from conftest import CPU, loss_hook, send_signal
+from helpers import CPU, loss_hook, send_signal
 
 # 1 epoch, narrow and shallow: the grid's mechanics, not its accuracy, are under test.
 TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]

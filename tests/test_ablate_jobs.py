@@ -17,7 +17,7 @@ from avel_dgl import ablate
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.train import TIMING_FIELDS
-from conftest import CPU
+from helpers import CPU
 from test_ablate import TINY, TINY_OPTIONS, run_cli
 
 

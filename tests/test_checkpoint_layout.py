@@ -14,7 +14,8 @@ from avel_dgl import graph
 from avel_dgl.checkpoint import load_model, upgrade_weights
 from avel_dgl.config import Config
 from avel_dgl.nn.dpnet import build
-from conftest import CPU
+from avel_dgl.nn.variants import innermost
+from helpers import CPU
 
 LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "state_dict_layout_1beb270.json").read_text())["cases"]
 
@@ -44,9 +45,9 @@ def test_a_checkpoint_in_the_old_layout_loads_with_every_tensor_in_its_place(tmp
                 "epoch": 3, "val_acc": 0.5}, path)
     model, config, _ = load_model(path, CPU)
     assert config.model.variant == "dpnet" and config.model.blocks == 2
-    first_rgct = model.blocks[0].rgct.layer  # Normed(GraphLayer(RGCT)): the first layer changes the width
-    torch.testing.assert_close(first_rgct.layer.query["audio"].weight, weights["layers.0.layer.layer.query.audio.weight"])
+    first_rgct = innermost(model.blocks[0].rgct)  # Normed(GraphLayer(RGCT)): the first layer changes the width
+    torch.testing.assert_close(first_rgct.query["audio"].weight, weights["layers.0.layer.layer.query.audio.weight"])
     torch.testing.assert_close(model.blocks[0].rgct.audio_norm.weight, weights["layers.0.audio_norm.weight"])
-    second_tcn = model.blocks[1].tcn.layer.layer.layer  # Normed(Residual(StreamLayer(TCN)))
+    second_tcn = innermost(model.blocks[1].tcn)  # Normed(Residual(StreamLayer(TCN)))
     torch.testing.assert_close(second_tcn.visual.weight, weights["layers.3.layer.layer.layer.visual.weight"])
     torch.testing.assert_close(model.classifier.weight, weights["classifier.weight"])

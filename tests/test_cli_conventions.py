@@ -16,7 +16,7 @@ from avel_dgl.outputs import publish
 from avel_dgl.runtime import DEVICES
 from avel_dgl.errors import AvelError
 from cli.main import main
-from conftest import invoke
+from helpers import invoke
 
 
 def test_version():

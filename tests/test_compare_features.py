@@ -4,7 +4,7 @@ video, visual shifted by one segment, audio resampled by another resampler (the 
 per-second path with a polyphase resampler standing in for resampy). Each must be reported as
 such. Bad input: one line, non-zero exit.
 
-The networks are stand-ins (test_video.SmallVisual; an audio net that is a random linear map of
+The networks are stand-ins (video_files.SmallVisual; an audio net that is a random linear map of
 the VGGish log-mel examples): VGGish with random weights maps every clip to nearly the same
 embedding (cosine 0.99 between a tone and noise), which would hide the differences the command
 must find; with the published weights clips differ as they do here."""
@@ -23,9 +23,8 @@ import torch
 
 from avel_dgl.video import decode, extract, vggish
 from avel_dgl.video.compare import compare_features
-from conftest import SHARED_AVE, invoke
-from test_video import SmallVisual
-from video_files import frame_image, make_video
+from helpers import SHARED_AVE, invoke
+from video_files import SmallVisual, frame_image, make_video
 
 IDS = ["RUhOCu3LNXM", "MH3m4AwEcRY", "2An2JMGMbbs", "aBcDeFgHiJk"]  # identical, audio swapped, shifted, resampled
 

@@ -21,7 +21,7 @@ from cli.ablate_commands import CELL_FIELDS
 from cli.options import config_options, flag, in_flags, option_names
 from cli.main import main
 from cli.train_commands import OVERRIDES, resolve_config
-from conftest import invoke
+from helpers import invoke
 
 # The config options `train` had when they were written by hand: none may go missing.
 TRAIN_FLAGS = ["--task", "--seed", "--variant", "--epochs", "--batch-size", "--lr", "--optimizer", "--weight-decay",

@@ -22,7 +22,7 @@ from avel_dgl.data.dataset import load_split
 from avel_dgl.errors import AvelError
 from avel_dgl.nn.dpnet import build
 from avel_dgl.train import make_optimizer, make_scheduler
-from conftest import CPU, run_ranks
+from helpers import CPU, run_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.blocks": 1, "model.dropout": 0.0, "model.input_dropout": 0.0,

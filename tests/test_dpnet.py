@@ -14,9 +14,10 @@ from avel_dgl.format import N_CLASSES
 from avel_dgl.nn.dpnet import DPBlock, DPNet, build, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
+from avel_dgl.nn.variants import innermost
 from avel_dgl.train import lr_multiplier, train_run
 from cli.main import main
-from conftest import CPU
+from helpers import CPU
 
 
 def tiny_config(**overrides):
@@ -35,7 +36,7 @@ def test_dpnet_is_graph_first_blocks_and_outputs_29_classes_per_segment():
     config = tiny_config(**{"model.blocks": 3})
     model = build(config, graph.DEFAULT_KERNEL)
     assert isinstance(model, DPNet) and [type(block) for block in model.blocks] == [DPBlock] * 3  # eq 8
-    kinds = [type(layer.layer).__name__ for layer in perspective_layers(model)]
+    kinds = [type(innermost(layer)).__name__ for layer in perspective_layers(model)]
     assert kinds == ["RGCT", "TCN"] * 3  # eq 7: RGCT then TCN
     audio, visual = random_batch()
     logits = model(graph.batch_graph(3), audio, visual)
@@ -47,7 +48,7 @@ def test_small_preset_adds_the_measured_regularisation_to_the_same_structure():
     assert (m.variant, m.kernel_size, m.dropout) == ("dpnet", 3, 0.2)
     assert (m.norm, m.input_dropout, m.classifier_dropout, t.input_norm) == ("layer", 0.5, 0.5, "standardize")
     model = build(get_preset("small"), graph.DEFAULT_KERNEL)
-    assert [type(layer.layer.layer).__name__ for layer in perspective_layers(model)] == ["RGCT", "TCN"] * m.blocks
+    assert [type(innermost(layer)).__name__ for layer in perspective_layers(model)] == ["RGCT", "TCN"] * m.blocks
 
 
 def test_paper_preset_transcribes_section_4():
@@ -227,7 +228,7 @@ def test_residual_option_adds_identity_paths_where_widths_agree():
     wrapped = [type(layer).__name__ for layer in perspective_layers(model)]
     assert wrapped == ["GraphLayer", "Residual", "Residual", "Residual"]  # the first changes the width
     tcn = model.blocks[0].tcn
-    for p in tcn.layer.parameters():
+    for p in innermost(tcn).parameters():
         torch.nn.init.zeros_(p)  # a zeroed TCN outputs Swish(0) = 0: the block passes its input through
     a, v = torch.randn(2, 10, 16), torch.randn(2, 10, 16)
     out_a, out_v = tcn(graph.batch_graph(2), a, v)

@@ -15,6 +15,7 @@ from avel_dgl.config import get_preset, replace
 from avel_dgl.nn.dpnet import DPNet, build
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
+from avel_dgl.nn.variants import innermost
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -58,9 +59,9 @@ def test_dpblock_runs_the_rgct_then_the_tcn():  # eq 7
     block = model.blocks[1]  # keeps the width, so the other order would run as well
     g = graph.batch_graph(2)
     a, v = torch.randn(2, 10, 8), torch.randn(2, 10, 8)
-    rgct = block.rgct.layer  # GraphLayer -> the RGCT on nodes
+    rgct = innermost(block.rgct)  # the RGCT on nodes, inside its GraphLayer
     ra, rv = rgct(g, a.reshape(20, 8), v.reshape(20, 8))
-    want = block.tcn.layer(ra.view(2, 10, 8), rv.view(2, 10, 8))
+    want = innermost(block.tcn)(ra.view(2, 10, 8), rv.view(2, 10, 8))
     for got, ref in zip(block(g, a, v), want):
         torch.testing.assert_close(got, ref)
 
@@ -96,7 +97,7 @@ def test_rgct_dropout_acts_on_the_aggregate_only(linked):  # eq 16
     """n' = Swish(W_2(Swish(W_1 n) + Dropout(NA))): with the dropout dropping everything, a
     training-mode RGCT computes the update without any neighbourhood, Swish(W_2 Swish(W_1 n))."""
     torch.manual_seed(0)
-    layer = RGCT(6, 5, dropout=1.0).train()
+    layer = RGCT(6, 5, dropout=1.0, kernel=graph.DEFAULT_KERNEL).train()
     g = graph.batch_graph(2 if linked else 1, linked=linked)
     n = g.num_nodes(graph.AUDIO)
     audio, visual = torch.randn(n, 6), torch.randn(n, 6)

@@ -2,7 +2,7 @@
 process group (as under torchrun) write the bytes a one-process run writes, on generated clips;
 a rerun over a finished folder builds no network and leaves the same bytes.
 
-Small on purpose: 2-s clips, 2 frames per segment, VGG19 replaced by test_video's SmallVisual,
+Small on purpose: 2-s clips, 2 frames per segment, VGG19 replaced by video_files' SmallVisual,
 VGGish with seeded random weights."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from avel_dgl.video import extract, vggish
-from conftest import invoke, run_ranks
-from test_video import SmallVisual
-from video_files import make_video
+from helpers import invoke, run_ranks
+from video_files import SmallVisual, make_video
 
 FILES = ("audio_feature.h5", "visual_feature.h5", "videos.csv")
 OPTIONS = ["--frames-per-segment", "2", "--batch-size", "3", "--quiet"]

@@ -30,7 +30,7 @@ from avel_dgl.config import get_preset, replace
 from avel_dgl.data.synthetic import make_synthetic
 from avel_dgl.nn.dpnet import VARIANTS, build
 from ave_files import ave_arrays, write_ave_dir
-from conftest import FAULT_TALLY, TINY, invoke, loss_hook
+from helpers import FAULT_TALLY, TINY, invoke, loss_hook
 
 
 class Env:

@@ -13,7 +13,7 @@ import torch
 from avel_dgl import graph, runtime
 from avel_dgl.errors import AvelError
 from avel_dgl.runtime import Runtime
-from conftest import needs_dgl
+from helpers import needs_dgl
 
 
 def _means_and_grads(g, audio, visual, weights, kernel):
@@ -91,7 +91,7 @@ def test_rgct_kernels_agree_in_values_and_all_gradients(videos, linked):
     from avel_dgl.nn.rgct import RGCT
 
     torch.manual_seed(videos)
-    layer = RGCT(6, 5, dropout=0.0)
+    layer = RGCT(6, 5, dropout=0.0, kernel="dgl")
     g = graph.batch_graph(videos, linked=linked)
     n = g.num_nodes(graph.AUDIO)
     audio, visual, weight = torch.randn(n, 6), torch.randn(n, 6), torch.randn(2 * n, 5)
@@ -163,10 +163,27 @@ def test_neighbour_norm_option_reaches_every_rgct_of_a_built_network():
     torch.manual_seed(0)
     g = graph.batch_graph(2, linked=True)
     a, v = torch.randn(20, 8), torch.randn(20, 8)
-    rgct = RGCT(8, 4, dropout=0.0)
+    rgct = RGCT(8, 4, dropout=0.0, kernel=graph.DEFAULT_KERNEL)
     by_mean = torch.cat(rgct(g, a, v))
     rgct.neighbour_norm = "sqrt"
     assert not torch.allclose(torch.cat(rgct(g, a, v)), by_mean)  # linked: the layer sees the change
+
+
+@pytest.mark.parametrize("layer", ["RGCT", "RGAT"])
+def test_graph_layers_take_their_kernel_in_the_constructor_with_no_default(layer):
+    """No layer runs a kernel it was not given (nn/dpnet.build gives every layer the process's);
+    a wrong name fails at construction, and the kernel is no tensor of the state_dict."""
+    from avel_dgl.nn.rgat import RGAT
+    from avel_dgl.nn.rgct import RGCT
+
+    make = {"RGCT": RGCT, "RGAT": RGAT}[layer]
+    with pytest.raises(TypeError, match="kernel"):
+        make(4, 4)
+    with pytest.raises(ValueError, match="kernel: expected 'dgl' or 'torch', found 'DGL'"):
+        make(4, 4, kernel="DGL")
+    for kernel in graph.KERNELS:
+        made = make(4, 4, kernel=kernel)
+        assert made.kernel == kernel and not any("kernel" in name for name in made.state_dict())
 
 
 def test_mean_matrix_is_built_once_per_graph_and_device():

@@ -9,7 +9,7 @@ from torch import nn
 from avel_dgl import engine, graph
 from avel_dgl.config import get_preset
 from avel_dgl.data.dataset import SplitData
-from conftest import needs_dgl
+from helpers import needs_dgl
 
 T = 10
 

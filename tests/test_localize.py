@@ -1,7 +1,7 @@
 """`avel-dgl localize`: windows over long videos, and videos in, events out, with a tiny DPNet
 trained on features of generated videos (an event = the coloured square and the tone together),
 so the returned intervals must match the generated content. Feature networks: random weights,
-VGG19 swapped for test_video's small stand-in (no downloads)."""
+VGG19 swapped for video_files' small stand-in (no downloads)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ import torch
 from avel_dgl import graph, localize
 from avel_dgl.config import ModelConfig, get_preset
 from avel_dgl.video import extract, vggish
-from conftest import invoke
-from test_video import SmallVisual
-from video_files import make_video, train_tiny_detector
+from helpers import invoke
+from video_files import SmallVisual, make_video, train_tiny_detector
 
 EVENT_CLASS = 0  # "Church bell"
 F = 2  # frames per segment in these tests

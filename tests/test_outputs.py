@@ -24,7 +24,7 @@ from avel_dgl.data.ave import RIGHT_LABELS_FILE
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.outputs import check_output, mark, written_by_avel
 from ave_files import write_ave_dir
-from conftest import TINY, invoke
+from helpers import TINY, invoke
 
 # ---- the mark: --overwrite replaces only what avel-dgl wrote ---------------------------------------
 

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from avel_dgl import graph
-from conftest import needs_dgl
+from helpers import needs_dgl
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -104,3 +104,15 @@ def test_where_dgl_imports_the_pinned_stack_is_installed():
     assert graph.dgl is dgl and graph.DEFAULT_KERNEL == "dgl"
     for name, version in _pin_versions().items():
         assert _installed(name) == version, f"{name}: pinned {version}, installed {_installed(name)}"
+
+
+def test_nothing_imports_conftest_and_no_script_imports_a_test_module():
+    """conftest.py is pytest's (fixtures); what tests and scripts share is a plain module
+    (tests/helpers.py, tests/video_files.py), so no script brings a test module's tests along."""
+    def imports(folders, names):
+        pattern = re.compile(rf"^\s*(?:from|import)\s+({names})\b", re.MULTILINE)
+        return [f"{path.relative_to(ROOT)}: {match.group(1)}" for folder in folders
+                for path in (ROOT / folder).rglob("*.py") for match in pattern.finditer(path.read_text())]
+
+    assert imports(["tests"], "conftest") == []
+    assert imports(["scripts", "benchmarks", "avel_dgl", "cli"], r"conftest|test_\w+") == []

@@ -12,7 +12,10 @@ from avel_dgl import graph
 from avel_dgl.config import get_preset, replace
 from avel_dgl.engine import sel_loss
 from avel_dgl.nn.dpnet import build
+from avel_dgl.nn.init import SWISH_GAIN
+from avel_dgl.nn.rgat import RGAT
 from avel_dgl.nn.rgct import RGCT
+from avel_dgl.nn.tcn import TCN
 from avel_dgl.train import make_optimizer
 
 LN_29 = math.log(29)
@@ -99,6 +102,40 @@ def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
     swish = build(replace(small, **{"model.init": "swish"}), graph.DEFAULT_KERNEL).state_dict()
     assert torch.equal(default["classifier.weight"], swish["classifier.weight"])  # untouched by init_swish
     assert not torch.equal(default["audio_fc.weight"], swish["audio_fc.weight"])
+
+
+def test_each_layer_applies_the_swish_rule_to_its_own_weights():
+    """nn/init.py's rule, as each layer's init_swish applies it: std = gain / sqrt(fan_in) with
+    the Swish gain g where a weight feeds Swish, g / sqrt(k) where Swish takes a sum of k terms
+    (RGCT's W_2: 2; RGAT's W_0 and W_r: 4), unit gain where no Swish follows; zero biases."""
+    d = 256
+    torch.manual_seed(0)
+    rgct, rgat, tcn = RGCT(d, d, kernel=graph.DEFAULT_KERNEL), RGAT(d, d, kernel=graph.DEFAULT_KERNEL), TCN(d, d, 3)
+    for layer in (rgct, rgat, tcn):
+        layer.init_swish()
+    g = SWISH_GAIN
+    stds = {"RGCT W_1": (rgct.fc1, g / math.sqrt(d)), "RGCT W_2": (rgct.fc2, g / math.sqrt(2 * d)),
+            "RGCT W_Q": (rgct.query[graph.AUDIO], 1 / math.sqrt(d)),
+            "RGCT W_K, W_V": (rgct.key_value[graph.VISUAL], 1 / math.sqrt(d)),
+            "RGAT W_0": (rgat.root, g / math.sqrt(4 * d)), "RGAT W_r": (rgat.project, g / math.sqrt(4 * d)),
+            "TCN": (tcn.audio, g / math.sqrt(3 * d))}
+    for name, (module, std) in stds.items():
+        assert module.weight.std().item() == pytest.approx(std, rel=0.02), name
+        assert not module.bias.any(), name
+
+
+@pytest.mark.parametrize("variant,checksum", [("dpnet", 2677.319086317189), ("rgat", 2261.927081911923),
+                                              ("dpnet-parallel", 2359.994443834)])
+def test_swish_initialisation_draws_the_weights_it_drew_before_the_layers_owned_it(variant, checksum):
+    """Recorded from the code before issue 24, when nn/init.py initialised every layer itself: the
+    layers' own init_swish, called in module order, draw the same values in the same order (a
+    sum weighted by each tensor's position in the state_dict)."""
+    config = replace(get_preset("small"), **{"model.variant": variant, "model.width": 8, "model.blocks": 2,
+                                             "model.init": "swish", "model.norm": "none"})
+    torch.manual_seed(0)
+    state = build(config, graph.DEFAULT_KERNEL).state_dict()
+    total = sum((i + 1) * tensor.double().sum().item() for i, tensor in enumerate(state.values()))
+    assert total == pytest.approx(checksum, rel=1e-12)
 
 
 def test_a_learning_rate_too_large_for_the_width_is_warned_about(recwarn):

@@ -22,7 +22,7 @@ from avel_dgl import checkpoint, engine, interrupt, train
 from avel_dgl.errors import Interrupted
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.train import TIMING_FIELDS
-from conftest import CPU, TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
+from helpers import CPU, TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = TINY_EPOCHS * TINY_STEPS_PER_EPOCH

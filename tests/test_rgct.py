@@ -52,7 +52,7 @@ def dense_rgct(layer: RGCT, audio: torch.Tensor, visual: torch.Tensor, videos: i
 def test_rgct_matches_dense_reference_including_nodes_with_missing_relations():
     torch.manual_seed(0)
     videos, in_dim, out_dim = 2, 6, 4
-    layer = RGCT(in_dim, out_dim, dropout=0.5).eval()
+    layer = RGCT(in_dim, out_dim, dropout=0.5, kernel=graph.DEFAULT_KERNEL).eval()
     audio, visual = torch.randn(videos * T, in_dim), torch.randn(videos * T, in_dim)
     a, v = layer(graph.batch_graph(videos), audio, visual)
     ref_a, ref_v = dense_rgct(layer, audio, visual, videos)
@@ -73,7 +73,7 @@ def test_relational_projection_applies_a_separate_map_per_relation():
 
 def test_rgct_dropout_acts_only_in_training():
     torch.manual_seed(0)
-    layer = RGCT(4, 4, dropout=0.9)
+    layer = RGCT(4, 4, dropout=0.9, kernel=graph.DEFAULT_KERNEL)
     x = torch.randn(T, 4)
     g = graph.batch_graph(1)
     layer.eval()

@@ -15,7 +15,7 @@ from avel_dgl.data.subevents import (BACKGROUND_RUN, CONTINUE, END, START, Repli
                                      replica_fn, save_database)
 from avel_dgl.errors import AvelError
 from avel_dgl.format import BACKGROUND as BG
-from conftest import SHARED_AVE
+from helpers import SHARED_AVE
 
 S, C, E, B = START, CONTINUE, END, BACKGROUND_RUN
 

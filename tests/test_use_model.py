@@ -32,7 +32,7 @@ from avel_dgl.predict import data_folder_source, events_from_probs, predict_prob
 from avel_dgl.report import SplitPredictions, build_report, sample_videos
 from avel_dgl.train import train_run
 from cli.main import main
-from conftest import CPU
+from helpers import CPU
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

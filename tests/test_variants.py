@@ -22,7 +22,8 @@ def tiny(variant: str, **overrides):
 
 
 def kinds(variant: str, **overrides) -> list[str]:
-    model = DPNet(tiny(variant, **overrides).model, VARIANTS[variant](tiny(variant, **overrides).model))
+    m = tiny(variant, **overrides).model
+    model = DPNet(m, VARIANTS[variant](m, graph.DEFAULT_KERNEL))
     return [layer_kind(layer) for layer in perspective_layers(model)]
 
 
@@ -89,7 +90,7 @@ def test_matched_depth_is_the_closest_in_parameters_up_to_the_dpnet_depth(make, 
 
 def test_parallel_block_averages_its_branches():
     torch.manual_seed(0)
-    layer = VARIANTS["dpnet-parallel"](tiny("dpnet-parallel", **{"model.norm": "none"}).model)[0]
+    layer = VARIANTS["dpnet-parallel"](tiny("dpnet-parallel", **{"model.norm": "none"}).model, graph.DEFAULT_KERNEL)[0]
     assert isinstance(layer, ParallelLayer)
     layer.eval()
     g = graph.batch_graph(2)

@@ -21,21 +21,10 @@ import torch
 
 from avel_dgl.errors import AvelError
 from avel_dgl.video import decode, extract, vgg19, vggish, weights
-from conftest import invoke
-from video_files import frame_image, make_video, tone
+from helpers import invoke
+from video_files import SmallVisual, frame_image, make_video, tone
 
 TONE = 1000.0
-
-
-class SmallVisual(vgg19.VisualNet):
-    """A stand-in for VGG19 in end-to-end tests: 224x224 Caffe-preprocessed frames -> (7, 7, 512)
-    maps through 32x32 average pooling and a random 1x1 convolution."""
-
-    def __init__(self):
-        torch.manual_seed(0)
-        self.features = torch.nn.Sequential(torch.nn.AvgPool2d(32), torch.nn.Conv2d(3, 512, 1), torch.nn.ReLU())
-        self.style, self.device = "caffe", torch.device("cpu")
-        self.features.eval()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ read-only file systems (real small tmpfs mounts where the test may mount one, el
 ENOSPC injected at the write), a file where a folder is meant, a change of settings or weights
 over existing features, huge frame counts, missing listed files, Ctrl-C, FFmpeg's own log lines.
 Each is one line on stderr, before any work where it can be known before, with nothing
-half-written and no empty folder left. Feature networks: test_video's random small stand-ins."""
+half-written and no empty folder left. Feature networks: random VGGish and video_files' small VGG19 stand-in."""
 
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ import pytest
 
 from avel_dgl import outputs
 from avel_dgl.video import extract
-from conftest import invoke
-from test_video import SmallVisual
-from video_files import make_video
+from helpers import invoke
+from video_files import SmallVisual, make_video
 
 F = ["--frames-per-segment", "1", "--quiet"]
 

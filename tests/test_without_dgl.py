@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, needs_dgl
+from helpers import TINY, needs_dgl
 from video_files import make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ from cli.main import main
 def random_networks(*args, **kwargs):
     import torch
     from avel_dgl.video import extract, vggish
-    from test_video import SmallVisual
+    from video_files import SmallVisual
     torch.manual_seed(0)
     return extract.Networks(vggish.AudioNet(None), SmallVisual())
 

@@ -1,7 +1,9 @@
 """Short generated videos for the video tests, written with PyAV: 64x48 px, a grey background
 with a coloured square shown from `square[0]` to `square[1]` seconds and a 1 kHz tone from
-`tone[0]` to `tone[1]` seconds, and a tiny detector trained on their features. Lossless codecs (FFV1 video, 16-bit PCM audio in Matroska) by
-default, so that changing one second of content changes no decoded sample outside it."""
+`tone[0]` to `tone[1]` seconds, a small stand-in for VGG19 (`SmallVisual`), and a tiny detector
+trained on their features. Lossless codecs (FFV1 video, 16-bit PCM audio in Matroska) by default,
+so that changing one second of content changes no decoded sample outside it. A plain module (no
+tests): the video tests and the scripts (timeline_demo.py, resampling_study.py) import it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
+
+from avel_dgl.video import vgg19
 
 WIDTH, HEIGHT = 64, 48
 TONE_HZ = 1000.0
@@ -75,12 +80,21 @@ def make_video(path: Path, seconds: float = 10.0, fps: int = 25, square=(3, 6), 
     return path
 
 
+class SmallVisual(vgg19.VisualNet):
+    """A stand-in for VGG19 in end-to-end tests: 224x224 Caffe-preprocessed frames -> (7, 7, 512)
+    maps through 32x32 average pooling and a random 1x1 convolution."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(torch.nn.AvgPool2d(32), torch.nn.Conv2d(3, 512, 1), torch.nn.ReLU())
+        self.style, self.device = "caffe", torch.device("cpu")
+        self.features.eval()
+
+
 def train_tiny_detector(audio: np.ndarray, visual: np.ndarray, spans, event_class: int, path: Path,
                         steps: int = 150) -> Path:
     """A tiny DPNet (width 16, one block) trained with SEL on (N, 10, 128) audio and (N, 10, 512)
     pooled visual features whose event segments are `spans`, saved as a checkpoint at `path`."""
-    import torch
-
     from avel_dgl import graph
     from avel_dgl.checkpoint import save_checkpoint
     from avel_dgl.config import ModelConfig, get_preset

@@ -15,20 +15,18 @@ the BiLSTM baseline is nn/baseline.py.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
+from avel_dgl import graph
 from avel_dgl.config import Config, ModelConfig
 from avel_dgl.errors import ConfigError
 from avel_dgl.format import AUDIO_DIM, N_CLASSES, VISUAL_DIM
 from avel_dgl.nn.baseline import BiLSTM
 from avel_dgl.nn.init import init_swish
 from avel_dgl.nn.inputs import InputNorm
-from avel_dgl.nn.rgat import RGAT
-from avel_dgl.nn.rgct import RGCT
-from avel_dgl.nn.variants import TABLE3, GraphLayer, rgct_layer, tcn_layer, with_options
+from avel_dgl.nn.variants import (INSPECTION_KERNEL, TABLE3, GraphLayer, Stack, rgct_layer, tcn_layer,
+                                  with_options)
 
 
 class DPBlock(nn.Module):
@@ -41,38 +39,39 @@ class DPBlock(nn.Module):
     Both map (B, T, D) audio and visual features to (B, T, width); the RGCT flattens them to the
     graph's nodes (GraphLayer). Options beyond the paper, off in the `paper` preset, wrap each of
     the two layers alike (`with_options`): a LayerNorm per modality on its output (norm='layer')
-    and a residual path (residual=True, where the layer keeps the width).
+    and a residual path (residual=True, where the layer keeps the width). `kernel`: eq 12's, for
+    the RGCT.
     """
 
-    def __init__(self, m: ModelConfig, in_dim: int):
+    def __init__(self, m: ModelConfig, in_dim: int, kernel: str):
         super().__init__()
-        self.rgct = with_options(m, rgct_layer(m, in_dim), in_dim)  # GraphLayer(RGCT(in_dim, width))
-        self.tcn = with_options(m, tcn_layer(m, m.width), m.width)  # StreamLayer(TCN(width, width))
+        self.rgct = with_options(m, rgct_layer(m, in_dim, kernel), in_dim)  # GraphLayer(RGCT(in_dim, width))
+        self.tcn = with_options(m, tcn_layer(m, m.width, kernel), m.width)  # StreamLayer(TCN(width, width))
 
     def forward(self, g, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         audio, visual = self.rgct(g, audio, visual)
         return self.tcn(g, audio, visual)
 
 
-def dpblocks(m: ModelConfig) -> list[nn.Module]:
+def dpblocks(m: ModelConfig, kernel: str) -> list[nn.Module]:
     """B DPBlocks (eq 8): the first maps the stem's 512 features to the width, the rest keep it."""
-    return [DPBlock(m, VISUAL_DIM if i == 0 else m.width) for i in range(m.blocks)]
+    return [DPBlock(m, VISUAL_DIM if i == 0 else m.width, kernel) for i in range(m.blocks)]
 
 
 class DPNet(nn.Module):
     """Stem, blocks, gate, classifier: forward(g, audio, visual) -> (B, T, 29) logits.
 
     audio (B, T, 128) and visual (B, T, 512) are dense per-segment features; g is the batch's
-    graph (graph.batch_graph), used by the graph layers. `blocks` defaults to the paper's B
-    DPBlocks; Table 3's networks pass their own (nn/variants.py).
+    graph (graph.batch_graph), used by the graph layers. `blocks`: the paper's B DPBlocks
+    (`dpblocks`) or a Table 3 stack (nn/variants.py), made by the caller (`build`).
     """
 
-    def __init__(self, m: ModelConfig, blocks: list[nn.Module] | None = None):
+    def __init__(self, m: ModelConfig, blocks: list[nn.Module]):
         super().__init__()
-        # The blocks are made first, then the stem, gate and classifier: the order in which the
-        # parameters draw their initial values (kept from earlier versions, so a seed gives the
-        # same network). Registration below keeps the stem first in state_dict and parameters().
-        blocks = dpblocks(m) if blocks is None else blocks
+        # The blocks are made first (by the caller), then the stem, gate and classifier: the order
+        # in which the parameters draw their initial values (kept from earlier versions, so a seed
+        # gives the same network). Registration below keeps the stem first in state_dict and
+        # parameters().
         self.audio_norm, self.visual_norm = InputNorm(AUDIO_DIM), InputNorm(VISUAL_DIM)
         self.audio_fc = nn.Linear(AUDIO_DIM, VISUAL_DIM)  # W_a: d_a -> d_v
         self.input_dropout = nn.Dropout(m.input_dropout)  # beyond the paper: 0 in `paper`
@@ -92,27 +91,23 @@ class DPNet(nn.Module):
 
 
 # Every network by name, in Table 3's row order (the paper's DPNet, row 8, last):
-# name -> function(ModelConfig) -> the DPNet's blocks.
-VARIANTS: dict[str, Callable[[ModelConfig], list[nn.Module]]] = {**TABLE3, "dpnet": dpblocks}
+# name -> function(ModelConfig, kernel) -> the DPNet's blocks.
+VARIANTS: dict[str, Stack] = {**TABLE3, "dpnet": dpblocks}
 
 
 def build(config: Config, kernel: str) -> nn.Module:
     """The network named by config.model.variant: a DPNet with that variant's blocks, or the
     BiLSTM baseline ('bilstm'). `kernel`: eq 12's kernel for every graph layer, 'dgl' or 'torch'
-    (runtime.Runtime.kernel); it changes no parameter, so a checkpoint loads under either."""
+    (runtime.Runtime.kernel), handed to the layers as they are made; it changes no parameter, so a
+    checkpoint loads under either."""
     m = config.model
-    if kernel not in ("dgl", "torch"):
-        raise ValueError(f"kernel: expected 'dgl' or 'torch', found {kernel!r}")
+    graph.check_kernel(kernel)
     if m.variant == "bilstm":
         return BiLSTM(m)
     if m.variant not in VARIANTS:
         names = ", ".join([*VARIANTS, "bilstm"])
         raise ConfigError("model.variant", f"expected one of {names}, found '{m.variant}'")
-    net = DPNet(m, VARIANTS[m.variant](m))
-    # Set here, once for the whole model, rather than threaded through every layer maker.
-    for layer in net.modules():
-        if isinstance(layer, (RGCT, RGAT)):
-            layer.kernel = kernel
+    net = DPNet(m, VARIANTS[m.variant](m, kernel))
     return init_swish(net) if m.init == "swish" else net  # nn/init.py
 
 
@@ -125,5 +120,5 @@ def perspective_layers(model: DPNet) -> list[nn.Module]:
 def uses_graph(m: ModelConfig) -> bool:
     """Whether the variant m.variant has a graph layer (without one, Link changes nothing)."""
     with torch.device("meta"):
-        blocks = VARIANTS[m.variant](m)
+        blocks = VARIANTS[m.variant](m, INSPECTION_KERNEL)
     return any(isinstance(module, GraphLayer) for block in blocks for module in block.modules())

@@ -14,10 +14,15 @@ The rule (He et al.'s derivation applied to Swish, with zero biases): a weight f
 has std = g / sqrt(fan_in) with g = 1 / sqrt(E[silu(x)^2]) = 1.677 for x ~ N(0, 1), so a
 unit-variance input stays unit-variance through Linear + Swish. Where a sum of k unit-scale
 terms is involved, the gain is divided by sqrt(k): eq 16's W_2 takes n_hat + the attended
-aggregate (k = 2), and RGAT's Swish takes its root term plus three relations' messages, whose
-weights W_0 and W_r each get g / sqrt(4). Projections that feed no Swish (the audio stem
-W_a, the RGCT's W_Q, W_K, W_V, RGAT's W_r) keep unit gain, so audio enters at the visual
-features' scale. The gate and classifier keep PyTorch's defaults: they end the network.
+aggregate (k = 2), and RGAT's Swish takes its root term plus three relations' messages, so its
+W_0 and its relation projections W_r each get g / sqrt(4). Projections that feed no Swish (the
+audio stem W_a, the RGCT's W_Q, W_K, W_V) keep unit gain, so audio enters at the visual
+features' scale. RGAT's attention kernels Q^r, K^r keep their own initialisation (they weigh
+messages and feed no Swish), and the gate and classifier keep PyTorch's defaults: they end the
+network.
+
+Each layer applies the rule to its own weights (the `init_swish` methods of RGCT, RGAT and TCN);
+`init_swish(model)` below walks a model and calls them.
 
 The paper does not state its initialisation; this is an interpretation (docs/MODEL.md).
 """
@@ -28,11 +33,6 @@ import math
 
 import torch
 from torch import nn
-
-from avel_dgl import graph
-from avel_dgl.nn.rgat import RGAT
-from avel_dgl.nn.rgct import RGCT
-from avel_dgl.nn.tcn import TCN
 
 # 1 / sqrt(E[silu(x)^2]) for x ~ N(0, 1): the gain that keeps Var = 1 through Linear + Swish.
 SWISH_GAIN = 1.6766
@@ -47,24 +47,14 @@ def scaled_normal_(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int,
 
 
 def init_swish(model: nn.Module) -> nn.Module:
-    """Re-initialise every RGCT, RGAT and TCN layer of `model` and the audio stem by the rule
-    above; other modules keep their defaults. Returns the model."""
+    """Re-initialise `model` by the rule above: every layer with its own `init_swish` (RGCT, RGAT,
+    TCN), in module order, then the audio stem W_a at unit gain; other modules keep their defaults.
+    The order is the order in which the weights draw from the random generator: a seed gives the
+    same network as in earlier versions. Returns the model."""
     for module in model.modules():
-        if isinstance(module, RGCT):
-            scaled_normal_(module.fc1.weight, module.fc1.bias, module.fc1.in_features, SWISH_GAIN)  # eq 15
-            # eq 16: Swish(FC(n_hat + agg)): the FC's input is a sum of two unit-scale terms
-            scaled_normal_(module.fc2.weight, module.fc2.bias, module.fc2.in_features, SWISH_GAIN / math.sqrt(2))
-            for projection in (*module.query.values(), *module.key_value.values()):
-                scaled_normal_(projection.weight, projection.bias, projection.weight.shape[1], 1.0)
-        elif isinstance(module, RGAT):
-            # Swish(W_0 n + the sum of its incoming relations' messages): 1 + 3 terms
-            terms = 1 + len(graph.RELATIONS_INTO[graph.AUDIO])
-            scaled_normal_(module.root.weight, module.root.bias, module.root.in_features, SWISH_GAIN / math.sqrt(terms))
-            scaled_normal_(module.project.weight, module.project.bias, module.project.weight.shape[1],
-                           SWISH_GAIN / math.sqrt(terms))
-        elif isinstance(module, TCN):
-            for conv in (module.audio, module.visual):  # eq 5: Swish(conv)
-                scaled_normal_(conv.weight, conv.bias, conv.in_channels * conv.kernel_size[0], SWISH_GAIN)
+        init = getattr(module, "init_swish", None)
+        if init is not None:
+            init()
     stem = getattr(model, "audio_fc", None)
     if stem is not None:
         scaled_normal_(stem.weight, stem.bias, stem.in_features, 1.0)

@@ -29,17 +29,18 @@ from torch import nn
 import torch.nn.functional as F
 
 from avel_dgl import graph
+from avel_dgl.nn.init import SWISH_GAIN, scaled_normal_
 from avel_dgl.nn.rgct import RelationalProjection
 
 
 class RGAT(nn.Module):
     """One RGAT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
-    `kernel`: 'dgl' or 'torch', as the RGCT's (`build` sets it for a whole model)."""
+    `kernel`: 'dgl' or 'torch', required, as the RGCT's."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4, dropout: float = 0.2,
-                 negative_slope: float = 0.2, kernel: str = graph.DEFAULT_KERNEL):
+                 negative_slope: float = 0.2, *, kernel: str):
         super().__init__()
-        self.kernel = kernel  # a plain attribute: not in the state_dict
+        self.kernel = graph.check_kernel(kernel)  # a plain attribute: not in the state_dict
         if out_dim % heads:
             raise ValueError(f"out_dim must be divisible by heads, got {out_dim} and {heads}")
         self.heads, self.head_dim = heads, out_dim // heads
@@ -54,6 +55,15 @@ class RGAT(nn.Module):
         self.root = nn.Linear(in_dim, out_dim)  # W_0
         self.negative_slope = negative_slope
         self.dropout = nn.Dropout(dropout)
+
+    def init_swish(self) -> None:
+        """The `swish` initialisation (nn/init.py) of this layer's weights: Swish takes the root term
+        W_0 n plus the messages of the node's three relations, each made by its W_r, so W_0 and W_r
+        get the gain divided by sqrt(1 + 3). The attention kernels Q^r, K^r keep their defaults."""
+        terms = 1 + len(graph.RELATIONS_INTO[graph.AUDIO])
+        scaled_normal_(self.root.weight, self.root.bias, self.root.in_features, SWISH_GAIN / math.sqrt(terms))
+        scaled_normal_(self.project.weight, self.project.bias, self.project.weight.shape[1],
+                       SWISH_GAIN / math.sqrt(terms))
 
     def relation_aggregate(self, g: graph.Graph, r: int, g_src: torch.Tensor,
                            g_dst: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from avel_dgl import graph
+from avel_dgl.nn.init import SWISH_GAIN, scaled_normal_
 
 
 class RelationalProjection(nn.Module):
@@ -62,14 +63,16 @@ class RelationalProjection(nn.Module):
 
 class RGCT(nn.Module):
     """One RGCT layer over the audio/visual heterograph. Maps in_dim -> out_dim features.
-    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py); `build` sets it for a whole model.
-    `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt' (graph.relational_update)."""
+    `kernel`: eq 12's kernel, 'dgl' or 'torch' (graph.py), required: a model's layers all take the
+    process's (nn/dpnet.build). `neighbour_norm`: eq 12's normalisation, 'mean' or 'sqrt'
+    (graph.relational_update)."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, kernel: str = graph.DEFAULT_KERNEL,
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.2, *, kernel: str,
                  neighbour_norm: str = "mean"):
         super().__init__()
-        self.out_dim = out_dim
-        self.kernel = kernel  # a plain attribute: not in the state_dict, so checkpoints hold no kernel
+        self.in_dim, self.out_dim = in_dim, out_dim
+        # a plain attribute: not in the state_dict, so checkpoints hold no kernel and load under either
+        self.kernel = graph.check_kernel(kernel)
         self.neighbour_norm = neighbour_norm
         self.query = nn.ModuleDict()
         self.key_value = nn.ModuleDict()  # keys and values projected together: out_dim * 2
@@ -79,6 +82,15 @@ class RGCT(nn.Module):
         self.fc1 = nn.Linear(in_dim, out_dim)  # W_1
         self.fc2 = nn.Linear(out_dim, out_dim)  # W_2
         self.dropout = nn.Dropout(dropout)
+
+    def init_swish(self) -> None:
+        """The `swish` initialisation (nn/init.py) of this layer's weights: W_1 feeds Swish (eq 15);
+        W_2 feeds Swish with the sum of two unit-scale terms, n_hat and the attended aggregate
+        (eq 16); the projections W_Q, W_K, W_V feed no Swish and keep unit gain."""
+        scaled_normal_(self.fc1.weight, self.fc1.bias, self.fc1.in_features, SWISH_GAIN)
+        scaled_normal_(self.fc2.weight, self.fc2.bias, self.fc2.in_features, SWISH_GAIN / math.sqrt(2))
+        for projection in (*self.query.values(), *self.key_value.values()):
+            scaled_normal_(projection.weight, projection.bias, projection.weight.shape[1], 1.0)
 
     def attend(self, ntype: str, h: torch.Tensor, na: list[torch.Tensor]) -> torch.Tensor:
         """Eqs 13-14 and the relation average for one node type: the cross-relation reduce.

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from avel_dgl.nn.init import SWISH_GAIN, scaled_normal_
+
 
 class TCN(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 3):
@@ -19,6 +21,12 @@ class TCN(nn.Module):
             raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
         self.audio = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2)
         self.visual = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2)
+
+    def init_swish(self) -> None:
+        """The `swish` initialisation (nn/init.py): each modality's convolution feeds Swish (eq 5);
+        its fan-in is in_dim times the kernel size."""
+        for conv in (self.audio, self.visual):
+            scaled_normal_(conv.weight, conv.bias, conv.in_channels * conv.kernel_size[0], SWISH_GAIN)
 
     @staticmethod
     def _stream(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
