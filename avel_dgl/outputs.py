@@ -265,8 +265,13 @@ def writing_all_or_none(targets: list[Path], mode: str = "w"):
 
 def write_texts(texts: dict[Path, str]) -> None:
     """Write several text files all or none; an error names the file it concerns."""
-    write_all_or_none({path: (lambda tmp, text=text: tmp.write_text(text, encoding="utf-8", newline=""))
-                       for path, text in texts.items()})
+    def writer(text: str) -> Callable[[Path], None]:
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        return write
+
+    write_all_or_none({path: writer(text) for path, text in texts.items()})
 
 
 # ---- what avel-dgl wrote, and the --overwrite rule -----------------------------------------------
