@@ -89,6 +89,23 @@ def test_owned_folder_written_beside_and_swapped_into_place(tmp_path):
     assert os.listdir(tmp_path) == ["out"]  # no staging or earlier folder left
 
 
+
+def test_owned_folder_swap_that_fails_puts_the_earlier_folder_back(tmp_path, monkeypatch):
+    out = _folder(tmp_path / "out", "toy.json")
+    replace = os.replace
+
+    def failing(src, dst):
+        if ".partial-" in str(src):
+            raise OSError(28, os.strerror(28))
+        replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", failing)
+    with pytest.raises(AvelError, match="is full"):
+        with writing_folder(out, "kept") as folder:
+            (folder / "toy.json").write_text("new")
+    assert (out / "toy.json").read_text() == "toy.json" and os.listdir(tmp_path) == ["out"]
+
+
 def test_all_or_none_writer_names_the_file_and_changes_nothing(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("earlier")
@@ -140,8 +157,12 @@ def test_size_text_is_the_one_size_wording():
 
 def test_localize_checks_every_place_before_loading_the_model(tmp_path):
     loaded = []
+    cache = tmp_path / "cache"
     with pytest.raises(AvelError, match="^--out: .* is a folder"):
-        localize.localize([], lambda: loaded.append(1), tmp_path)
+        localize.localize([], lambda: loaded.append(1), tmp_path, cache_dir=cache)
     with pytest.raises(AvelError, match="^--mode: expected one of whole, windows"):
-        localize.localize([], lambda: loaded.append(1), tmp_path / "e.json", mode="bits")
+        localize.localize([], lambda: loaded.append(1), tmp_path / "e.json", cache_dir=cache, mode="bits")
     assert loaded == []
+    with pytest.raises(AvelError):  # no video given: found after the model is loaded (a bad checkpoint fails first)
+        localize.localize([], lambda: loaded.append(1), tmp_path / "e.json", cache_dir=cache)
+    assert loaded == [1]
