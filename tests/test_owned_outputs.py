@@ -166,3 +166,10 @@ def test_localize_checks_every_place_before_loading_the_model(tmp_path):
     with pytest.raises(AvelError):  # no video given: found after the model is loaded (a bad checkpoint fails first)
         localize.localize([], lambda: loaded.append(1), tmp_path / "e.json", cache_dir=cache)
     assert loaded == [1]
+
+
+def test_a_killed_reports_staging_in_a_run_folder_is_the_runs_to_delete():
+    from avel_dgl import train
+
+    assert train.avel_dgl_file(".report.partial-123") and train.avel_dgl_file(".report.old-123")
+    assert not train.avel_dgl_file("report.partial-123")  # not a hidden staging name: the user's
