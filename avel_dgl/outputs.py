@@ -470,7 +470,7 @@ def remove_stale_staging(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def writing_folder(path: str | Path, outcome: str, option: str = "--out") -> Iterator[Path]:
+def writing_folder(path: str | Path, outcome: str) -> Iterator[Path]:
     """Yield a fresh hidden sibling of `path` (`.NAME.partial-PID`, marked STAGING_MARKER) to
     write a whole folder into; when the block ends without error, swap it in for `path` (an
     earlier folder there, already allowed by `check_owned_folder`, is replaced). Any failure or
@@ -486,12 +486,12 @@ def writing_folder(path: str | Path, outcome: str, option: str = "--out") -> Ite
         staging.mkdir()
         (staging / STAGING_MARKER).touch()
     except OSError as e:
-        raise AvelError(f"{option}: cannot create {staging} ({e.strerror or e})") from None
+        raise write_failure(path, e, outcome) from None
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
     try:
         yield staging
         (staging / STAGING_MARKER).unlink()
         with interrupt.deferred():  # the renames are instant: a signal waits for them
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
             if path.exists():
                 os.replace(path, old)
             try:
@@ -500,7 +500,6 @@ def writing_folder(path: str | Path, outcome: str, option: str = "--out") -> Ite
                 if old.exists():
                     os.replace(old, path)  # the earlier folder stays as it was
                 raise
-            shutil.rmtree(old, ignore_errors=True)
     except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
         failure = write_failure(path, e, outcome)
         if failure is None:
@@ -508,3 +507,5 @@ def writing_folder(path: str | Path, outcome: str, option: str = "--out") -> Ite
         raise failure from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if path.exists():  # the earlier folder is replaced (or was put back: then there is no `old`)
+            shutil.rmtree(old, ignore_errors=True)

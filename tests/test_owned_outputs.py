@@ -173,3 +173,18 @@ def test_a_killed_reports_staging_in_a_run_folder_is_the_runs_to_delete():
 
     assert train.avel_dgl_file(".report.partial-123") and train.avel_dgl_file(".report.old-123")
     assert not train.avel_dgl_file("report.partial-123")  # not a hidden staging name: the user's
+
+
+def test_owned_folder_swap_finishes_under_a_signal_and_leaves_no_earlier_folder(tmp_path, monkeypatch):
+    out = _folder(tmp_path / "out", "toy.json")
+    replace = os.replace
+
+    def signalled(src, dst):
+        replace(src, dst)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives after the earlier folder is moved aside
+
+    monkeypatch.setattr(outputs.os, "replace", signalled)
+    with pytest.raises(Interrupted):
+        with interrupt.interruptible(), writing_folder(out, "kept") as folder:
+            (folder / "toy.json").write_text("new")
+    assert (out / "toy.json").read_text() == "new" and os.listdir(tmp_path) == ["out"]
