@@ -43,7 +43,7 @@ from typing import Callable
 import torch
 
 from avel_dgl import interrupt
-from avel_dgl.outputs import write_text_atomic
+from avel_dgl.outputs import OwnedFolder, check_owned_folder, write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
@@ -147,25 +147,26 @@ def _shared(base: Config) -> Config:
                             "train.link": False, "train.seed": 0})
 
 
+GRID_FOLDER = OwnedFolder("ablate grid", MANIFEST)
+
+
 def check_grid_folder(out_dir: Path, data_dir: Path, base: Config, write: bool) -> None:
     """Refuse to mix runs of different settings in one grid folder; record them for a new one."""
     out_dir, data = Path(out_dir), str(Path(data_dir).resolve())
     path = out_dir / MANIFEST
-    if path.is_file():
+    if check_owned_folder(out_dir, GRID_FOLDER, overwrite=None):  # a grid continues, never replaced
         try:
             found = json.loads(path.read_text())
             diffs = [(k, theirs, mine) for k, mine, theirs in differences(_shared(base), Config.from_dict(found["config"]))]
             if found["data"] != data:
                 diffs.insert(0, ("data", found["data"], data))
-        except (ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):
             raise AvelError(f"{path}: not a readable grid record; choose another --out") from None
         if diffs:
             text = "; ".join(f"{k}: {theirs!r} there, {mine!r} now" for k, theirs, mine in diffs[:3])
             raise AvelError(f"--out: {out_dir} holds a grid made with other settings ({text}); "
                             "choose another --out or the same settings")
         return
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise AvelError(f"--out: {out_dir} exists and holds no {MANIFEST}; choose a new or empty folder")
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps({"data": data, "config": _shared(base).to_dict()}, indent=2))
@@ -324,9 +325,8 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
                 _train_in_workers(base, data_dir, todo, jobs, runtime, echo, record)
         except Interrupted as e:
             done = sum(read_results(cell.folder) is not None for cell in cells)  # workers may finish one as they stop
-            raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: grid stopped with {done} of "
-                                        f"{len(cells)} runs done; run the same avel-dgl ablate command again "
-                                        f"to continue") from None
+            raise interrupt.stopped(e.signum, "ablate", f"{done} of {len(cells)} runs done; run the same "
+                                                        f"avel-dgl ablate command again to continue") from None
     rows = summarize(base, out_dir, variants, seeds)
     write_tables(out_dir, rows)
     return rows

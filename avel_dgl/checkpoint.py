@@ -1,5 +1,6 @@
-"""Checkpoints: saving them atomically, and loading a model back with the config it was trained
-with, refusing a checkpoint that does not fit (class count, weight shapes).
+"""The checkpoint format: saving one atomically, reading one back with the config it was trained
+with, refusing a checkpoint that does not fit (class count, weight shapes). Building the model
+it holds is `engine.load_model`'s: this module never imports the network (nor DGL).
 
 Every file a run writes goes through `outputs.write_atomic`. A checkpoint is a dict of tensors and plain
 Python values (no pickled objects), read back with `torch.load(weights_only=True)`, so opening a
@@ -15,7 +16,6 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,10 +23,7 @@ from avel_dgl import __version__
 from avel_dgl.config import Config
 from avel_dgl.format import N_CLASSES
 from avel_dgl.errors import AvelError
-from avel_dgl.outputs import file_kind, write_atomic
-
-if TYPE_CHECKING:  # only a type here: importing it would load DGL for every atomic write
-    from avel_dgl.runtime import Runtime
+from avel_dgl.outputs import TRUNCATED_ZIP, file_kind, write_atomic
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -58,7 +55,7 @@ def read_checkpoint(path: str | Path) -> dict:
     # damaged bytes inside fail their record's CRC (which torch.load itself does not check).
     if not zipfile.is_zipfile(path):
         kind = file_kind(path)
-        if kind is not None:
+        if kind not in (None, TRUNCATED_ZIP):
             raise AvelError(f"{path}: is {kind}, not a checkpoint (expected best.pt or last.pt of a run of "
                             f"`avel-dgl train`)")
         raise AvelError(f"{path}: not a readable checkpoint, the file is truncated or corrupt "
@@ -127,16 +124,3 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | Path, config
     if extra:
         raise AvelError(f"{where}: unexpected tensor '{extra[0]}' (and {len(extra) - 1} more)")
     model.load_state_dict(weights)
-
-
-def load_model(path: str | Path, runtime: Runtime) -> tuple[torch.nn.Module, Config, dict]:
-    """The model of a checkpoint, built from the config stored with it for `runtime` (its eq 12
-    kernel, on its device), in eval mode."""
-    from avel_dgl.nn.dpnet import build
-
-    ckpt = read_checkpoint(path)
-    config = checkpoint_config(ckpt, path)
-    model = build(config, runtime.kernel)
-    load_weights(model, ckpt["model"], path, config)
-    model.to(runtime.device).eval()
-    return model, config, ckpt

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avel_dgl import distributed, graph
-from avel_dgl.checkpoint import load_model
-from avel_dgl.config import TrainConfig
+from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint
+from avel_dgl.config import Config, TrainConfig
 from avel_dgl.data.dataset import SplitData, load_split
 from avel_dgl.metrics import global_accuracy, per_class_table
+from avel_dgl.nn.dpnet import build
 from avel_dgl.progress import bar
 from avel_dgl.runtime import Runtime
 
@@ -159,6 +160,17 @@ def evaluate(model: torch.nn.Module, data: SplitData, batch_size: int, task: str
             * len(rows) if len(rows) else torch.zeros((), dtype=torch.float64, device=device)
         out["loss"] = distributed.all_reduce_sum(loss).item() / len(data)
     return out
+
+
+def load_model(path: str | Path, runtime: Runtime) -> tuple[torch.nn.Module, Config, dict]:
+    """The model of a checkpoint, built from the config stored with it for `runtime` (its eq 12
+    kernel, on its device), in eval mode."""
+    ckpt = read_checkpoint(path)
+    config = checkpoint_config(ckpt, path)
+    model = build(config, runtime.kernel)
+    load_weights(model, ckpt["model"], path, config)
+    model.to(runtime.device).eval()
+    return model, config, ckpt
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, label_set: str, runtime: Runtime) -> dict:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display backend
 
 from avel_dgl import graph
-from avel_dgl.checkpoint import load_model
+from avel_dgl.engine import load_model
 from avel_dgl.outputs import check_output, mark, write_atomic
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE,
                                VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)

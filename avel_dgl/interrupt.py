@@ -11,7 +11,8 @@ weakref callback: h5py closes its objects in those), where an exception is print
 caught by `sys.unraisablehook` and remembered: loops call `check()`, which raises it, and the
 block raises it when it ends. `stoppable(command, outcome)` is the whole behaviour of a command other than train (one
 line `avel-dgl: interrupted: SIGINT: <command> stopped; <outcome>`, exit 130 or 143), for
-make-synthetic, check-data, extract and localize alike.
+make-synthetic, check-data, extract and localize alike; train and ablate, which say what they
+kept only when they stop, word it through `stopped`.
 """
 
 from __future__ import annotations
@@ -89,8 +90,13 @@ def stoppable(command: str, outcome: str):
         with interruptible():
             yield
     except (Interrupted, KeyboardInterrupt) as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        raise Interrupted(signum, f"{signal.Signals(signum).name}: {command} stopped; {outcome}") from None
+        raise stopped(getattr(e, "signum", signal.SIGINT), command, outcome) from None
+
+
+def stopped(signum: int, command: str, outcome: str) -> Interrupted:
+    """The one wording of a command stopped by a signal: "SIGINT: <command> stopped; <outcome>"
+    (`stoppable`; train and ablate word their outcome when they stop)."""
+    return Interrupted(signum, f"{signal.Signals(signum).name}: {command} stopped; {outcome}")
 
 
 @contextmanager

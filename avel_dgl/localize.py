@@ -19,18 +19,18 @@ import html
 import io
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from avel_dgl import engine, interrupt
-from avel_dgl.outputs import check_output as check_file
-from avel_dgl.outputs import html_mark, write_text_atomic
+from avel_dgl.outputs import check_folder_place, check_output, html_mark, write_text_atomic
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, N_SEGMENTS
 from avel_dgl.data.cache import pool_maps, user_cache_dir
 from avel_dgl.errors import AvelError
-from avel_dgl.predict import SEGMENT_SECONDS, check_output, events_from_probs, write_predictions
-from avel_dgl.video.extract import (Settings, check_folder, extract_parts, find_videos, load_networks, read_part,
+from avel_dgl.predict import SEGMENT_SECONDS, events_from_probs, output_files, write_predictions
+from avel_dgl.video.extract import (Settings, extract_parts, find_videos, load_networks, read_part,
                                     removed_if_left_empty, weights_identity)
 
 MODES = ("whole", "windows")
@@ -60,9 +60,8 @@ def window_starts(t: int, window: int = WINDOW) -> list[int]:
 
 def video_probs(model: torch.nn.Module, audio: np.ndarray, visual: np.ndarray, mode: str = DEFAULT_MODE,
                 window: int = WINDOW) -> np.ndarray:
-    """(T, 29) segment probabilities of one video from audio (T, 128) and pooled visual (T, 512)."""
-    if mode not in MODES:
-        raise AvelError(f"--mode: expected one of {', '.join(MODES)}, found '{mode}'")
+    """(T, 29) segment probabilities of one video from audio (T, 128) and pooled visual (T, 512);
+    `mode` one of MODES (checked by `localize`, before any work)."""
     a, v = torch.from_numpy(np.asarray(audio, np.float32)), torch.from_numpy(np.asarray(visual, np.float32))
     t = a.shape[0]
     if mode == "whole" or t <= window:
@@ -171,24 +170,27 @@ def check_html(path: str | Path | None, overwrite: bool = False) -> Path | None:
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise AvelError(f"--html: expected a file name ending in .html, found '{path.name}'")
-    return check_file(path, overwrite, option="--html", kind="a file name ending in .html")
+    return check_output(path, overwrite, option="--html", kind="a file name ending in .html")
 
 
-def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, html_out: str | Path | None = None,
-             cache_dir: str | Path | None = None, settings: Settings | None = None, mode: str = DEFAULT_MODE,
-             weights_dir: str | Path | None = None, device: str | torch.device = "cpu", strict: bool = False,
-             checkpoint: str | Path | None = None, progress: bool = True, networks=None,
+def localize(inputs: list[str | Path], model: torch.nn.Module | Callable[[], torch.nn.Module], out: str | Path,
+             html_out: str | Path | None = None, cache_dir: str | Path | None = None, settings: Settings | None = None,
+             mode: str = DEFAULT_MODE, weights_dir: str | Path | None = None, device: str | torch.device = "cpu",
+             strict: bool = False, checkpoint: str | Path | None = None, progress: bool = True, networks=None,
              overwrite: bool = False) -> dict:
-    """Extract (reusing the cache), predict and write events (+ the timeline page). `networks`
-    overrides the feature networks' factory (tests: random weights, cached under the weights
-    identity "random"). Returns a summary."""
+    """Extract (reusing the cache), predict and write events (+ the timeline page). Every place
+    written and the mode are checked first; then `model` is loaded when it is a loader (the
+    command's: a bad checkpoint fails in seconds, before extracting). `networks` overrides the
+    feature networks' factory (tests: random weights, cached under the weights identity
+    "random"). Returns a summary."""
     if mode not in MODES:
         raise AvelError(f"--mode: expected one of {', '.join(MODES)}, found '{mode}'")
-    check_output(out, overwrite)  # before extracting: a bad --out costs nothing
+    output_files(out, overwrite)  # before extracting: a bad --out costs nothing
     out, html_out = Path(out), check_html(html_out, overwrite)
     settings = Settings(pooled=True) if settings is None else settings
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    check_folder(cache_dir, "--cache-dir")
+    cache_dir = check_folder_place(cache_dir if cache_dir is not None else default_cache_dir(), "--cache-dir")
+    if not isinstance(model, torch.nn.Module):
+        model = model()
     videos = find_videos(inputs)
     if networks is None:
         weights_id = weights_identity(settings, weights_dir)  # every missing weight file in one message

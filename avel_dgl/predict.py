@@ -34,7 +34,7 @@ from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY,
                                check_row_counts, inspect_array, open_dataset, read_rows)
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps
 from avel_dgl.errors import AvelError
-from avel_dgl.outputs import check_output as check_file
+from avel_dgl.outputs import check_output
 from avel_dgl.format import event_columns, segment_columns
 from avel_dgl.outputs import mark, writing_all_or_none
 from avel_dgl.progress import bar
@@ -179,17 +179,17 @@ def predict_probs(model: torch.nn.Module, source: VideoSource,
 OUT_KIND = "a file name ending in .json or .csv"
 
 
-def check_output(out: str | Path, overwrite: bool = False) -> list[Path]:
+def output_files(out: str | Path, overwrite: bool = False) -> list[Path]:
     """The files an output name stands for (OUT.json; or OUT.csv and OUT_segments.csv), each
-    checked as outputs.check_output does: folder writable, not a folder, an existing file
-    replaced only with `overwrite`. Called before any prediction, so a bad --out costs nothing."""
+    checked by `outputs.check_output` (folder writable, not a folder, an existing file replaced
+    only with `overwrite`). Called before any prediction, so a bad --out costs nothing."""
     out = Path(out)
     if out.is_dir():
         raise AvelError(f"--out: {out} is a folder, expected {OUT_KIND}")
     if out.suffix not in OUTPUT_SUFFIXES:
         raise AvelError(f"--out: expected {OUT_KIND}, found '{out.name}'")
     targets = [out] if out.suffix == ".json" else [out, segments_csv_path(out)]
-    return [check_file(t, overwrite, kind=OUT_KIND if t == out else "a file (the per-segment table)")
+    return [check_output(t, overwrite, kind=OUT_KIND if t == out else "a file (the per-segment table)")
             for t in targets]
 
 
@@ -247,7 +247,7 @@ def write_predictions(chunks: Iterator[tuple[np.ndarray, np.ndarray]], out: str 
     `extra(row) -> dict` adds fields to each video's record after its row (localize: the video's
     path); `extra_columns` names those that also become CSV columns. A video's probabilities may
     have any number of segments T (T, C)."""
-    targets = check_output(out, overwrite)
+    targets = output_files(out, overwrite)
     with writing_all_or_none(targets) as handles:
         if targets[0].suffix == ".json":
             header = {"written_by": mark(command), **header, "segment_seconds": SEGMENT_SECONDS,

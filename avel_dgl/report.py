@@ -18,9 +18,6 @@ import base64
 import html
 import io
 import json
-import os
-import shutil
-import tempfile
 from colorsys import hls_to_rgb
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from avel_dgl.data.ave import BACKGROUND, CLASS_NAMES, LABEL_SETS, N_CLASSES, N_EVENTS, N_SEGMENTS
 from avel_dgl.errors import AvelError
 from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
-from avel_dgl.outputs import html_mark
+from avel_dgl.outputs import OwnedFolder, check_owned_folder, html_mark, writing_folder
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
 from avel_dgl.progress import bar
 
@@ -154,7 +151,7 @@ def test_predictions(checkpoint: Path, data_dir: Path, runtime: Runtime) -> dict
     """Probabilities of best.pt on the test split, computed under `runtime`, with the labels of each
     label set the data folder has (C-AVE needs right_labels.h5)."""
     from avel_dgl import engine
-    from avel_dgl.checkpoint import load_model
+    from avel_dgl.engine import load_model
     from avel_dgl.data.dataset import load_split, test_label_sets
 
     model, config, _ = load_model(checkpoint, runtime)  # predict_logits sends each batch to the model's device
@@ -395,30 +392,7 @@ def run_data_folder(run_dir: Path, results: dict | None, data_dir: str | Path | 
     return Path(data)
 
 
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """The report folder: new or empty, or (with `overwrite`) an earlier report holding only the
-    files a report writes, since replacing it deletes them."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AvelError(f"--out: {out_dir} is a file; expected a folder for the report")
-    place = out_dir.parent
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    try:  # where the report will be created: refuse now, not after the predictions
-        with tempfile.TemporaryFile(dir=place):
-            pass
-    except OSError as e:
-        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror or e})") from None
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    if not (out_dir / REPORT_FILE).is_file():
-        raise AvelError(f"--out: {out_dir} holds files but no {REPORT_FILE}; choose a new or empty folder")
-    if not overwrite:
-        raise AvelError(f"--out: {out_dir} holds an earlier report; replace it with --overwrite, or choose "
-                        f"another folder")
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES)
-    if foreign:
-        raise AvelError(f"--out: {out_dir} holds {foreign[0]}, which a report does not write; move it away "
-                        f"(--overwrite replaces only a report's files) or choose another folder")
+REPORT_FOLDER = OwnedFolder("report", REPORT_FILE, lambda name: name in REPORT_FILES)
 
 
 def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | None = None,
@@ -431,7 +405,7 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     config, metrics, results = read_run(run_dir)
-    check_out_dir(out_dir, overwrite)
+    check_owned_folder(out_dir, REPORT_FOLDER, overwrite)  # refuse now, not after the predictions
     data = run_data_folder(run_dir, results, data_dir) if (run_dir / "best.pt").is_file() else None
     steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
@@ -521,29 +495,10 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
 
 
 def _write_atomic(out_dir: Path, run_dir: Path, sections: list[Section]) -> None:
-    """Write the HTML and PNGs into a temporary folder, then swap it in for `out_dir` (already
-    checked by `check_out_dir`: an earlier report at most)."""
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as e:
-        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
-    try:
+    """Write the HTML and PNGs into a folder beside `out_dir`, then swap it in (already checked by
+    `check_owned_folder`: an earlier report at most)."""
+    with writing_folder(out_dir, "an earlier report, if any, is intact") as folder:
         for s in sections:
             for name, data, _ in s.images:
-                (tmp / name).write_bytes(data)
-        (tmp / REPORT_FILE).write_text(render_html(run_dir, sections), encoding="utf-8")
-        previous = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.previous")
-        if out_dir.exists():
-            out_dir.rename(previous)
-        try:
-            tmp.rename(out_dir)
-        except OSError:
-            if previous.exists():
-                previous.rename(out_dir)  # the earlier report stays as it was
-            raise
-        shutil.rmtree(previous, ignore_errors=True)
-    except OSError as e:
-        raise AvelError(f"--out: cannot write {out_dir} ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                (folder / name).write_bytes(data)
+        (folder / REPORT_FILE).write_text(render_html(run_dir, sections), encoding="utf-8")

@@ -47,7 +47,6 @@ import logging
 import math
 import random
 import shutil
-import signal
 import sys
 import time
 import warnings
@@ -62,7 +61,7 @@ from tqdm import tqdm
 
 from avel_dgl import distributed, engine, graph, interrupt
 from avel_dgl.checkpoint import checkpoint_config, load_weights, read_checkpoint, save_checkpoint
-from avel_dgl.outputs import write_text_atomic
+from avel_dgl.outputs import OwnedFolder, check_owned_folder, write_failure, write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace, validate
 from avel_dgl.data.dataset import SplitData, load_noisy, load_split, skipped_label_sets, test_label_sets
 from avel_dgl.errors import AvelError, ConfigError, Interrupted
@@ -184,31 +183,23 @@ def runtime_info(runtime: Runtime, batch_size: int) -> dict:
 
 def avel_dgl_file(name: str) -> bool:
     """Whether avel-dgl writes files of this name into a run folder (the run itself, `evaluate`'s
-    default eval_<set> outputs, `report`'s folder, temporary files): what --overwrite may delete."""
+    default eval_<set> outputs, `report`'s folder, temporary files and folders): what --overwrite may delete."""
     import fnmatch
 
     patterns = ("config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
                 "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report",
-                "*.tmp", ".*.tmp", ".*.new")
+                "*.tmp", ".*.tmp", ".*.new", ".*.partial-*", ".*.old-*")
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+RUN_FOLDER = OwnedFolder("run", "config.json", avel_dgl_file, go_on="continue it with --resume {path}, ")
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Create the run folder. An existing run is replaced only with --overwrite, a run folder
     holding files avel-dgl did not write and a non-empty folder that is not a run never
-    (--overwrite deletes the folder, and a user's file there must survive)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AvelError(f"--out: {out_dir} is a file, expected a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / "config.json").is_file():
-            raise AvelError(f"--out: {out_dir} is not empty and holds no avel-dgl run; choose a new or empty folder")
-        if not overwrite:
-            raise AvelError(f"--out: {out_dir} already holds a run; continue it with --resume {out_dir}, "
-                            f"replace it with --overwrite, or choose another folder")
-        foreign = sorted(p.name for p in out_dir.iterdir() if not avel_dgl_file(p.name))
-        if foreign:
-            raise AvelError(f"--overwrite: {out_dir} holds {foreign[0]}, which avel-dgl did not write; move it "
-                            f"away (--overwrite deletes only a run's own files) or choose another folder")
+    (`outputs.check_owned_folder`; --overwrite deletes the folder, and a user's file there must survive)."""
+    if check_owned_folder(out_dir, RUN_FOLDER, overwrite):
         try:
             shutil.rmtree(out_dir)
         except OSError as e:
@@ -216,7 +207,7 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise AvelError(f"--out: cannot create {out_dir} ({e.strerror})") from None
+        raise write_failure(out_dir, e, "nothing was written") from None
 
 
 def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) -> None:
@@ -248,13 +239,12 @@ def stop_message(run_dir: Path | None, run: Run | None = None) -> Iterator[None]
     try:
         yield
     except Interrupted as e:
-        name = signal.Signals(e.signum).name
         last = run_dir / "last.pt" if run_dir is not None else None
         if last is None or not last.exists():
-            raise Interrupted(e.signum, f"{name}: stopped before training started; nothing was written") from None
+            raise interrupt.stopped(e.signum, "train", "before training started, nothing was written") from None
         held = f"holds epoch {run.epoch} of {run.config.train.epochs}" if run is not None else "is unchanged"
-        raise Interrupted(e.signum, f"{name}: stopped; {last} {held}; continue with: avel-dgl train --resume "
-                                    f"{run_dir}") from None
+        raise interrupt.stopped(e.signum, "train", f"{last} {held}; continue with: avel-dgl train --resume "
+                                                   f"{run_dir}") from None
 
 
 # ---------------------------------------------------------------------------------------------

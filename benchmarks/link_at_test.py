@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from avel_dgl import graph
-from avel_dgl.checkpoint import load_model
+from avel_dgl.engine import load_model
 from avel_dgl.data.dataset import SplitData, load_split
 from avel_dgl.data.subevents import ReplicaSampler, build_database
 from avel_dgl.engine import batch_indices, predict_logits

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avel_dgl.checkpoint import load_model  # noqa: E402
+from avel_dgl.engine import load_model  # noqa: E402
 from avel_dgl.data.ave import BACKGROUND, N_EVENTS, N_SEGMENTS  # noqa: E402
 from avel_dgl.data.cache import pool_maps  # noqa: E402
 from avel_dgl.data.synthetic import make_synthetic, make_world, sample_spans, video_features  # noqa: E402

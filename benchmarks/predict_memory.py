@@ -27,7 +27,7 @@ import json, resource, sys, time
 import torch
 torch.set_num_threads(1)
 from avel_dgl.predict import feature_files_source, predict_to_file
-from avel_dgl.checkpoint import load_model
+from avel_dgl.engine import load_model
 from avel_dgl.runtime import Runtime
 ckpt, audio, visual, out, batch = sys.argv[1:6]
 model, _, _ = load_model(ckpt, Runtime.create("cpu"))

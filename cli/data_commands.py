@@ -9,14 +9,8 @@ import click
 
 from avel_dgl.data.dataset import DataReport, validate_dir
 from avel_dgl.format import N_SEGMENTS, NOISY_FILES
+from avel_dgl.outputs import size_text
 from cli.options import cache_dir_option, quiet_option
-
-
-def _size(n_bytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n_bytes < 1000 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1000
 
 
 def format_report(report: DataReport) -> str:
@@ -27,7 +21,7 @@ def format_report(report: DataReport) -> str:
     for info in report.files:
         key = f"key '{info.key}'"
         lines.append(f"  {info.file:<{width}}  {key:<16}  {str(info.shape):<20} "
-                     f"{info.dtype:<8} {_size(info.size_bytes):>9}")
+                     f"{info.dtype:<8} {size_text(info.size_bytes):>9}")
     splits = ", ".join(f"{split} {count}" for split, count in report.splits.items())
     lines.append(f"videos per split: {splits} (rows in no split: {report.unassigned_rows})")
     lines.append(f"mil_labels.h5: {report.video_classes} of 28 event classes present in video labels")

@@ -23,11 +23,6 @@ def _integer(ctx, param, value):
         raise AvelError(f"--{param.name}: expected an integer, found {value!r}") from None
 
 
-def _size(path) -> str:
-    total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return f"{total / 2**30:.2f} GiB" if total >= 2**30 else f"{total / 2**20:.1f} MiB"
-
-
 @click.command("make-synthetic")
 @click.option("--out", "out", required=True, metavar="DIR",
               help="A folder to create (an existing non-empty one is refused; see --overwrite).")
@@ -44,13 +39,15 @@ def make_synthetic_command(out, videos, seed, annotations, visual_dtype, overwri
     """Write a complete synthetic AVE-format data folder (features from a documented generative
     model, see docs/SYNTHETIC.md)."""
     from avel_dgl.data.synthetic import MANIFEST_FILE, make_synthetic
+    from avel_dgl.outputs import size_text
 
     path = make_synthetic(out, videos=videos, seed=seed, annotations=annotations,
                           visual_dtype=visual_dtype, progress=not quiet, overwrite=overwrite)
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     sizes = manifest["split_sizes"]
+    total = size_text(sum(p.stat().st_size for p in path.iterdir() if p.is_file()))
     click.echo(f"wrote {path}: {manifest['videos']} videos (train {sizes['train']}, val {sizes['val']}, "
-               f"test {sizes['test']}), {manifest['noisy_videos']} noisy, {_size(path)}")
+               f"test {sizes['test']}), {manifest['noisy_videos']} noisy, {total}")
 
 
 COMMANDS.append(make_synthetic_command)

@@ -34,8 +34,8 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
             quiet):
     """Detected events (intervals in seconds, class, confidence) and per-segment class
     probabilities for every video of a data folder's subset or of new feature files."""
-    from avel_dgl.checkpoint import load_model
-    from avel_dgl.predict import (check_output, data_folder_source, feature_files_source, parse_selection,
+    from avel_dgl.engine import load_model
+    from avel_dgl.predict import (output_files, data_folder_source, feature_files_source, parse_selection,
                                   predict_to_file)
     from avel_dgl.runtime import Runtime, set_threads
 
@@ -57,7 +57,7 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
     rows = None if new_videos else parse_selection(selection)
     runtime = Runtime.create(device)
     set_threads()
-    check_output(out, overwrite)
+    output_files(out, overwrite)
     # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
     model = load_model(checkpoint, runtime)[0]  # predict_probs sends each chunk to the model's device
     source = feature_files_source(audio, visual) if new_videos else data_folder_source(data_dir, rows)

@@ -97,20 +97,16 @@ def localize(inputs, checkpoint, out, html_out, cache_dir, mode, overwrite, fram
     """Events (intervals in seconds with class names) in video files: extract features (cached),
     predict every segment, merge runs of one event class. VIDEO: video files, folders, or .txt
     lists. Output as `predict`'s, with each video's path."""
-    from avel_dgl.checkpoint import load_model
-    from avel_dgl.localize import DEFAULT_MODE, check_html, default_cache_dir
+    from avel_dgl.engine import load_model
+    from avel_dgl.localize import DEFAULT_MODE
     from avel_dgl.localize import localize as run
-    from avel_dgl.predict import check_output
     from avel_dgl.runtime import Runtime, set_threads
-    from avel_dgl.video.extract import Settings, check_folder
+    from avel_dgl.video.extract import Settings
 
     set_threads()
     runtime = Runtime.create(device)
-    check_output(out, overwrite)  # every place written, before the model is loaded
-    check_html(html_out, overwrite)
-    check_folder(cache_dir or default_cache_dir(), "--cache-dir")
     settings = Settings(frames_per_segment, visual_weights, True, batch_size, frame_rule)
-    model, _, _ = load_model(checkpoint, runtime)  # before extracting: a bad checkpoint fails in seconds
+    model = lambda: load_model(checkpoint, runtime)[0]  # noqa: E731 (loaded once every place written is checked)
     summary = run(inputs, model, out, html_out, cache_dir, settings, mode or DEFAULT_MODE, weights_dir,
                   runtime.device, strict, checkpoint, progress=not quiet, overwrite=overwrite)
     click.echo(f"{summary['videos']} videos, {summary['events']} events; wrote "

@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from avel_dgl.checkpoint import load_model  # noqa: E402
+from avel_dgl.engine import load_model  # noqa: E402
 from avel_dgl.localize import localize  # noqa: E402
 from avel_dgl.runtime import Runtime  # noqa: E402
 from avel_dgl.video import extract, vggish  # noqa: E402

@@ -70,7 +70,7 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
     args = (base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, CPU)
     # 96 training videos in batches of 32: 3 steps a run, so step 7 is the third run's first step
     monkeypatch.setattr(engine, "sel_loss", loss_hook(7, send_signal(signal.SIGINT)))
-    with pytest.raises(Interrupted, match="grid stopped with 2 of 4 runs done; run the same avel-dgl ablate"):
+    with pytest.raises(Interrupted, match="ablate stopped; 2 of 4 runs done; run the same avel-dgl ablate"):
         ablate.run_grid(*args, echo=lambda s: None)
     cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
     finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells[:2]}

@@ -67,7 +67,7 @@ def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
         if line.startswith("[1/4]"):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(Interrupted, match=r"SIGTERM: grid stopped with [1-3] of 4 runs done; run the same avel-dgl "
+    with pytest.raises(Interrupted, match=r"SIGTERM: ablate stopped; [1-3] of 4 runs done; run the same avel-dgl "
                                           r"ablate command again to continue"):
         ablate.run_grid(*args, echo=stop_after_first, jobs=2)
     assert mp.active_children() == []
@@ -107,7 +107,7 @@ def test_ctrl_c_in_the_workers_stops_the_grid(ave_dir, tmp_path):
             threading.Thread(target=ctrl_c_until_stopped, daemon=True).start()
 
     try:
-        with pytest.raises(Interrupted, match=r"SIGINT: grid stopped with [1-3] of 4 runs done; run the same"):
+        with pytest.raises(Interrupted, match=r"SIGINT: ablate stopped; [1-3] of 4 runs done; run the same"):
             ablate.run_grid(base, ave_dir, out, ["rgct", "dpnet"], ["sel"], 2, CPU, echo=start_after_first, jobs=2)
     finally:
         stop.set()

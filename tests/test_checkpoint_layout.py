@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from avel_dgl import graph
-from avel_dgl.checkpoint import load_model, upgrade_weights
+from avel_dgl.checkpoint import upgrade_weights
+from avel_dgl.engine import load_model
 from avel_dgl.config import Config
 from avel_dgl.nn.dpnet import build
 from avel_dgl.nn.variants import innermost

@@ -134,7 +134,7 @@ def test_check_data_summary_on_good_data(tmp_path):
     for name in ave.SPECS:
         shape = re.escape(str(ARRAYS[name].shape))
         dtype = ARRAYS[name].dtype
-        assert re.search(rf"^  {re.escape(name)}\s+key '\w+'\s+{shape}\s+{dtype}\s+[\d.]+ [KM]?B$", out, re.M), name
+        assert re.search(rf"^  {re.escape(name)}\s+key '\w+'\s+{shape}\s+{dtype}\s+[\d.]+ (B|[KMG]iB)$", out, re.M), name
     assert "WSEL extras" in out and "present, valid (2 videos)" in out
     assert "visual_feature.h5 values: scanned, cache built" in out
     assert out.rstrip().endswith("ok")

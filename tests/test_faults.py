@@ -302,7 +302,7 @@ CASES = [
     # the output folder
     Case("out-not-creatable", lambda e: (e.out.joinpath("file").write_text("x"),
                                          new_run(e, out=e.out / "file" / "run"))[1],
-         lambda e: f"--out: cannot create {e.out}/file/run (Not a directory)"),
+         lambda e: f"--out: cannot create {e.out}/file/run: {e.out}/file is a file"),
     Case("out-is-a-file", lambda e: (e.run.write_text("x"), new_run(e))[1],
          lambda e: f"--out: {e.run} is a file, expected a folder"),
     Case("existing-run-without-resume-or-overwrite", lambda e: (e.copy_run(), new_run(e))[1],
@@ -533,12 +533,12 @@ UNWRITABLE = Path("/sys")  # creating a file there fails, also for root
 CASES += [
     # users' data: make-synthetic never replaces without --overwrite, never deletes a user's file
     Case("make-synthetic-over-an-existing-folder", lambda e: make_synthetic_args(synthetic(e)),
-         lambda e: f"--out {e.out}/syn: holds an earlier make-synthetic folder; replace it with --overwrite, "
+         lambda e: f"--out: {e.out}/syn already holds a make-synthetic folder; replace it with --overwrite, "
                    f"or choose another folder"),
     Case("make-synthetic-overwrite-with-a-users-file",
          lambda e: make_synthetic_args(synthetic(e, "my_notes.txt"), "--overwrite"),
-         lambda e: f"--out {e.out}/syn: holds my_notes.txt, which make-synthetic did not write; move it away "
-                   f"(--overwrite deletes only make-synthetic's files) or choose another folder"),
+         lambda e: f"--overwrite: {e.out}/syn holds my_notes.txt, which avel-dgl did not write; move it away "
+                   f"(--overwrite deletes only a make-synthetic folder's own files) or choose another folder"),
     Case("train-overwrite-of-a-run-with-a-users-file",
          lambda e: (e.copy_run(), existing(e.run / "notes.txt"), new_run(e, "--overwrite"))[2],
          lambda e: f"--overwrite: {e.run} holds notes.txt, which avel-dgl did not write; move it away "
@@ -599,13 +599,13 @@ CASES += [
     Case("evaluate-out-unwritable", lambda e: evaluate_args(e, UNWRITABLE / "eval"),
          lambda e: f"--out: cannot write in {UNWRITABLE} (Permission denied)"),
     Case("report-over-an-earlier-report", lambda e: ["report", a_report(e), "--quiet"],
-         lambda e: f"--out: {e.run}/report holds an earlier report; replace it with --overwrite, or choose "
+         lambda e: f"--out: {e.run}/report already holds a report; replace it with --overwrite, or choose "
                    f"another folder"),
     Case("report-overwrite-with-a-users-file", lambda e: ["report", a_report(e, "notes.txt"), "--overwrite"],
-         lambda e: f"--out: {e.run}/report holds notes.txt, which a report does not write; move it away "
-                   f"(--overwrite replaces only a report's files) or choose another folder"),
+         lambda e: f"--overwrite: {e.run}/report holds notes.txt, which avel-dgl did not write; move it away "
+                   f"(--overwrite deletes only a report's own files) or choose another folder"),
     Case("report-out-unwritable", lambda e: ["report", e.copy_run(), "--out", UNWRITABLE / "report"],
-         lambda e: f"--out: cannot create {UNWRITABLE}/report (Permission denied)"),
+         lambda e: f"--out: cannot write in {UNWRITABLE} (Permission denied)"),
     # --overwrite replaces only a file avel-dgl wrote (it carries avel-dgl's mark)
     Case("build-subevents-overwrite-of-a-users-file",
          lambda e: ["build-subevents", "--data", e.data, "--out", existing(e.out / "afile2.txt"), "--overwrite"],

@@ -191,16 +191,16 @@ def test_a_rerun_removes_what_killed_runs_left_and_only_that(tmp_path):
     pid = _dead_pid()
     killed = tmp_path / f".syn.partial-{pid}"  # kill -9 of run PID: its staging folder, marked
     killed.mkdir()
-    (killed / synthetic.PARTIAL_MARKER).touch()
+    (killed / outputs.STAGING_MARKER).touch()
     (killed / "audio_feature.h5").write_bytes(b"half")
     unmarked = tmp_path / f".syn.partial-{pid + 1}"  # the same name pattern, not ours
     unmarked.mkdir()
     running = tmp_path / f".syn.partial-{os.getppid()}"  # a live process's
     running.mkdir()
-    (running / synthetic.PARTIAL_MARKER).touch()
+    (running / outputs.STAGING_MARKER).touch()
     synthetic.make_synthetic(out, videos=4, visual_dtype="float32")
     assert not killed.exists() and unmarked.is_dir() and running.is_dir()
-    assert not (out / synthetic.PARTIAL_MARKER).exists()
+    assert not (out / outputs.STAGING_MARKER).exists()
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

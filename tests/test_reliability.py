@@ -99,7 +99,7 @@ def check_stopped_by_signal(signame: str, ave_dir: Path, run: Path, monkeypatch)
     monkeypatch.undo()
     epoch = (step - 1) // TINY_STEPS_PER_EPOCH  # the step in progress is abandoned
     assert stopped.exit_code == 128 + getattr(signal, signame), f"step {step}: {stopped.output}"
-    assert stopped.stderr == (f"avel-dgl: interrupted: {signame}: stopped; {run}/last.pt holds epoch {epoch} of "
+    assert stopped.stderr == (f"avel-dgl: interrupted: {signame}: train stopped; {run}/last.pt holds epoch {epoch} of "
                               f"{TINY_EPOCHS}; continue with: avel-dgl train --resume {run}\n")
     assert checkpoint.read_checkpoint(run / "last.pt")["epoch"] == epoch
     assert len(metrics(run)) == epoch
@@ -201,7 +201,7 @@ class Crash(BaseException):
 def test_crash_while_saving_leaves_the_previous_checkpoint_loadable(moment, tiny_run, tmp_path, monkeypatch):
     path = tmp_path / "best.pt"
     shutil.copy(tiny_run / "best.pt", path)
-    model, config, before = checkpoint.load_model(path, CPU)
+    model, config, before = engine.load_model(path, CPU)
     for p in model.parameters():  # a new version that differs from the saved one everywhere
         p.data.add_(1)
     if moment == "while writing":
@@ -212,13 +212,13 @@ def test_crash_while_saving_leaves_the_previous_checkpoint_loadable(moment, tiny
     with pytest.raises(Crash):
         checkpoint.save_checkpoint(path, model, config, epoch=99, val_acc=0.0)
     assert (tmp_path / "best.pt.tmp").exists()  # the crash's leftover, never read
-    _, _, after = checkpoint.load_model(path, CPU)
+    _, _, after = engine.load_model(path, CPU)
     assert after["epoch"] == before["epoch"]
     assert_equal(after["model"], before["model"], "model")
 
     monkeypatch.undo()
     checkpoint.save_checkpoint(path, model, config, epoch=99, val_acc=0.0)  # the next save replaces both
-    assert checkpoint.load_model(path, CPU)[2]["epoch"] == 99
+    assert engine.load_model(path, CPU)[2]["epoch"] == 99
     assert not (tmp_path / "best.pt.tmp").exists()
 
 

@@ -292,7 +292,7 @@ def test_failure_while_writing_leaves_no_folder(tmp_path, monkeypatch):
 def test_rerun_needs_overwrite_and_never_deletes_a_file_it_did_not_write(tmp_path):
     out = make_synthetic(tmp_path / "out", videos=4, seed=0, visual_dtype="float32")
     first = read(out, ave.AUDIO_FILE)
-    with pytest.raises(AvelError, match="--out .*earlier make-synthetic folder; replace it with --overwrite"):
+    with pytest.raises(AvelError, match="--out: .* already holds a make-synthetic folder; replace it with --overwrite"):
         make_synthetic(out, videos=5, seed=1, visual_dtype="float32")
     assert np.array_equal(read(out, ave.AUDIO_FILE), first)
     (out / ".avel_cache").mkdir()  # a derived cache another command made: --overwrite may drop it
@@ -301,14 +301,14 @@ def test_rerun_needs_overwrite_and_never_deletes_a_file_it_did_not_write(tmp_pat
     assert first.shape[0] == 4
     (out / "my_notes.txt").write_text("keep me")  # a user's file in a synthetic folder
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    with pytest.raises(AvelError, match="--out .*holds my_notes.txt, which make-synthetic did not write"):
+    with pytest.raises(AvelError, match="--overwrite: .* holds my_notes.txt, which avel-dgl did not write"):
         make_synthetic(out, videos=4, overwrite=True)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert (out / "my_notes.txt").read_text() == "keep me"
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(AvelError, match="--out .*non-empty folder"):
+    with pytest.raises(AvelError, match="--out: .* is not empty and holds no avel-dgl make-synthetic folder"):
         make_synthetic(foreign, videos=4, overwrite=True)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
@@ -327,7 +327,7 @@ def test_bad_options_are_one_line_errors_naming_the_option(tmp_path, kwargs, opt
 def test_unwritable_out_is_an_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(AvelError, match=r"--out .*expected a folder path, found a file"):
+    with pytest.raises(AvelError, match=r"--out: cannot create .*/out: .*/file is a file"):
         make_synthetic(blocker / "out", videos=4)
 
 

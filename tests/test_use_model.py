@@ -18,7 +18,8 @@ import torch
 from click.testing import CliRunner
 
 from avel_dgl import engine, graph
-from avel_dgl.checkpoint import load_model, save_checkpoint
+from avel_dgl.checkpoint import save_checkpoint
+from avel_dgl.engine import load_model
 from avel_dgl.config import get_preset, replace
 from avel_dgl.data.ave import read_order
 from avel_dgl.data.cache import read_visual_maps

@@ -608,7 +608,7 @@ def test_extract_refuses_a_folder_with_the_users_files(tmp_path, videos, patched
     out.mkdir()
     (out / "audio_feature.h5").write_bytes(b"user data")
     result = invoke(["extract", videos["main"], "--out", out, "--quiet"])
-    assert result.exit_code != 0 and "was not written by extract" in result.stderr
+    assert result.exit_code != 0 and f"--out: {out} is not empty and holds no avel-dgl extract folder" in result.stderr
     assert (out / "audio_feature.h5").read_bytes() == b"user data"
     missing = invoke(["extract", tmp_path / "nope.mp4", "--out", tmp_path / "o2", "--quiet"])
     assert missing.exit_code != 0 and "nope.mp4: no such file or folder" in missing.stderr

@@ -159,7 +159,7 @@ def test_unwritable_places_are_refused_before_any_work(tmp_path, clips, nets, ti
     missing_checkpoint = tmp_path / "no.pt"  # the cache is checked before the checkpoint is read
     base = ["localize", clips["a"], "--checkpoint", missing_checkpoint, "--out", tmp_path / "e.json", *F]
     line = _one_line(invoke([*base, "--cache-dir", tmp_path / "afile.txt"]))
-    assert line == f"avel-dgl: error: --cache-dir: expected a folder, found a file {tmp_path / 'afile.txt'}"
+    assert line == f"avel-dgl: error: --cache-dir: {tmp_path / 'afile.txt'} is a file, expected a folder"
     assert (tmp_path / "afile.txt").read_text() == "mine"
     with mounted(tmp_path / "ro", "ro,size=64k") as ro:
         line = _one_line(invoke(["extract", clips["a"], "--out", ro / "ex", *F]))

@@ -41,7 +41,7 @@ from avel_dgl.data.ave import (FEATURE_KEY, N_SEGMENTS, SPECS, VISUAL_FILE, VISU
                                open_dataset, read_rows)
 from avel_dgl import interrupt
 from avel_dgl.errors import AvelError
-from avel_dgl.outputs import check_free_space, check_room, write_failure
+from avel_dgl.outputs import check_free_space, check_room, nearest_existing, write_failure
 
 CACHE_DIR = ".avel_cache"
 CACHE_ENV = "AVEL_CACHE_DIR"
@@ -70,8 +70,7 @@ def user_cache_dir() -> Path:
 def _writable(folder: Path) -> bool:
     """Can files be created in `folder`, or in its nearest existing parent if it is missing?
     (access(2) also reports a read-only file system, even to root.)"""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_existing(folder)
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
@@ -173,8 +172,8 @@ def build_pooled_cache(source: Path, target: Path, chunk_videos: int = CHUNK_VID
         # One reused read buffer in the source dtype: read_direct fills it without a copy.
         buffer = np.empty((min(chunk_videos, max(n, 1)), N_SEGMENTS, *VISUAL_MAP_SHAPE), dset.dtype)
         tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
-        if folder is not None and not folder.is_dir():
+        folder = nearest_existing(target.parent)
+        if not folder.is_dir():
             raise AvelError(f"{folder}: expected a folder for the pooled visual cache, found a file; choose "
                             f"another with --cache-dir or {CACHE_ENV}")
         try:

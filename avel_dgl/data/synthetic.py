@@ -41,8 +41,6 @@ the estimated output size is checked against the free space before anything is p
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +57,13 @@ from avel_dgl.data.ave import (
 from avel_dgl.data.cache import CACHE_DIR
 from avel_dgl.errors import AvelError
 from avel_dgl.interrupt import stoppable
-from avel_dgl.outputs import check_free_space, check_room, write_failure
+from avel_dgl.outputs import OwnedFolder, check_free_space, check_owned_folder, check_room, writing_folder
 
 DEFAULT_VIDEOS = 600
 MIN_VIDEOS = 3  # one per split
 VISUAL_DTYPES = ("float64", "float32")
 CHUNK_VIDEOS = 32  # 32 videos of float32 maps = 32 MB generated at a time
 MANIFEST_FILE = "SYNTHETIC.json"  # marks a folder as ours, so a rerun may replace it
-PARTIAL_MARKER = ".make-synthetic-partial"  # marks a staging folder as ours, so a rerun may remove it
 
 # The real release: 4143 videos split 3339/402/402, plus 178 background-only noisy videos.
 REAL_VIDEOS = 4143
@@ -489,88 +486,8 @@ def written_files() -> set[str]:
     return {*SPECS, ANNOTATIONS_FILE, MANIFEST_FILE}
 
 
-def _check_replaceable(out: Path, overwrite: bool) -> None:
-    """An existing non-empty `out` is replaced only with `overwrite`, only when make-synthetic
-    wrote it, and only when it holds nothing else: a user's file there is never deleted."""
-    if not any(out.iterdir()):
-        return
-    if not (out / MANIFEST_FILE).is_file():
-        raise AvelError(f"--out {out}: expected a missing or empty folder or one written by "
-                        f"make-synthetic, found a non-empty folder without {MANIFEST_FILE}")
-    if not overwrite:
-        raise AvelError(f"--out {out}: holds an earlier make-synthetic folder; replace it with --overwrite, "
-                        f"or choose another folder")
-    ours = written_files() | {CACHE_DIR}
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-    if foreign:
-        raise AvelError(f"--out {out}: holds {foreign[0]}, which make-synthetic did not write; move it "
-                        f"away (--overwrite deletes only make-synthetic's files) or choose another folder")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_stale_staging(out: Path) -> list[Path]:
-    """Remove the staging folders of `out` that earlier make-synthetic processes left when they
-    were killed (`.OUT.partial-PID` holding our PARTIAL_MARKER, PID no longer running); a folder
-    of that name without the marker, or of a running process, is left alone. Returns those removed."""
-    removed = []
-    for folder in out.parent.glob(f".{out.name}.partial-*"):
-        pid = folder.name.rpartition("-")[2]
-        if (pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
-                and (folder / PARTIAL_MARKER).is_file()):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _staging_folder(out: Path, overwrite: bool = False) -> Path:
-    """A fresh hidden sibling of `out` to write into, marked as ours (PARTIAL_MARKER); checks that
-    `out` may be (re)placed, and removes what killed runs left (`remove_stale_staging`)."""
-    if out.exists():
-        if not out.is_dir():
-            raise AvelError(f"--out {out}: expected a folder to create, found a file")
-        _check_replaceable(out, overwrite)
-    for above in out.parents:
-        if above.exists():
-            if not above.is_dir():
-                raise AvelError(f"--out {out}: expected a folder path, found a file at {above}")
-            break
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging)
-        remove_stale_staging(out)
-        staging.mkdir()
-        (staging / PARTIAL_MARKER).touch()
-    except OSError as e:
-        raise AvelError(f"--out {out}: expected a writable location, found {e.strerror or e} "
-                        f"creating {staging}") from None
-    return staging
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished folder into place; a previous synthetic folder there is replaced."""
-    (staging / PARTIAL_MARKER).unlink()
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except OSError:
-        os.replace(old, out)  # put the previous folder back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+SYNTHETIC_FOLDER = OwnedFolder("make-synthetic folder", MANIFEST_FILE,
+                               lambda name: name in written_files() | {CACHE_DIR})
 
 
 def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0,
@@ -610,17 +527,7 @@ def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0
         else:  # an annotations file is read whole anyway: its rows bound the plan
             plan = annotation_plan(seed, Path(annotations), None if videos is None else int(videos))
             check_space(len(plan.classes))
-        staging = _staging_folder(out, overwrite)
-        try:
-            _write_folder(staging, plan, seed, visual_dtype, knobs, chunk_videos, progress)
-            _publish(staging, out)
-        except (OSError, RuntimeError) as e:  # h5py reports some failed writes as RuntimeError
-            shutil.rmtree(staging, ignore_errors=True)
-            failure = write_failure(out, e, "nothing was written")
-            if failure is None:
-                raise
-            raise failure from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        check_owned_folder(out, SYNTHETIC_FOLDER, overwrite)
+        with writing_folder(out, "nothing was written") as folder:
+            _write_folder(folder, plan, seed, visual_dtype, knobs, chunk_videos, progress)
     return out

@@ -28,8 +28,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -42,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl import interrupt
-from avel_dgl.outputs import check_free_space, publish, write_atomic, write_failure
+from avel_dgl.outputs import (OwnedFolder, check_free_space, check_owned_folder, write_all_or_none, write_atomic,
+                              write_failure)
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError
@@ -288,7 +287,7 @@ def save_part(path: Path, part: Part) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise AvelError(f"{path.parent}: cannot create ({e.strerror or e})") from None
+        raise write_failure(path.parent, e, "the videos finished so far are kept") from None
     with interrupt.deferred():  # a signal waits until the part is whole (a second or so)
         write_atomic(path, lambda f: f.write(buffer.getbuffer()))
 
@@ -433,28 +432,6 @@ def extract_parts(videos: list[Path], parts_dir: Path, settings: Settings, netwo
 
 # ---- checks before any work, and what a failed or stopped run leaves -------------------------
 
-def _existing(path: Path) -> Path:
-    """`path`, or the nearest of its parents that exists."""
-    return next(p for p in (path, *path.parents) if p.exists())
-
-
-def check_folder(path: Path, option: str) -> None:
-    """A folder the command will write in, created if missing: not a file, and the nearest
-    existing folder on its path takes a probe file (permissions, read-only mounts and root all
-    answer the same way). Called before any work."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise AvelError(f"{option}: expected a folder, found a file {path}")
-    existing = _existing(path)
-    if not existing.is_dir():
-        raise AvelError(f"{option}: cannot create the folder {path}: {existing} is a file")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise AvelError(f"{option}: cannot write in {existing} ({e.strerror or e})") from None
-
-
 @contextlib.contextmanager
 def removed_if_left_empty(folder: Path):
     """The folders on the way to `folder` that do not exist yet are removed again if the block
@@ -469,15 +446,7 @@ def removed_if_left_empty(folder: Path):
         raise
 
 
-def check_out(out: Path) -> None:
-    """OUT is a folder extract made (or a new or empty one) in a writable place: never replace a
-    user's files."""
-    check_folder(out, "--out")
-    if out.is_dir() and not (out / PARTS_DIR).is_dir():
-        ours = [n for n in (AUDIO_FILE, VISUAL_FILE, VIDEOS_CSV) if (out / n).exists()]
-        if ours:
-            raise AvelError(f"--out: {out / ours[0]} exists and was not written by extract "
-                            f"(no {PARTS_DIR} folder); choose another --out")
+EXTRACT_FOLDER = OwnedFolder("extract folder", PARTS_DIR)
 
 
 def recipe_record(settings: Settings, weights_id: str) -> dict:
@@ -532,31 +501,6 @@ def check_extract_space(out: Path, videos: list[Path], settings: Settings, weigh
     check_free_space(out, need, f"--out: extracting {sum(new)} segments and assembling {n} videos x {t} segments")
 
 
-def _write_together(outputs: dict[Path, Callable[[Path], None]]) -> None:
-    """Write each output under a temporary name beside it (`.NAME.new`), synced, then rename
-    all into place together (outputs.publish). A failure or a signal on the way removes the
-    temporary files and changes no output; a failed write is one line naming the file
-    (outputs.write_failure)."""
-    tmps = {path: path.with_name(f".{path.name}.new") for path in outputs}
-    try:
-        for path, write in outputs.items():
-            try:
-                write(tmps[path])
-                fd = os.open(tmps[path], os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as e:  # h5py too raises OSError when HDF5 cannot write
-                raise write_failure(path, e, "no output was changed") from None
-        with interrupt.deferred():  # the renames are instant: a signal waits for all of them
-            publish([(tmps[p], p) for p in outputs])
-    finally:
-        for tmp in tmps.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
 def folder_shape(entries: list[Entry], out: Path | None = None) -> tuple[int, int]:
     """(N, T) of the AVE files for `entries`: the videos that could be read, the longest one's
     segment count. None read is an error."""
@@ -598,7 +542,7 @@ def write_ave_folder(out: Path, entries: list[Entry], pooled: bool, record: dict
                out / VIDEOS_CSV: lambda path: path.write_text(text.getvalue(), newline="")}
     if record is not None:
         outputs[out / PARTS_DIR / RECORD] = lambda path: path.write_text(json.dumps(record, indent=1) + "\n")
-    _write_together(outputs)
+    write_all_or_none(outputs)
     return n, t
 
 
@@ -629,7 +573,7 @@ def extract(inputs: list[str | Path], out: str | Path, settings: Settings, weigh
     from avel_dgl import distributed
 
     out = Path(out)
-    check_out(out)
+    check_owned_folder(out, EXTRACT_FOLDER, overwrite=None)  # features are added and updated, never a whole folder replaced
     videos = find_videos(inputs)
     weights_id = weights_identity(settings, weights_dir, weights)
     record = recipe_record(settings, weights_id)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from avel_dgl.errors import AvelError
+from avel_dgl.outputs import TRUNCATED_ZIP, file_kind
 
 
 @dataclass(frozen=True)
@@ -136,17 +136,13 @@ def remedy(path: Path) -> str:
 
 def what_it_is(path: Path) -> str | None:
     """A plain description of a file that is evidently not a weights file (empty, a web page,
-    a truncated zip archive), or None."""
-    with open(path, "rb") as f:
-        head = f.read(1024)
-    if not head:
-        return "an empty file"
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")) or b"<html" in text:
+    a truncated zip archive; `outputs.file_kind`), or None."""
+    kind = file_kind(path)
+    if kind == "an HTML page":
         return "a web page (HTML), not a weights file: the download saved a page instead of the file"
-    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+    if kind == TRUNCATED_ZIP:
         return "a truncated file (its zip archive has no end: an interrupted download?)"
-    return None
+    return kind if kind == "an empty file" else None
 
 
 def _short(e: Exception) -> str:
