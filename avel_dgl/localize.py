@@ -188,7 +188,7 @@ def localize(inputs: list[str | Path], model: torch.nn.Module, out: str | Path, 
     out, html_out = Path(out), check_html(html_out, overwrite)
     settings = Settings(pooled=True) if settings is None else settings
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    check_folder(cache_dir, "--cache-dir")
+    check_folder(cache_dir, "--feature-cache")
     videos = find_videos(inputs)
     if networks is None:
         weights_id = weights_identity(settings, weights_dir)  # every missing weight file in one message
