@@ -121,7 +121,7 @@ def _small() -> Config:
     initialisation: the LayerNorms keep the features' scale, and the larger `swish` weights only
     slow Adam down (3 seeds: val 35-37% against 68-70% after one epoch, test 1.6 points lower
     after 30; docs/RESULTS.md, "Paper size"). Replicate on (SEL only: a WSEL run leaves it off,
-    cli's resolve_config), Link off: Replicate adds 1.3 points on every seed and Link takes 3 off
+    `resolve_config`), Link off: Replicate adds 1.3 points on every seed and Link takes 3 off
     again here, for the measured reason in docs/REPLICATE_LINK.md."""
     return Config(
         "small",
