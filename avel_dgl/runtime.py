@@ -97,8 +97,9 @@ class Runtime:
         threads set, no kernel); kernel None: no DPNet (extract: no eq 12 notice either).
         quiet: progress bars off for the whole process, or on (each command sets it anew, since
         several commands may run in one process). cache_dir: the cache folder for this process
-        and every process it launches (train --nproc's ranks, ablate's workers inherit it through
-        the environment, data/cache.py's CACHE_ENV); None keeps an inherited one. processes: how
+        and every process it starts (ablate's workers inherit it through the environment,
+        data/cache.py's CACHE_ENV; train --nproc passes its --cache-dir to each rank, which sets
+        it here); None keeps an inherited one. processes: how
         many processes share this machine's cores (torch threads = cores // processes; default:
         torchrun's processes on this machine, 1 outside torchrun)."""
         from avel_dgl import progress

@@ -64,8 +64,8 @@ _announced: set[Path] = set()  # data folders whose fallback location was alread
 
 
 def use_cache_dir(folder: str | Path) -> None:
-    """Make `folder` the cache folder of this process and of every process it launches (train
-    --nproc's ranks, ablate's workers): the one writer of CACHE_ENV (runtime.Runtime.for_process)."""
+    """Make `folder` the cache folder of this process and of every process it starts (ablate's
+    workers): the one writer of CACHE_ENV (runtime.Runtime.for_process calls it)."""
     os.environ[CACHE_ENV] = str(folder)
 
 
