@@ -41,10 +41,16 @@ def option(default, help: str, choices: tuple = ()) -> dataclasses.Field:
     return field(default=default, metadata={"help": help, "choices": tuple(choices)})
 
 
+# The names of the networks nn.dpnet.VARIANTS builds, in Table 3's row order (here without torch, for
+# the command line's help; tests/test_variants.py checks that the two agree). bilstm, the baseline,
+# is built beside them by nn.dpnet.build and is no Table 3 row.
+VARIANTS = ("rgat", "rgct", "tcn", "tcn-rgct", "rgct-tcn", "dpnet-parallel", "dpnet-graph-second", "dpnet")
+
+
 @dataclass
 class ModelConfig:
     variant: str = option("dpnet", "Network variant: dpnet, another network of Table 3 (docs/MODEL.md), or bilstm "
-                                   "(the baseline).")  # checked by nn.dpnet.build, which knows the variants
+                                   "(the baseline).")  # checked by nn.dpnet.build, which builds VARIANTS
     width: int = option(768, "Feature size of every transformation inside the backbone (the hidden width of "
                              "every layer).")
     blocks: int = option(4, "Number of DPBlocks (eq 8), or of the variant's layers.")
@@ -115,7 +121,7 @@ def _small() -> Config:
     initialisation: the LayerNorms keep the features' scale, and the larger `swish` weights only
     slow Adam down (3 seeds: val 35-37% against 68-70% after one epoch, test 1.6 points lower
     after 30; docs/RESULTS.md, "Paper size"). Replicate on (SEL only: a WSEL run leaves it off,
-    cli's resolve_config), Link off: Replicate adds 1.3 points on every seed and Link takes 3 off
+    `resolve_config`), Link off: Replicate adds 1.3 points on every seed and Link takes 3 off
     again here, for the measured reason in docs/REPLICATE_LINK.md."""
     return Config(
         "small",
@@ -169,6 +175,19 @@ def option_fields(sections: dict[str, type] | None = None) -> dict[str, tuple[da
         found.update({f"{section}.{f.name}": (f, types[f.name]) for f in dataclasses.fields(cls)
                       if "help" in f.metadata})
     return found
+
+
+def field_names(sections: dict[str, type] | None = None) -> dict[str, str]:
+    """Short name -> dotted field, for every field declared with `option` ('batch_size' ->
+    'train.batch_size'): the keyword `resolve_config` takes for it and the name of its
+    command-line option (sections: see `option_fields`)."""
+    names = {}
+    for key in option_fields(sections):
+        name = key.rpartition(".")[2]
+        if name in names:  # one name for two fields: a config with such fields needs a wording of its own
+            raise ValueError(f"config fields {names[name]} and {key} would both be --{name.replace('_', '-')}")
+        names[name] = key
+    return names
 
 
 def value(config: Config, key: str):
@@ -242,3 +261,26 @@ def validate(config: Config) -> None:
     if t.task == "wsel" and t.replicate:
         raise ConfigError("train.replicate", "only for train.task sel (replicas need segment labels; so is "
                                              "train.link), found train.task wsel")
+
+
+def resolve_config(preset: str, replicate: bool | None, link: bool | None, **options) -> Config:
+    """The preset with the given options applied (keywords: `field_names`' short names; None: left
+    as the preset has it). A width above the preset's without an lr scales the preset's Adam
+    learning rate to keep lr x width (`at_width`), with a warning saying so. Replicate and link are
+    SEL-only: for WSEL they are off unless asked for (which `validate` then rejects with a clear
+    message)."""
+    names = field_names()
+    width = options.pop("width", None)
+    config = get_preset(preset)
+    config = replace(config, **{names[k]: v for k, v in options.items() if v is not None})
+    if width is not None:
+        widened = at_width(config, width) if options.get("lr") is None else replace(config, **{"model.width": width})
+        if widened.train.lr != config.train.lr:
+            warnings.warn(ConfigWarning("train.lr", f"{config.train.lr:g} is preset {preset}'s for model.width "
+                                        f"{config.model.width}; at model.width {width} it is scaled to "
+                                        f"{widened.train.lr:.3g} to keep lr x width (set train.lr to choose)"))
+        config = widened
+    if config.train.task == "wsel":
+        replicate, link = bool(replicate), bool(link)
+    return replace(config, **{k: v for k, v in (("train.replicate", replicate), ("train.link", link))
+                              if v is not None})

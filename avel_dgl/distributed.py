@@ -23,6 +23,12 @@ import torch
 import torch.distributed as dist
 
 from avel_dgl.errors import AvelError, ConfigError
+from avel_dgl.runtime import launch_rank, launched
+
+# rank() and world_size() are the joined process group's (what the collectives below span); before
+# the group is joined, and outside torchrun, a process is rank 0 of 1 here. What torchrun gave
+# this process (known before joining) is runtime.py's: a Runtime's rank and world size.
+
 
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
@@ -35,26 +41,6 @@ def world_size() -> int:
 def is_main() -> bool:
     """Rank 0: the one process that writes logs, checkpoints and results."""
     return rank() == 0
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))
-
-
-def local_world_size() -> int:
-    """Processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside torchrun)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-
-
-def launched() -> bool:
-    """Whether torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", 1)) > 1
-
-
-def launch_rank() -> int:
-    """This process's rank as torchrun gave it, known before the process group is joined (0
-    outside torchrun)."""
-    return int(os.environ.get("RANK", 0))
 
 
 @contextlib.contextmanager
@@ -74,7 +60,7 @@ def errors_printed_once() -> Iterator[None]:
 def process_group(device: torch.device | str) -> Iterator[None]:
     """Join the process group torchrun set up for the duration of the block: gloo when this
     process computes on the CPU, nccl on CUDA (`device`: its runtime.Runtime's). Outside torchrun
-    this does nothing."""
+    this does nothing. Inside, the group's ranks are torchrun's (a Runtime's rank and world size)."""
     device = torch.device(device)
     if not launched() or dist.is_initialized():
         yield

@@ -6,7 +6,9 @@ use this module without importing train.py.
 Each batch is moved to the model's device once; within a step nothing comes back to the host
 but the finite-loss flag. Under torch.distributed each rank trains on its share of every global
 batch and evaluates its share of the rows (see distributed.py); metrics are combined across
-ranks, so every rank returns the same numbers.
+ranks, so every rank returns the same numbers. Shares and collectives follow the joined process
+group (distributed.rank(), world_size()), whose ranks are the Runtime's the caller built its run
+with (runtime.py reads them from torchrun); outside a group, the whole batch on one process.
 """
 
 from __future__ import annotations

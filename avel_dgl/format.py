@@ -12,6 +12,9 @@ BACKGROUND = N_EVENTS  # index 28
 AUDIO_DIM = 128  # VGGish feature per segment
 VISUAL_MAP_SHAPE = (7, 7, 512)  # VGG19 pool5 map per segment
 VISUAL_DIM = VISUAL_MAP_SHAPE[-1]  # after global average pooling
+# The VGG19 weights visual features can be extracted with (video/vgg19.py): keras = the release's
+# (the AVE features), torchvision = torchvision's own (another feature space).
+VISUAL_WEIGHTS = ("keras", "torchvision")
 
 FEATURE_KEY = "avadataset"
 ORDER_KEY = "order"

@@ -188,7 +188,7 @@ def localize(inputs: list[str | Path], model: torch.nn.Module | Callable[[], tor
     output_files(out, overwrite)  # before extracting: a bad --out costs nothing
     out, html_out = Path(out), check_html(html_out, overwrite)
     settings = Settings(pooled=True) if settings is None else settings
-    cache_dir = check_folder_place(cache_dir if cache_dir is not None else default_cache_dir(), "--cache-dir")
+    cache_dir = check_folder_place(cache_dir if cache_dir is not None else default_cache_dir(), "--feature-cache")
     if not isinstance(model, torch.nn.Module):
         model = model()
     videos = find_videos(inputs)

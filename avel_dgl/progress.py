@@ -1,6 +1,7 @@
 """Progress bars for the steps that can take long on full-size data (pooling the visual cache,
 predicting, evaluating, reports, FAMs): tqdm on stderr, shown only on a terminal, and off for the
-whole process after `set_quiet()` (the CLI's --quiet). Training keeps its own per-run switch."""
+whole process after `set_quiet()`, which `runtime.Runtime.for_process` calls with each command's
+--quiet (its one caller). Training keeps its own per-run switch."""
 
 from __future__ import annotations
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from avel_dgl.nn.dpnet import VARIANTS
-from cli.options import cache_dir_option, config_options, quiet_option
-from cli.train_commands import device_options, resolve_config
+from avel_dgl.config import VARIANTS
+from cli.options import cache_dir_option, config_options, device_option, kernel_option, quiet_option
 
 # The fields avel_dgl.ablate.cell_config sets for each run of the grid (variant, column, seed): no
 # option for them. (Not imported from there: that would load the training code for every command.)
@@ -31,25 +30,27 @@ CELL_FIELDS = ("model.variant", "train.task", "train.replicate", "train.link", "
                    "where there are enough; a run's results are those it gets alone at one thread. "
                    "Progress bars only with 1.")
 @config_options(exclude=CELL_FIELDS)
-@device_options
+@device_option
+@kernel_option
 @click.option("--dry-run", is_flag=True, help="Show the variants' layers and sizes and the runs left; train nothing.")
 @quiet_option
 @cache_dir_option
-def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kernel, dry_run, quiet, **options):
+def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kernel, dry_run, quiet, cache_dir,
+           **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
     from avel_dgl import ablate as grid
-    from avel_dgl.config import validate
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.config import resolve_config, validate
+    from avel_dgl.runtime import Runtime
 
-    set_threads()
     base = resolve_config(preset, False, False, **options)
     validate(base)
     names, columns = grid.parse_variants(variants), grid.parse_tasks(tasks)
     if dry_run:
         grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
-    runtime = Runtime.create(device, kernel)  # the grid's, for every run and worker
+    # the grid's, for every run and worker (a worker pins itself to its own core: runtime.pin_worker)
+    runtime = Runtime.for_process(device, kernel, quiet=quiet, cache_dir=cache_dir)
     grid.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
                   jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")

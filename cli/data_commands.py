@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from avel_dgl.data.dataset import DataReport, validate_dir
 from avel_dgl.format import N_SEGMENTS, NOISY_FILES
 from avel_dgl.outputs import size_text
 from cli.options import cache_dir_option, quiet_option
+
+if TYPE_CHECKING:  # data.dataset loads torch: imported where the command runs, not for --help
+    from avel_dgl.data.dataset import DataReport
 
 
 def format_report(report: DataReport) -> str:
@@ -60,15 +63,19 @@ def format_report(report: DataReport) -> str:
               help="Check the visual files' headers only: no NaN/Inf scan, no cache build.")
 @cache_dir_option
 @quiet_option
-def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_visual_scan: bool, quiet: bool) -> None:
+def check_data(data_dir: Path, require_noisy: bool, require_c_ave: bool, skip_visual_scan: bool, cache_dir: Path | None,
+               quiet: bool) -> None:
     """Validate the AVE-format folder DIR and print a summary.
 
     Every file is checked (keys, shapes, dtypes, row counts, splits, one-hot labels, finite
     audio). The visual maps are scanned for NaN/Inf by streaming them into the pooled cache
     (built once, reused while the source is unchanged). Bad data: one error line, exit 2.
     """
+    from avel_dgl.data.dataset import validate_dir
     from avel_dgl.interrupt import stoppable
+    from avel_dgl.runtime import Runtime
 
+    Runtime.for_process(device=None, quiet=quiet, cache_dir=cache_dir)  # runs no network: no device
     # Collect warnings so that bad data prints exactly one line; they are shown on success.
     with stoppable("check-data", "the pooled visual cache was not written (the visual scan is redone next "
                                  "time); run the same command again"), warnings.catch_warnings(record=True) as caught:

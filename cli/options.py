@@ -1,7 +1,12 @@
 """Options several commands share, so that each means the same everywhere: --overwrite (one rule:
-an existing output is replaced only when asked), --quiet, --cache-dir, --checkpoint and --device;
-and the config options, derived from the fields avel_dgl.config declares with `option`, with the
-wording of config errors and warnings in their flags."""
+an existing output is replaced only when asked), --checkpoint; the process options --device,
+--kernel, --quiet and --cache-dir, which a command hands to runtime.Runtime.for_process (the one
+place they become process state); and the config options, derived from the fields avel_dgl.config
+declares with `option`, with the wording of config errors and warnings in their flags. `stacked`
+is the one way to give a command a list of options.
+
+Nothing here imports torch or DGL: `avel-dgl --help` and every command's --help import neither
+(tests/test_cli_startup.py)."""
 
 from __future__ import annotations
 
@@ -10,26 +15,19 @@ from pathlib import Path
 
 import click
 
-from avel_dgl.config import PRESETS, SECTIONS, flatten, option_fields
+from avel_dgl.config import PRESETS, SECTIONS, field_names, flatten, option_fields
 from avel_dgl.errors import ConfigError, ConfigWarning
+from avel_dgl.runtime import DEVICES, KERNELS
 
 
-def _quiet(ctx, param, value):
-    from avel_dgl.progress import set_quiet
-
-    set_quiet(bool(value))
-    return value
-
-
-def _cache_dir(ctx, param, value):
-    # Through the environment, so that processes this one launches (train --nproc) use it too.
-    import os
-
-    from avel_dgl.data.cache import CACHE_ENV
-
-    if value is not None:
-        os.environ[CACHE_ENV] = str(value)
-    return value
+def stacked(*options):
+    """One decorator applying `options` (click decorators) in the order listed, as if written one
+    above the other: the order of their --help lines."""
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
 
 
 def _checkpoint(ctx, param, value):
@@ -42,14 +40,20 @@ def overwrite_option(what: str):
     return click.option("--overwrite", is_flag=True, help=f"Replace {what} when present (refused otherwise).")
 
 
-# The names avel_dgl.runtime.resolve_device takes (not imported here: it would load torch for --help).
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+# --- Process options: the arguments of runtime.Runtime.for_process ---------------------------------
+
+device_option = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                              help="auto: this process's GPU if torch sees one, else the CPU.")
-quiet_option = click.option("--quiet", is_flag=True, callback=_quiet, help="No progress bars.")
+kernel_option = click.option(
+    "--kernel", type=click.Choice(KERNELS), default="auto", show_default=True,
+    help="Graph kernel (eq 12, RGAT): DGL message passing, or torch sparse/scatter operations over the same graph "
+         "(auto: DGL where the installed DGL supports the device).")
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
 cache_dir_option = click.option(
-    "--cache-dir", type=click.Path(path_type=Path), callback=_cache_dir, expose_value=False,
-    help="Folder for the pooled visual cache and sub-event database (default: $AVEL_CACHE_DIR, else "
-         "DATA/.avel_cache, or ~/.cache/avel-dgl when the data folder is read-only).")
+    "--cache-dir", type=click.Path(path_type=Path),
+    help="Folder for the pooled visual cache and sub-event database, also of the processes this command "
+         "starts (default: $AVEL_CACHE_DIR, else DATA/.avel_cache, or ~/.cache/avel-dgl when the data folder "
+         "is read-only).")
 
 
 def checkpoint_option(required: bool = True):
@@ -62,17 +66,6 @@ def checkpoint_option(required: bool = True):
 def flag(key: str) -> str:
     """The flag of dotted config field `key`: --batch-size for train.batch_size."""
     return "--" + key.rpartition(".")[2].replace("_", "-")
-
-
-def option_names(sections: dict[str, type] | None = None) -> dict[str, str]:
-    """Click parameter name -> dotted field, for every config option (sections: see config.option_fields)."""
-    names = {}
-    for key in option_fields(sections):
-        name = key.rpartition(".")[2]
-        if name in names:  # one flag for two fields: a config with such fields needs a wording of its own
-            raise ValueError(f"config fields {names[name]} and {key} would both be {flag(key)}")
-        names[name] = key
-    return names
 
 
 def _preset_values(key: str, presets: dict[str, dict]) -> str:
@@ -91,11 +84,11 @@ def config_options(exclude: tuple[str, ...] = (), sections: dict[str, type] | No
     """A decorator giving a command one option per config field declared with config.option, but
     the dotted fields in `exclude`: named by `flag`, a --x/--no-x pair for a bool, click.Choice for
     choices, the field's help with each preset's value. Every default is None: an option left unset
-    keeps the preset's value (the command maps what is set with `option_names`)."""
+    keeps the preset's value (config.resolve_config applies what is set)."""
     presets = {name: flatten(make()) for name, make in PRESETS.items()}
     fields = option_fields(sections)
     options = []
-    for key in option_names(sections).values():
+    for key in field_names(sections).values():
         if key in exclude:
             continue
         f, kind = fields[key]
@@ -106,12 +99,7 @@ def config_options(exclude: tuple[str, ...] = (), sections: dict[str, type] | No
             kind = click.Choice(f.metadata["choices"])
         options.append(click.option(*decls, type=kind, default=None,
                                     help=f.metadata["help"] + _preset_values(key, presets)))
-
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return decorate
+    return stacked(*options)
 
 
 FLAGS = {key: flag(key) for key in option_fields()} | {"preset": "--preset"}  # Config.preset's option

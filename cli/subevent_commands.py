@@ -17,7 +17,7 @@ from cli.options import cache_dir_option, overwrite_option
                    "looks; see --cache-dir).")
 @overwrite_option("an existing --out file (the default location is a cache and is always refreshed)")
 @cache_dir_option
-def build_subevents(data_dir: Path, out_file: Path | None, overwrite: bool) -> None:
+def build_subevents(data_dir: Path, out_file: Path | None, overwrite: bool, cache_dir: Path | None) -> None:
     """Identify the start/continue/end/background sub-events of every training video and write
     their databases (references, not features) with a fingerprint of the data. Prints, per class
     and kind, the number of entries of each length."""
@@ -26,7 +26,9 @@ def build_subevents(data_dir: Path, out_file: Path | None, overwrite: bool) -> N
     from avel_dgl.data.dataset import load_split
     from avel_dgl.format import LABELS_FILE, MIL_LABELS_FILE
     from avel_dgl.data.subevents import ReplicaSampler, build_database, default_path, save_database, summary_table
+    from avel_dgl.runtime import Runtime
 
+    Runtime.for_process(device=None, cache_dir=cache_dir)  # runs no network: no device
     if out_file is not None:
         check_output(out_file, overwrite, kind="a file for the database")
     # Multi-label rows are warned about as check-data does: over the whole label files (load_split

@@ -11,54 +11,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from avel_dgl.config import at_width, get_preset, replace
 from avel_dgl.errors import AvelError, ConfigWarning
-from cli.options import (cache_dir_option, checkpoint_option, config_options, device_option, option_names,
+from cli.options import (cache_dir_option, checkpoint_option, config_options, device_option, kernel_option,
                          overwrite_option, quiet_option)
-
-# Click parameter name -> config field, for the options `config_options` derives from the config.
-# Options left unset keep the preset's value.
-OVERRIDES = option_names()
-
-
-def resolve_config(preset: str, replicate: bool | None, link: bool | None, **options):
-    """The preset with the given options applied. A --width above the preset's without --lr scales
-    the preset's Adam learning rate to keep lr x width (`config.at_width`), with a warning saying
-    so. Replicate and link are SEL-only: for WSEL they are off unless asked for (which
-    `config.validate` then rejects with a clear message)."""
-    width = options.pop("width", None)
-    config = get_preset(preset)
-    config = replace(config, **{OVERRIDES[k]: v for k, v in options.items() if v is not None})
-    if width is not None:
-        widened = at_width(config, width) if options.get("lr") is None else replace(config, **{"model.width": width})
-        if widened.train.lr != config.train.lr:
-            warnings.warn(ConfigWarning("train.lr", f"{config.train.lr:g} is preset {preset}'s for model.width "
-                                        f"{config.model.width}; at model.width {width} it is scaled to "
-                                        f"{widened.train.lr:.3g} to keep lr x width (set train.lr to choose)"))
-        config = widened
-    if config.train.task == "wsel":
-        replicate, link = bool(replicate), bool(link)
-    return replace(config, **{k: v for k, v in (("train.replicate", replicate), ("train.link", link))
-                              if v is not None})
-
-
-DEVICE_OPTIONS = (
-    device_option,
-    click.option("--kernel", type=click.Choice(["auto", "dgl", "torch"]), default="auto", show_default=True,
-                 help="Graph kernel (eq 12, RGAT): DGL message passing, or torch sparse/scatter operations over "
-                      "the same graph (auto: DGL where the installed DGL supports the device)."),
-)
-
-
-def _apply(options):
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return decorate
-
-
-device_options = _apply(DEVICE_OPTIONS)
 
 
 @click.command()
@@ -75,58 +30,35 @@ device_options = _apply(DEVICE_OPTIONS)
 @overwrite_option("an existing run folder")
 @quiet_option
 @cache_dir_option
-@device_options
+@device_option
+@kernel_option
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Data-parallel processes on this machine, launched through torchrun (docs/DISTRIBUTED.md).")
-def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, device, kernel, nproc,
-          **options):
+def train(data_dir, out_dir, resume_dir, preset, replicate, link, subevents, overwrite, quiet, cache_dir, device,
+          kernel, nproc, **options):
     """Train a model and test its validation-selected checkpoint on O-AVE and C-AVE.
 
     A new run needs --data and --out; an interrupted one continues with --resume RUN_DIR.
     Under torchrun each process is one rank of a data-parallel run; --batch-size stays the global batch."""
     from avel_dgl import distributed
-    from avel_dgl.runtime import Runtime, set_threads
-    from avel_dgl.train import resume_run, train_run
+    from avel_dgl.runtime import Runtime, launch_rank
+    from avel_dgl.train_request import train_or_resume
 
     ctx = click.get_current_context()
     if nproc is not None and nproc > 1:
         sys.exit(distributed.launch(nproc, command_line(ctx, exclude={"nproc"})))
-
-    def run(runtime: Runtime) -> dict:
-        if resume_dir is not None:
-            if out_dir is not None:
-                raise AvelError("--resume: continues a run in its own folder, do not also pass --out")
-            if overwrite:
-                raise AvelError("--overwrite: cannot be combined with --resume (it would delete the run)")
-            if subevents is not None:
-                raise AvelError("--subevents: a resumed run keeps the sub-event database it started with")
-            given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
-            epochs = options.pop("epochs")
-            expect = {OVERRIDES[k]: v for k, v in options.items() if k in given}
-            for name, value, key in (("preset", preset, "preset"), ("replicate", replicate, "train.replicate"),
-                                     ("link", link, "train.link")):
-                if name in given:
-                    expect[key] = value
-            return resume_run(resume_dir, runtime, data_dir, epochs, expect, progress=not quiet)
-        if out_dir is None:
-            raise AvelError("train: expected --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
-        if data_dir is None:
-            raise AvelError("--data: a new run needs the AVE-format data folder")
-        config = resolve_config(preset, replicate, link, **options)
-        if subevents is not None and not config.train.replicate:
-            raise AvelError("--subevents: only used with --replicate, found replicate off")
-        return train_run(config, data_dir, out_dir, runtime, overwrite=overwrite, progress=not quiet,
-                         subevents=subevents)
-
-    main_rank = distributed.launch_rank() == 0
+    main_rank = launch_rank() == 0
     show_log(main_rank and not quiet)  # one copy of the run's log lines (device, kernel, notes)
     if not main_rank:  # every rank resolves the same config: rank 0 alone warns about it
         warnings.simplefilter("ignore", ConfigWarning)
     with distributed.errors_printed_once():
-        set_threads(distributed.local_world_size())
-        runtime = Runtime.create(device, kernel)  # this process's (this rank's, under torchrun), once
+        # this process's (this rank's, under torchrun), once
+        runtime = Runtime.for_process(device, kernel, quiet=quiet, cache_dir=cache_dir)
+        given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)}
         with distributed.process_group(runtime.device):
-            results = run(runtime)
+            results = train_or_resume(runtime, data_dir=data_dir, out_dir=out_dir, resume_dir=resume_dir,
+                                      overwrite=overwrite, subevents=subevents, preset=preset, replicate=replicate,
+                                      link=link, options=options, given=given, progress=not quiet)
     if main_rank:
         click.echo(f"best epoch {results['best_epoch']} (val acc {results['val_acc']:.4f}); "
                    f"test acc o-ave {results['test_acc_o-ave']:.4f}, c-ave {accuracy_text(results['test_acc_c-ave'])}; "
@@ -175,7 +107,7 @@ def command_line(ctx: click.Context, exclude: set[str]) -> list[str]:
     args = [ctx.info_name]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if (param.name in exclude or not param.expose_value  # --cache-dir travels in the environment
+        if (param.name in exclude or not param.expose_value
                 or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT):
             continue
         if param.is_flag and param.secondary_opts:  # --x/--no-x
@@ -210,19 +142,18 @@ def _label_set(ctx, param, value: str) -> str:
 @overwrite_option("existing STEM.json and STEM.csv")
 @quiet_option
 @cache_dir_option
-def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet):
+def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, quiet, cache_dir):
     """Global segment accuracy over the test split, and a per-class table."""
     from avel_dgl.outputs import check_output, mark, write_texts
     from avel_dgl.engine import evaluate_checkpoint
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.runtime import Runtime
 
     from avel_dgl.data.dataset import skipped_label_sets
 
     skipped = skipped_label_sets(data_dir) if data_dir.is_dir() else {}
     if label_set in skipped:  # as train skips it
         raise AvelError(f"--split: {label_set} is not available ({skipped[label_set]}); score o-ave instead")
-    runtime = Runtime.create(device)
-    set_threads()
+    runtime = Runtime.for_process(device, quiet=quiet, cache_dir=cache_dir)
     out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
     kind = "a stem for STEM.json and STEM.csv"
     if out_prefix.is_dir():

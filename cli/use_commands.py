@@ -31,13 +31,13 @@ from cli.options import cache_dir_option, checkpoint_option, device_option, over
 @cache_dir_option
 @click.pass_context
 def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, out, batch_size, device, overwrite,
-            quiet):
+            quiet, cache_dir):
     """Detected events (intervals in seconds, class, confidence) and per-segment class
     probabilities for every video of a data folder's subset or of new feature files."""
     from avel_dgl.engine import load_model
     from avel_dgl.predict import (output_files, data_folder_source, feature_files_source, parse_selection,
                                   predict_to_file)
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.runtime import Runtime
 
     given = ctx.get_parameter_source("selection") != click.core.ParameterSource.DEFAULT
     if old_selection is not None:
@@ -55,8 +55,7 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
     if new_videos and given:
         raise AvelError("--subset: only applies to --data (feature files are predicted whole)")
     rows = None if new_videos else parse_selection(selection)
-    runtime = Runtime.create(device)
-    set_threads()
+    runtime = Runtime.for_process(device, quiet=quiet, cache_dir=cache_dir)
     output_files(out, overwrite)
     # Checkpoint first: building a data folder's pooled cache can take minutes on the real data.
     model = load_model(checkpoint, runtime)[0]  # predict_probs sends each chunk to the model's device
@@ -77,16 +76,15 @@ def predict(ctx, checkpoint, data_dir, selection, old_selection, audio, visual, 
 @overwrite_option("an earlier report folder")
 @quiet_option
 @cache_dir_option
-def report(run_dir, data_dir, out_dir, per_kind, device, overwrite, quiet):
+def report(run_dir, data_dir, out_dir, per_kind, device, overwrite, quiet, cache_dir):
     """A self-contained HTML report of a training run: curves, per-class accuracy, confusion
     matrices, and timelines of true vs predicted events."""
     from avel_dgl.report import build_report
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.runtime import Runtime
 
     if per_kind < 1:
         raise AvelError(f"--videos: expected a positive integer, found {per_kind}")
-    runtime = Runtime.create(device)
-    set_threads()
+    runtime = Runtime.for_process(device, quiet=quiet, cache_dir=cache_dir)
     path, notes = build_report(run_dir, runtime, data_dir, out_dir, per_kind, overwrite)
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -115,10 +113,9 @@ def _segments(value: str | None) -> list[int] | None:
 def fam(checkpoint, data_dir, row, segments, out, device, overwrite, quiet):
     """Feature activation maps (paper section 4.2) of the first RGCT's relational polymorphs."""
     from avel_dgl.fam import fam_figure
-    from avel_dgl.runtime import Runtime, set_threads
+    from avel_dgl.runtime import Runtime
 
-    runtime = Runtime.create(device)
-    set_threads()
+    runtime = Runtime.for_process(device, quiet=quiet)
     shown = fam_figure(checkpoint, data_dir, row, _segments(segments), out, runtime, overwrite)
     click.echo(f"wrote {out} (segments {', '.join(map(str, shown))})")
 

@@ -20,7 +20,7 @@ import torch
 
 from avel_dgl.config import get_preset, replace
 from avel_dgl.nn import dpnet, variants
-from avel_dgl.runtime import Runtime, set_threads
+from avel_dgl.runtime import Runtime
 from avel_dgl.train import train_run
 
 
@@ -36,8 +36,7 @@ def main() -> None:
     parser.add_argument("--classifier-dropout", type=float)
     parser.add_argument("--norm", choices=["none", "layer"])
     args = parser.parse_args()
-    set_threads()
-    runtime = Runtime.create()
+    runtime = Runtime.for_process()  # as the CLI: all cores this process may use
     options = {"train.input_norm": args.input_norm, "model.input_dropout": args.input_dropout,
                "model.classifier_dropout": args.classifier_dropout, "model.norm": args.norm}
     # Without Replicate, as `small` was when this study ran (issue 27 made it small's SEL default).

@@ -191,3 +191,15 @@ def test_inference_commands_never_import_training_code(tiny_run, ave_dir, tmp_pa
     assert codes == [0, 0, 0, 0, 0, 2, 2]  # each command ran (the last two stop at the missing video)
     assert (tmp_path / "eval.json").is_file() and (tmp_path / "report" / "report.html").is_file()
     assert not train_loaded
+
+
+def test_localize_feature_folder_is_feature_cache_and_the_old_spelling_says_so(tmp_path):
+    """--cache-dir names the pooled-cache folder everywhere; localize's folder of extracted
+    features, once also --cache-dir, is --feature-cache, and the old spelling is one clear line."""
+    result = invoke(["localize", tmp_path / "clip.mp4", "--cache-dir", tmp_path / "features",
+                     "--checkpoint", tmp_path / "no.pt", "--out", tmp_path / "e.json"])
+    assert result.exit_code == 2 and result.stderr == (
+        "avel-dgl: error: --cache-dir: localize's folder of extracted features is now --feature-cache (--cache-dir "
+        f"names the pooled-cache folder of the commands reading a data folder); use --feature-cache {tmp_path / 'features'}\n")
+    assert list(tmp_path.iterdir()) == []
+    assert "--feature-cache" in invoke(["localize", "--help"]).stdout

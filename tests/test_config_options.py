@@ -14,13 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from avel_dgl import graph
-from avel_dgl.config import (ModelConfig, TrainConfig, differences, get_preset, option, option_fields, replace,
-                             validate, value)
+from avel_dgl.config import (ModelConfig, TrainConfig, differences, field_names, get_preset, option, option_fields,
+                             replace, resolve_config, validate, value)
 from avel_dgl.errors import ConfigError, ConfigWarning
 from cli.ablate_commands import CELL_FIELDS
-from cli.options import config_options, flag, in_flags, option_names
+from cli.options import config_options, flag, in_flags
 from cli.main import main
-from cli.train_commands import OVERRIDES, resolve_config
 from helpers import invoke
 
 # The config options `train` had when they were written by hand: none may go missing.
@@ -74,7 +73,7 @@ def _train_config(args: list[str]):
     """The config `train` would run with these arguments (parsed by the command, not run)."""
     params = main.commands["train"].make_context("train", ["--preset", *args]).params
     return resolve_config(params["preset"], params["replicate"], params["link"],
-                          **{name: params[name] for name in OVERRIDES if name not in ("replicate", "link")})
+                          **{name: params[name] for name in field_names() if name not in ("replicate", "link")})
 
 
 @pytest.mark.parametrize("preset", ["small", "paper"])
@@ -109,7 +108,7 @@ def _command(seen: dict) -> click.Command:
     @click.command()
     @config_options(sections=SECTIONS_PLUS)
     def command(**options):
-        names = option_names(SECTIONS_PLUS)
+        names = field_names(SECTIONS_PLUS)
         seen.update({names[k]: v for k, v in options.items() if v is not None})
     return command
 
@@ -132,7 +131,7 @@ def test_two_fields_with_one_flag_are_refused():
         width: int = option(1, "A second width.")
 
     with pytest.raises(ValueError, match="model.width and train.width would both be --width"):
-        option_names({"model": ModelConfig, "train": TrainClash})
+        field_names({"model": ModelConfig, "train": TrainClash})
 
 
 # (field, bad value, the problem after "<field>: "); each starts from the valid small preset.

@@ -246,7 +246,8 @@ def test_nproc_launch_passes_the_given_options(monkeypatch, tmp_path):
     launched = {}
     monkeypatch.setattr(distributed, "launch", lambda nproc, argv: launched.update(nproc=nproc, argv=argv) or 0)
     args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "3", "--no-link",
-            "--replicate", "--overwrite", "--lr", "0.01", "--kernel", "torch", "--nproc", "4"]
+            "--replicate", "--overwrite", "--lr", "0.01", "--kernel", "torch", "--cache-dir", str(tmp_path / "c"),
+            "--nproc", "4"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert launched["nproc"] == 4 and launched["argv"][0] == "train"
@@ -256,7 +257,7 @@ def test_nproc_launch_passes_the_given_options(monkeypatch, tmp_path):
     given = train.make_context("train", args[1:])
     assert {**given.params, "nproc": None} == rank.params
     sources = {n for n in rank.params if rank.get_parameter_source(n) is not ParameterSource.DEFAULT}
-    assert sources == {"data_dir", "out_dir", "epochs", "link", "replicate", "overwrite", "lr", "kernel"}
+    assert sources == {"data_dir", "out_dir", "epochs", "link", "replicate", "overwrite", "lr", "kernel", "cache_dir"}
 
 
 @pytest.mark.parametrize("rank", [0, 1])

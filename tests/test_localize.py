@@ -95,7 +95,7 @@ def test_localize_returns_the_generated_events(tmp_path, checkpoint, patched):
     long = _event_video(tmp_path / "long.mkv", (12, 17), seconds=25)
     cache, out, page = tmp_path / "cache", tmp_path / "events.json", tmp_path / "timeline.html"
     args = ["localize", short, long, "--checkpoint", checkpoint, "--out", out, "--html", page,
-            "--cache-dir", cache, "--frames-per-segment", F, "--quiet"]
+            "--feature-cache", cache, "--frames-per-segment", F, "--quiet"]
     result = invoke(args)
     assert result.exit_code == 0, result.output
     records = json.loads(out.read_text())["videos"]
@@ -121,7 +121,7 @@ def test_localize_bad_inputs_are_one_line_and_write_nothing(tmp_path, checkpoint
     clip = _event_video(tmp_path / "clip.mkv", (3, 6))
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     out = tmp_path / "e.json"
-    base = ["--checkpoint", checkpoint, "--cache-dir", tmp_path / "cache", "--frames-per-segment", F, "--quiet"]
+    base = ["--checkpoint", checkpoint, "--feature-cache", tmp_path / "cache", "--frames-per-segment", F, "--quiet"]
     r = invoke(["localize", tmp_path / "bad.mp4", "--out", out, *base])
     lines = r.stderr.strip().splitlines()
     assert r.exit_code != 0 and lines[-1].startswith("avel-dgl: error: no video could be read")
@@ -142,7 +142,7 @@ def test_localize_replaces_existing_outputs_only_with_overwrite(tmp_path, checkp
     clip = _event_video(tmp_path / "clip.mkv", (3, 6))
     out, page = tmp_path / "e.json", tmp_path / "t.html"
     out.write_text("mine")
-    base = ["--cache-dir", tmp_path / "cache", "--frames-per-segment", F, "--quiet"]
+    base = ["--feature-cache", tmp_path / "cache", "--frames-per-segment", F, "--quiet"]
     r = invoke(["localize", clip, "--checkpoint", checkpoint, "--out", out, *base])
     assert r.exit_code != 0 and "--overwrite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and out.read_text() == "mine"

@@ -87,8 +87,7 @@ def test_paper_size_features_keep_their_scale_through_the_blocks():
 
 
 def test_init_is_an_option_and_configs_without_it_were_torch_initialised():
-    from avel_dgl.config import Config
-    from cli.train_commands import resolve_config
+    from avel_dgl.config import Config, resolve_config
 
     assert get_preset("paper").model.init == "swish" and get_preset("small").model.init == "torch"
     assert resolve_config("paper", None, None, init="torch").model.init == "torch"
@@ -155,8 +154,7 @@ def test_a_wider_preset_keeps_its_adam_step_and_leaves_the_plateau(recwarn):
     small's lr x width: lr 1e-3 x 128/768, which leaves the plateau in a few steps here and in the
     first epoch on the full-size set (docs/RESULTS.md, Paper size). Narrower widths, other
     optimizers and an explicit --lr keep the rate."""
-    from avel_dgl.config import at_width, validate
-    from cli.train_commands import resolve_config
+    from avel_dgl.config import at_width, resolve_config, validate
 
     with pytest.warns(UserWarning, match=r"^train.lr: 0.001 is preset small's for model.width 128; at model.width "
                                          r"768 it is scaled to 0.000167"):

@@ -105,7 +105,7 @@ def test_other_weights_recompute_the_same_video_and_need_overwrite(tmp_path, cli
 
 def test_localize_cache_recomputes_for_other_weights(tmp_path, clips, nets, weights_dir, tiny_run):
     args = ["localize", clips["a"], "--checkpoint", tiny_run / "best.pt", "--out", tmp_path / "e.json",
-            "--cache-dir", tmp_path / "cache", "--weights-dir", weights_dir, "--overwrite", *F]
+            "--feature-cache", tmp_path / "cache", "--weights-dir", weights_dir, "--overwrite", *F]
     assert invoke(args).exit_code == 0 and invoke(args).exit_code == 0 and len(nets) == 1  # reused
     (weights_dir / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"other vgg19 weights")
     assert invoke(args).exit_code == 0 and len(nets) == 2  # recomputed, not the old features
@@ -158,14 +158,14 @@ def test_unwritable_places_are_refused_before_any_work(tmp_path, clips, nets, ti
     (tmp_path / "afile.txt").write_text("mine")
     missing_checkpoint = tmp_path / "no.pt"  # the cache is checked before the checkpoint is read
     base = ["localize", clips["a"], "--checkpoint", missing_checkpoint, "--out", tmp_path / "e.json", *F]
-    line = _one_line(invoke([*base, "--cache-dir", tmp_path / "afile.txt"]))
-    assert line == f"avel-dgl: error: --cache-dir: {tmp_path / 'afile.txt'} is a file, expected a folder"
+    line = _one_line(invoke([*base, "--feature-cache", tmp_path / "afile.txt"]))
+    assert line == f"avel-dgl: error: --feature-cache: {tmp_path / 'afile.txt'} is a file, expected a folder"
     assert (tmp_path / "afile.txt").read_text() == "mine"
     with mounted(tmp_path / "ro", "ro,size=64k") as ro:
         line = _one_line(invoke(["extract", clips["a"], "--out", ro / "ex", *F]))
         assert line == f"avel-dgl: error: --out: cannot write in {ro} (Read-only file system)"
-        line = _one_line(invoke([*base, "--cache-dir", ro / "c"]))
-        assert line == f"avel-dgl: error: --cache-dir: cannot write in {ro} (Read-only file system)"
+        line = _one_line(invoke([*base, "--feature-cache", ro / "c"]))
+        assert line == f"avel-dgl: error: --feature-cache: cannot write in {ro} (Read-only file system)"
     assert not nets
 
 
@@ -180,7 +180,7 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path, clips, net
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with mounted(tmp_path / "full", "size=48k") as full:
         r = invoke(["localize", clips["a"], "--checkpoint", tiny_run / "best.pt", "--out", tmp_path / "e.json",
-                    "--cache-dir", full / "lc", "--weights-dir", weights_dir, *F])
+                    "--feature-cache", full / "lc", "--weights-dir", weights_dir, *F])
         line = _one_line(r)
         assert line.startswith(f"avel-dgl: error: {full / 'lc'}/") and "No space left on device" in line
         assert "Exception ignored" not in r.output and not list(full.rglob("*"))  # no .tmp, no empty folder

@@ -83,7 +83,7 @@ def without_dgl(ave_dir, tmp_path_factory):
     use = [["predict", "--checkpoint", run, "--data", ave_dir, "--subset", "0,3,5", "--out", root / "p.json", "--quiet"],
            ["evaluate", "--split", "o-ave", "--checkpoint", run, "--data", ave_dir, "--out", root / "eval", "--quiet"],
            ["localize", make_video(root / "clip.mkv"), "--checkpoint", run, "--out", root / "events.json",
-            "--cache-dir", root / "cache", "--frames-per-segment", 2, "--quiet"],
+            "--feature-cache", root / "cache", "--frames-per-segment", 2, "--quiet"],
            ["train", "--data", ave_dir, "--out", root / "asked_dgl", "--kernel", "dgl", *TINY]]
     return (root, *run_commands(train_commands(ave_dir, root) + use, with_dgl=False))
 

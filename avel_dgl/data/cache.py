@@ -11,8 +11,9 @@ here rather than reading the file twice). The build fails with a one-line AvelEr
 row and segment, and leaves no cache behind.
 
 Where (`cache_folder`, shared with the sub-event database of data/subevents.py): a cache
-directory given as an argument, else the AVEL_CACHE_DIR environment variable (which the CLI's
---cache-dir sets, so that processes it launches inherit it); without one,
+directory given as an argument, else the AVEL_CACHE_DIR environment variable (set by the user, or
+by `use_cache_dir`, which runtime.Runtime.for_process calls for the CLI's --cache-dir, so that the
+processes a command launches inherit it); without one,
 `<data_dir>/.avel_cache/` when the data folder is writable, and the user cache folder
 ($XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl) when it is not (a shared read-only dataset
 mount is the normal case; said once per data folder, as a CacheLocationWarning). In a cache
@@ -62,6 +63,19 @@ class CacheLocationWarning(UserWarning):
 _announced: set[Path] = set()  # data folders whose fallback location was already said
 
 
+def use_cache_dir(folder: str | Path) -> None:
+    """Make `folder` the cache folder of this process and of every process it starts (ablate's
+    workers): the one writer of CACHE_ENV (runtime.Runtime.for_process calls it)."""
+    os.environ[CACHE_ENV] = str(folder)
+
+
+def cache_dir_in_force() -> Path | None:
+    """The cache folder every data folder of this process shares (`use_cache_dir`, or CACHE_ENV
+    inherited), or None: each data folder's own (`cache_folder`). The one reader of CACHE_ENV."""
+    chosen = os.environ.get(CACHE_ENV)
+    return Path(chosen) if chosen else None
+
+
 def user_cache_dir() -> Path:
     """$XDG_CACHE_HOME/avel-dgl, else ~/.cache/avel-dgl."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avel-dgl"
@@ -77,7 +91,7 @@ def _writable(folder: Path) -> bool:
 def cache_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, bool]:
     """The folder for `data_dir`'s derived files (see the module docstring), and whether it is
     shared (then file names carry a hash of their source)."""
-    chosen = cache_dir or os.environ.get(CACHE_ENV) or None
+    chosen = cache_dir or cache_dir_in_force()
     if chosen is not None:
         return Path(chosen), True
     local = Path(data_dir) / CACHE_DIR

@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl.errors import AvelError
+from avel_dgl.format import VISUAL_WEIGHTS  # noqa: F401 (defined there for the CLI; extract.py imports it here)
 from avel_dgl.video.weights import load_state_dict, remedy, what_it_is
 
 SIZE = 224
 MAP_SHAPE = (7, 7, 512)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils, mode "caffe"
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-VISUAL_WEIGHTS = ("keras", "torchvision")
 # Keras's layer names, in the order of torchvision's Conv2d modules in vgg19().features.
 KERAS_LAYERS = tuple(f"block{b}_conv{c}" for b, convs in enumerate((2, 2, 4, 4, 4), 1) for c in range(1, convs + 1))
 
