@@ -1,9 +1,9 @@
-"""The perspective-combination study (Table 3): a grid of network variants x table columns x
-seeds, one training run per cell and seed, resumable, summarised as mean ± std tables.
+"""The perspective-combination study (Table 3), `avel-dgl ablate`: a grid of network variants x
+table columns x seeds (avel_dgl/grid.py), one training run per cell and seed, resumable,
+summarised as mean ± std tables (avel_dgl/tables.py).
 
-Columns are Table 3's: WSEL, SEL Base, SEL + Rep. (replicas in training), SEL + Link (replicas
-joined to their originals by link edges). Every number is the test accuracy of the checkpoint
-with the best validation accuracy (`train.train_run`), on O-AVE and on C-AVE.
+Every number is the test accuracy of the checkpoint with the best validation accuracy
+(`train.train_run`), on O-AVE and on C-AVE.
 
 Layout under the grid folder:
     ablate.json                    the data folder and base config the grid was made with
@@ -26,119 +26,33 @@ when the grid stops.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
 import json
 import multiprocessing as mp
 import multiprocessing.connection
 import signal
-import statistics
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import torch
 
 from avel_dgl import interrupt
 from avel_dgl.outputs import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
-from avel_dgl.format import LABEL_SETS, SPLITS
-from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
-from avel_dgl.nn.variants import layer_kind
+from avel_dgl.format import SPLITS
+from avel_dgl.grid import Cell, cell_config, column, plan, read_results, seconds_left, variant_summary
 from avel_dgl.runtime import Runtime, pin_worker, worker_cores
+from avel_dgl.tables import summarize, write_tables
 from avel_dgl.train import resume_run, train_run
 
 MANIFEST = "ablate.json"
-RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str  # folder name
-    title: str  # Table 3 header
-    task: str
-    replicate: bool
-    link: bool
-
-
-COLUMNS = (
-    Column("wsel", "WSEL", "wsel", False, False),
-    Column("sel", "SEL Base", "sel", False, False),
-    Column("sel-rep", "+Rep.", "sel", True, False),
-    Column("sel-link", "+Link", "sel", True, True),
-)
-TASKS = {"wsel": ("wsel",), "sel": ("sel", "sel-rep", "sel-link")}  # --tasks value -> its columns
-
-# Table 3's row labels for each variant (rows follow VARIANTS' order).
-NETWORKS = {
-    "rgat": ("RGAT only", "One perspective"),
-    "rgct": ("RGCT only", "One perspective"),
-    "tcn": ("TCN only", "One perspective"),
-    "tcn-rgct": ("TCN -> RGCT", "Two perspectives"),
-    "rgct-tcn": ("RGCT -> TCN", "Two perspectives"),
-    "dpnet-parallel": ("DPNet w/ PPBlock", "Block-wise two perspectives"),
-    "dpnet-graph-second": ("DPNet w/ Graph Second", "Block-wise two perspectives"),
-    "dpnet": ("DPNet w/ Graph First", "Block-wise two perspectives"),
-}
-
-
-def parse_variants(text: str) -> list[str]:
-    """'all' or a comma list of variant names -> names in Table 3's row order."""
-    if text.strip() == "all":
-        return list(VARIANTS)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        raise AvelError(f"--variants: expected 'all' or a comma list of {', '.join(VARIANTS)}, "
-                        f"found '{text}'")
-    return [v for v in VARIANTS if v in names]
-
-
-def parse_tasks(text: str) -> list[str]:
-    """A comma list of sel and wsel -> the names of the columns to run, in table order."""
-    tasks = [t.strip() for t in text.split(",") if t.strip()]
-    if not tasks or any(t not in TASKS for t in tasks):
-        raise AvelError(f"--tasks: expected a comma list of sel, wsel, found '{text}'")
-    wanted = {c for t in tasks for c in TASKS[t]}
-    return [c.name for c in COLUMNS if c.name in wanted]
 
 
 def replicate_available() -> bool:
     """Whether this build can train with replicas (the sub-event sampler module is present)."""
     return importlib.util.find_spec("avel_dgl.data.subevents") is not None
-
-
-def column(name: str) -> Column:
-    return next(c for c in COLUMNS if c.name == name)
-
-
-def cell_config(base: Config, variant: str, column_name: str, seed: int) -> Config:
-    c = column(column_name)
-    return replace(base, **{"model.variant": variant, "train.task": c.task, "train.replicate": c.replicate,
-                            "train.link": c.link, "train.seed": seed})
-
-
-def applicable(base: Config, variant: str, column_name: str) -> bool:
-    """Link joins graphs: for a network without a graph layer (TCN only) the cell is N/A."""
-    return not column(column_name).link or uses_graph(replace(base, **{"model.variant": variant}).model)
-
-
-def run_dir(out_dir: Path, variant: str, column_name: str, seed: int) -> Path:
-    return Path(out_dir) / variant / column_name / f"seed{seed}"
-
-
-def read_results(folder: Path) -> dict | None:
-    """The run's results.json, or None when the run is unfinished (missing or incomplete file)."""
-    try:
-        results = json.loads((folder / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return results if isinstance(results, dict) and all(k in results for k in RESULT_KEYS) else None
 
 
 def _shared(base: Config) -> Config:
@@ -184,71 +98,6 @@ def check_data(data_dir: Path, columns: list[str]) -> None:
             load_split(data_dir, split, label_set)
     if "wsel" in columns:
         load_noisy(data_dir)
-
-
-def describe(layers: list) -> str:
-    """'RGCT -> TCN x2' style summary of a layer list: a repeated period, else runs of kinds."""
-    kinds = [layer_kind(layer) for layer in layers]
-    for period in (1, 2):
-        repeats = len(kinds) // period
-        if repeats > 1 and kinds == kinds[:period] * repeats:
-            return f"({' -> '.join(kinds[:period])}) x{repeats}" if period > 1 else f"{kinds[0]} x{repeats}"
-    runs: list[list] = []
-    for kind in kinds:
-        if runs and runs[-1][0] == kind:
-            runs[-1][1] += 1
-        else:
-            runs.append([kind, 1])
-    return " -> ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in runs)
-
-
-def variant_summary(base: Config, variant: str) -> dict:
-    """Layers and parameter count of a variant under the base config (built on the meta device)."""
-    config = replace(base, **{"model.variant": variant})
-    with torch.device("meta"):
-        model = build(config, "dgl")  # the kernel changes no layer or parameter
-    return {"layers": describe(perspective_layers(model)), "params": sum(p.numel() for p in model.parameters())}
-
-
-@dataclass
-class Cell:
-    variant: str
-    column: str
-    seed: int
-    folder: Path
-
-
-def plan(base: Config, out_dir: Path, variants: list[str], columns: list[str], seeds: int) -> list[Cell]:
-    """The runs of the grid, seed-major (a stopped grid has whole tables for its first seeds)."""
-    return [Cell(v, c, s, run_dir(out_dir, v, c, s)) for s in range(seeds) for v in variants for c in columns
-            if applicable(base, v, c)]
-
-
-def training_seconds(folder: Path) -> float | None:
-    """Seconds a run spent in its epochs: metrics.csv's per-epoch seconds, summed. Unlike the wall
-    time of the last attempt, this is the whole run's cost even when it was resumed."""
-    try:
-        with open(folder / "metrics.csv", newline="") as f:
-            return sum(float(row["seconds"]) for row in csv.DictReader(f))
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-
-
-def seconds_left(done: list[Cell], rest: list[Cell], jobs: int) -> float:
-    """Training time left in the grid, spread over `jobs` processes (or as many as there are runs
-    left): each run in `rest` costs the mean `training_seconds` of the runs in `done` with its
-    variant and column, else with its column (a replica run costs 1.5-2x a plain one), else of
-    them all."""
-    measured = [(c, s) for c in done if (s := training_seconds(c.folder)) is not None]
-
-    def cost(cell: Cell) -> float:
-        for alike in (lambda c: (c.variant, c.column) == (cell.variant, cell.column),
-                      lambda c: c.column == cell.column, lambda c: True):
-            if values := [s for c, s in measured if alike(c)]:
-                return statistics.mean(values)
-        return 0.0
-
-    return sum(cost(cell) for cell in rest) / max(1, min(jobs, len(rest)))
 
 
 def _minutes(seconds: float) -> str:
@@ -454,96 +303,3 @@ def train_cell(config: Config, data_dir: Path, folder: Path, runtime: Runtime, e
     return train_run(config, data_dir, folder, runtime, overwrite=True, progress=progress)
 
 
-def finished_variants(out_dir: Path) -> list[str]:
-    """The variants of which the grid folder holds at least one finished run."""
-    return [v for v in VARIANTS if any(read_results(folder) is not None for folder in (Path(out_dir) / v).glob("*/seed*"))]
-
-
-def summarize(base: Config, out_dir: Path, variants: list[str], seeds: int) -> list[dict]:
-    """One row per label set, variant and column over seeds 0..seeds-1: mean and sample std (%).
-    The variants are those asked for and every other one with a finished run in the grid folder
-    (a rerun of some variants keeps the others in the table)."""
-    variants = [v for v in VARIANTS if v in variants or v in finished_variants(out_dir)]
-    rows = []
-    info = {v: variant_summary(base, v) for v in variants}
-    for label_set in LABEL_SETS:
-        for number, variant in enumerate(VARIANTS, 1):
-            if variant not in variants:
-                continue
-            network, setting = NETWORKS.get(variant, (variant, ""))
-            for c in COLUMNS:
-                values, skipped = [], 0
-                for seed in range(seeds):
-                    results = read_results(run_dir(out_dir, variant, c.name, seed))
-                    if results is not None and results[f"test_acc_{label_set}"] is None:
-                        skipped += 1  # finished without this label set's file (right_labels.h5)
-                    elif results is not None:
-                        values.append(100 * results[f"test_acc_{label_set}"])
-                if not applicable(base, variant, c.name):
-                    status = "N/A"
-                elif skipped and not values:
-                    status = "skipped"
-                else:
-                    status = "done" if len(values) == seeds else "partial" if values else "not run"
-                rows.append({
-                    "label_set": label_set, "row": number, "network": network, "setting": setting,
-                    "variant": variant, **info[variant], "column": c.name, "title": c.title, "status": status,
-                    "seeds": len(values), "of_seeds": seeds,
-                    "mean_pct": round(statistics.mean(values), 4) if values else None,
-                    "std_pct": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-                    "values_pct": ";".join(f"{x:.4f}" for x in values),
-                })
-    return rows
-
-
-def _cell_text(row: dict, best: bool) -> str:
-    if row["status"] in ("N/A", "not run", "skipped"):
-        return row["status"]
-    text = f"{row['mean_pct']:.2f}"
-    if row["std_pct"] is not None:
-        text += f" ± {row['std_pct']:.2f}"
-    if best:
-        text = f"**{text}**"
-    if row["status"] == "partial":
-        text += f" ({row['seeds']}/{row['of_seeds']} seeds)"
-    return text
-
-
-def markdown(rows: list[dict]) -> str:
-    """Table 3's layout, one table per label set; the best mean of each column in bold."""
-    parts = []
-    for label_set in LABEL_SETS:
-        mine = [r for r in rows if r["label_set"] == label_set]
-        if not mine:
-            continue
-        seeds = mine[0]["of_seeds"]
-        best = {c.name: max((r["mean_pct"] for r in mine if r["column"] == c.name and r["mean_pct"] is not None),
-                            default=None) for c in COLUMNS}
-        parts.append(f"{label_set.upper()}: test accuracy (%) of the validation-selected checkpoint, "
-                     f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}\n")
-        parts.append("| # | Network | Perspective setting | Layers | Params | "
-                     + " | ".join(c.title for c in COLUMNS) + " |")
-        parts.append("|---|---|---|---|---:|" + "---:|" * len(COLUMNS))
-        for variant in dict.fromkeys(r["variant"] for r in mine):
-            cells = {r["column"]: r for r in mine if r["variant"] == variant}
-            first = next(iter(cells.values()))
-            texts = [_cell_text(cells[c.name], cells[c.name]["mean_pct"] == best[c.name]) for c in COLUMNS]
-            layers = first["layers"].replace("|", "\\|")  # a PPBlock's 'RGCT||TCN' inside a table cell
-            parts.append(f"| {first['row']} | {first['network']} | {first['setting']} | {layers} | "
-                         f"{first['params'] / 1e6:.2f}M | " + " | ".join(texts) + " |")
-        parts.append("")
-    return "\n".join(parts)
-
-
-CSV_FIELDS = ["label_set", "row", "network", "setting", "variant", "layers", "params", "column", "title",
-              "status", "seeds", "of_seeds", "mean_pct", "std_pct", "values_pct"]
-
-
-def write_tables(out_dir: Path, rows: list[dict]) -> None:
-    """table.csv and table.md, each written atomically."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(Path(out_dir) / "table.csv", text.getvalue())
-    write_text_atomic(Path(out_dir) / "table.md", markdown(rows))
