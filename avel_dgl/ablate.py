@@ -16,34 +16,31 @@ interrupted run) is resumed from its last.pt, or trained again from scratch if i
 resume must use the same data folder and base config (ablate.json); the variants, tasks and seeds
 may change.
 
-With jobs > 1 the runs go that many at a time, each in a worker process of its own ('spawn'd, so
-no torch or DGL thread pool is inherited half-initialised through fork), pinned to a core of its
-own where there are enough (`runtime.pin_worker`), with one torch thread and the grid's
-runtime.Runtime; a run's results are then those of the same run with jobs = 1 at one thread. The
-parent alone writes the tables and stops every worker (SIGTERM: each keeps a resumable last.pt)
-when the grid stops.
+With jobs > 1 the runs go that many at a time, each in a worker process of its own
+(avel_dgl/pool.py: 'spawn'd, pinned to a core of its own where there are enough, one torch
+thread) with the grid's runtime.Runtime; a run's results are then those of the same run with
+jobs = 1 at one thread. The parent alone writes the tables and stops every worker (SIGTERM: each
+keeps a resumable last.pt) when the grid stops.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
-import multiprocessing as mp
-import multiprocessing.connection
 import signal
 import time
-import traceback
 from pathlib import Path
 from typing import Callable
 
-from avel_dgl import interrupt
+from avel_dgl import interrupt, pool
 from avel_dgl.outputs import write_text_atomic
 from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import SPLITS
 from avel_dgl.grid import Cell, cell_config, column, plan, read_results, seconds_left, variant_summary
-from avel_dgl.runtime import Runtime, pin_worker, worker_cores
+from avel_dgl.runtime import Runtime
 from avel_dgl.tables import summarize, write_tables
 from avel_dgl.train import resume_run, train_run
 
@@ -156,10 +153,9 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
         write_tables(out_dir, summarize(base, out_dir, variants, seeds))
         rest = [c for c in todo if c not in finished]
         left = seconds_left([c for c in cells if c not in rest], rest, jobs)
-        echo(f"[{len(cells) - len(todo) + len(finished)}/{len(cells)}] {cell.variant} {cell.column} "
-             f"seed {cell.seed}: val {100 * results['val_acc']:.2f}, o-ave {100 * results['test_acc_o-ave']:.2f}, "
-             f"c-ave {_pct(results['test_acc_c-ave'])} ({_minutes(elapsed)}); "
-             + (f"about {_minutes(left)} left" if rest else "grid finished"))
+        echo(f"[{len(cells) - len(todo) + len(finished)}/{len(cells)}] {cell}: val {100 * results['val_acc']:.2f}, "
+             f"o-ave {100 * results['test_acc_o-ave']:.2f}, c-ave {_pct(results['test_acc_c-ave'])} "
+             f"({_minutes(elapsed)}); " + (f"about {_minutes(left)} left" if rest else "grid finished"))
 
     with interrupt.interruptible():  # SIGINT/SIGTERM anywhere in the grid: one line, exit 130/143
         try:
@@ -170,7 +166,8 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
                                          cell.folder, runtime, echo, progress)
                     record(cell, results, time.perf_counter() - start)
             elif todo:
-                _train_in_workers(base, data_dir, todo, jobs, runtime, echo, record)
+                pool.run_in_workers(functools.partial(_train_in_worker, base, data_dir, runtime), todo, jobs, echo,
+                                    record, again="run the same avel-dgl ablate command again to continue")
         except Interrupted as e:
             done = sum(read_results(cell.folder) is not None for cell in cells)  # workers may finish one as they stop
             raise Interrupted(e.signum, f"{signal.Signals(e.signum).name}: grid stopped with {done} of "
@@ -181,109 +178,11 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     return rows
 
 
-def _train_in_workers(base: Config, data_dir: Path, todo: list[Cell], jobs: int, runtime: Runtime,
-                      echo: Callable[[str], None], record: Callable[[Cell, dict, float], None]) -> None:
-    """Train `todo` in min(jobs, runs) worker processes, handing each the next run as it finishes
-    one. Each worker talks over a pipe of its own: no lock shared between processes, which one
-    killed while holding it would leave taken. Whatever stops the grid (a signal, a failed run,
-    a dead worker) stops every worker first with SIGTERM, which one in a run answers as
-    `train_run` does, with a resumable last.pt."""
-    ctx = mp.get_context("spawn")
-    cores = worker_cores(min(jobs, len(todo)))
-    pending = list(todo)
-    workers = {}  # connection -> process
-    try:
-        for core in cores:
-            mine, theirs = ctx.Pipe()
-            worker = ctx.Process(target=_worker, args=(core, len(cores), base, data_dir, theirs, runtime),
-                                 daemon=True)
-            worker.start()
-            theirs.close()
-            workers[mine] = worker
-            mine.send(pending.pop(0))
-        left = len(todo)
-        while left:
-            for conn in mp.connection.wait(list(workers), timeout=1.0):
-                try:
-                    kind, cell, *rest = conn.recv()
-                except EOFError:  # the worker has exited: its exit code says why
-                    _worker_gone(workers.pop(conn))
-                    continue
-                if kind == "echo":
-                    echo(rest[0])
-                elif kind == "done":
-                    left -= 1
-                    conn.send(pending.pop(0) if pending else None)  # None: nothing left, exit
-                    record(cell, *rest)
-                elif kind == "error":
-                    raise AvelError(rest[0])
-                else:
-                    raise RuntimeError(f"{cell.variant} {cell.column} seed {cell.seed}: a worker failed "
-                                       f"(its traceback is above)")
-    finally:
-        stop_workers(list(workers.values()))
-
-
-def stop_workers(workers: list, grace: float = 60.0) -> None:
-    """SIGTERM to every live worker, then wait for all of them; one still alive after `grace`
-    seconds is killed outright, so that the grid always stops (a run stopped mid-epoch that way
-    resumes from its last.pt like any other). Seen once on a loaded machine: a worker waiting
-    for its next run outlived SIGTERM and the grid waited for it forever."""
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()
-    deadline = time.monotonic() + grace
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.monotonic()))
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
-
-
-def _worker_gone(worker) -> None:
-    """A worker has exited. With 0 it had been told there was nothing left; by a signal of its own
-    in a run (exit 128 + signal, as `_worker` leaves) the grid stops as if it had the signal;
-    anything else is a fault."""
-    worker.join()
-    if worker.exitcode == 0:
-        return
-    if worker.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped in a run
-        raise Interrupted(worker.exitcode - 128)
-    if worker.exitcode in (-signal.SIGINT, -signal.SIGTERM):  # by the signal's default action, between runs
-        raise Interrupted(-worker.exitcode)
-    raise AvelError(f"--jobs: a worker process died (exit code {worker.exitcode}); finished runs are kept, "
-                    f"run the same avel-dgl ablate command again to continue")
-
-
-def _worker(core: int | None, processes: int, base: Config, data_dir: Path, conn, runtime: Runtime) -> None:
-    """A worker process of `_train_in_workers`: trains the runs it receives until a None, sending
-    (kind, cell, ...) back. A run stopped by a signal ends the process with exit code 128 + signal.
-    `runtime`: the grid's, resolved once in the parent (a worker is one process of the grid, not a
-    rank of its own)."""
-    # Outside a run the parent alone decides when the grid stops (a terminal's Ctrl-C reaches every
-    # process); inside one, train_run's own handlers stop it cleanly.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pin_worker(core, processes)
-    while True:
-        # Between runs SIGTERM is the default, a plain exit (a run's handlers may not all be undone
-        # when a signal came as train_run was restoring them).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if (cell := conn.recv()) is None:
-            break
-        start = time.perf_counter()
-        try:
-            results = train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder,
-                                 runtime, lambda line, cell=cell: conn.send(("echo", cell, line)), progress=False)
-        except Interrupted as e:
-            raise SystemExit(e.exit_code) from None
-        except AvelError as e:
-            conn.send(("error", cell, str(e)))
-            return
-        except Exception:
-            traceback.print_exc()
-            conn.send(("crash", cell))
-            return
-        conn.send(("done", cell, results, time.perf_counter() - start))
+def _train_in_worker(base: Config, data_dir: Path, runtime: Runtime, cell: Cell, echo: Callable[[str], None]) -> dict:
+    """One run of the grid in a worker process of `pool.run_in_workers`. `runtime`: the grid's,
+    resolved once in the parent (a worker is one process of the grid, not a rank of its own)."""
+    return train_cell(cell_config(base, cell.variant, cell.column, cell.seed), data_dir, cell.folder, runtime, echo,
+                      progress=False)
 
 
 def train_cell(config: Config, data_dir: Path, folder: Path, runtime: Runtime, echo: Callable[[str], None],

@@ -124,6 +124,9 @@ class Cell:
     seed: int
     folder: Path
 
+    def __str__(self) -> str:  # how messages name a run of the grid
+        return f"{self.variant} {self.column} seed {self.seed}"
+
 
 def plan(base: Config, out_dir: Path, variants: list[str], columns: list[str], seeds: int) -> list[Cell]:
     """The runs of the grid, seed-major (a stopped grid has whole tables for its first seeds)."""

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from avel_dgl import ablate, grid
+from avel_dgl import ablate, grid, pool
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.train import TIMING_FIELDS
@@ -182,7 +182,7 @@ def test_stopping_workers_kills_one_that_outlives_sigterm():
     deaf.start(), polite.start()
     try:
         assert ready.wait(30)
-        ablate.stop_workers([deaf, polite], grace=1.0)
+        pool.stop_workers([deaf, polite], grace=1.0)
         assert not deaf.is_alive() and deaf.exitcode == -signal.SIGKILL
         assert not polite.is_alive() and polite.exitcode == -signal.SIGTERM
     finally:  # whatever happened, leave no process behind for pytest's exit to wait on
@@ -190,3 +190,19 @@ def test_stopping_workers_kills_one_that_outlives_sigterm():
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _square(task: int, echo) -> int:
+    echo(f"squaring {task}")
+    return task * task
+
+
+def test_the_pool_runs_each_task_once_and_passes_its_lines():
+    """The pool of `ablate --jobs` and benchmarks/accuracy_study.py: every task runs once in a
+    worker, its result and echoed lines come back to this process, and no worker is left."""
+    finished, lines = {}, []
+    pool.run_in_workers(_square, [2, 3, 4], 2, echo=lines.append,
+                        done=lambda task, result, seconds: finished.update({task: result}), again="")
+    assert finished == {2: 4, 3: 9, 4: 16}
+    assert sorted(lines) == ["squaring 2", "squaring 3", "squaring 4"]
+    assert mp.active_children() == []
