@@ -26,7 +26,6 @@ keeps a resumable last.pt) when the grid stops.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import signal
 import time
@@ -39,17 +38,12 @@ from avel_dgl.config import Config, differences, flatten, replace
 from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import SPLITS
-from avel_dgl.grid import Cell, cell_config, column, plan, read_results, seconds_left, variant_summary
+from avel_dgl.grid import Cell, cell_config, plan, read_results, seconds_left, variant_summary
 from avel_dgl.runtime import Runtime
 from avel_dgl.tables import summarize, write_tables
 from avel_dgl.train import resume_run, train_run
 
 MANIFEST = "ablate.json"
-
-
-def replicate_available() -> bool:
-    """Whether this build can train with replicas (the sub-event sampler module is present)."""
-    return importlib.util.find_spec("avel_dgl.data.subevents") is not None
 
 
 def _shared(base: Config) -> Config:
@@ -101,18 +95,9 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def _trainable(columns: list[str], echo: Callable[[str], None]) -> list[str]:
-    if any(column(c).replicate for c in columns) and not replicate_available():
-        echo("note: this build cannot train with replicas (avel_dgl.data.subevents is missing); "
-             "the +Rep. and +Link cells stay 'not run'")
-        return [c for c in columns if not column(c).replicate]
-    return columns
-
-
 def dry_run(base: Config, data_dir: Path, out_dir: Path, variants: list[str], columns: list[str], seeds: int,
             echo: Callable[[str], None] = print) -> None:
     """Say what the grid would train, with each variant's layers and size; train and write nothing."""
-    columns = _trainable(columns, echo)
     check_data(data_dir, columns)  # a plan for data that cannot train would mislead
     check_grid_folder(out_dir, data_dir, base, write=False)
     cells = plan(base, out_dir, variants, columns, seeds)
@@ -134,7 +119,6 @@ def run_grid(base: Config, data_dir: Path, out_dir: Path, variants: list[str], c
     if not isinstance(jobs, int) or jobs < 1:
         raise AvelError(f"--jobs: expected a positive integer, found {jobs!r}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    columns = _trainable(columns, echo)
     check_data(data_dir, columns)
     check_grid_folder(out_dir, data_dir, base, write=True)
     cells = plan(base, out_dir, variants, columns, seeds)

@@ -36,15 +36,13 @@ def test_tiny_grid_end_to_end(ave_dir, tmp_path):
     result = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "tcn,dpnet", "--tasks", "sel,wsel",
                      "--seeds", 2, *TINY_OPTIONS)
     assert result.exit_code == 0, result.output + result.stderr
-    rep = ablate.replicate_available()
-    trained = 2 * 2 * (4 if rep else 2) - (2 if rep else 0)  # seeds x variants x columns, tcn +Link N/A
+    trained = 2 * 2 * 4 - 2  # seeds x variants x columns, tcn +Link N/A
     assert f"[{trained}/{trained}]" in result.output and "left" in result.output
 
     rows = read_table(out)
     assert len(rows) == 2 * 2 * 4  # label sets x variants x columns
     for row in rows:
-        expected = "N/A" if (row["variant"], row["column"]) == ("tcn", "sel-link") else \
-            "done" if rep or row["column"] in ("sel", "wsel") else "not run"
+        expected = "N/A" if (row["variant"], row["column"]) == ("tcn", "sel-link") else "done"
         assert row["status"] == expected, row
         if expected != "done":
             assert row["seeds"] == "0" and row["mean_pct"] == ""
