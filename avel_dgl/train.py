@@ -330,9 +330,10 @@ class Run:
             set_seed(t.seed + runtime.rank)  # own dropout masks; the model was built identically
         generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
         fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
-        return cls(config, data_dir, out_dir, runtime, train, val, model, optimizer, scheduler, generator, replicas,
-                   None if subevents is None else str(Path(subevents).resolve()), fingerprints,
-                   net=distributed.wrap(model))
+        return cls(config=config, data_dir=data_dir, out_dir=out_dir, runtime=runtime, train=train, val=val,
+                   model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, replicas=replicas,
+                   subevents=None if subevents is None else str(Path(subevents).resolve()),
+                   fingerprints=fingerprints, net=distributed.wrap(model))
 
     @classmethod
     def start(cls, config: Config, data_dir: str | Path, out_dir: str | Path, runtime: Runtime,
