@@ -39,6 +39,7 @@ from avel_dgl.data.dataset import load_noisy, load_split, test_label_sets
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.format import SPLITS
 from avel_dgl.grid import Cell, cell_config, plan, read_results, seconds_left, variant_summary
+from avel_dgl.run_folder import RunFolder
 from avel_dgl.runtime import Runtime
 from avel_dgl.tables import summarize, write_tables
 from avel_dgl.train import resume_run, train_run
@@ -174,7 +175,7 @@ def train_cell(config: Config, data_dir: Path, folder: Path, runtime: Runtime, e
     """Train one run of the grid. A folder left by an interrupted run is resumed from its last.pt
     (bit for bit, `train.resume_run`), after checking that it was made with this very config;
     one that cannot be resumed is trained again from scratch."""
-    if (folder / "last.pt").is_file():
+    if RunFolder(folder).last.is_file():
         try:
             results = resume_run(folder, runtime, data_dir, expect=flatten(config), progress=progress)
             echo(f"resumed the interrupted run in {folder}")

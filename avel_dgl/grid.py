@@ -22,6 +22,7 @@ from avel_dgl.errors import AvelError
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
 from avel_dgl.nn.variants import layer_kind
+from avel_dgl.run_folder import RunFolder
 
 RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
 
@@ -87,7 +88,7 @@ def run_dir(out_dir: Path, variant: str, column_name: str, seed: int) -> Path:
 def read_results(folder: Path) -> dict | None:
     """The run's results.json, or None when the run is unfinished (missing or incomplete file)."""
     try:
-        results = json.loads((folder / "results.json").read_text())
+        results = json.loads(RunFolder(folder).results.read_text())
     except (OSError, ValueError):
         return None
     return results if isinstance(results, dict) and all(k in results for k in RESULT_KEYS) else None
@@ -138,7 +139,7 @@ def training_seconds(folder: Path) -> float | None:
     """Seconds a run spent in its epochs: metrics.csv's per-epoch seconds, summed. Unlike the wall
     time of the last attempt, this is the whole run's cost even when it was resumed."""
     try:
-        with open(folder / "metrics.csv", newline="") as f:
+        with open(RunFolder(folder).metrics, newline="") as f:
             return sum(float(row["seconds"]) for row in csv.DictReader(f))
     except (OSError, KeyError, TypeError, ValueError):
         return None
