@@ -38,7 +38,7 @@ CELL_FIELDS = ("model.variant", "train.task", "train.replicate", "train.link", "
 def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kernel, dry_run, quiet, **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
-    from avel_dgl import ablate, grid
+    from avel_dgl import ablate as study, grid
     from avel_dgl.config import validate
     from avel_dgl.runtime import Runtime, set_threads
 
@@ -47,11 +47,11 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
     validate(base)
     names, columns = grid.parse_variants(variants), grid.parse_tasks(tasks)
     if dry_run:
-        ablate.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
+        study.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
     runtime = Runtime.create(device, kernel)  # the grid's, for every run and worker
-    ablate.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
-                  jobs=jobs)
+    study.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
+                   jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
 
 
