@@ -24,6 +24,7 @@ from avel_dgl.config import Config
 from avel_dgl.format import N_CLASSES
 from avel_dgl.errors import AvelError
 from avel_dgl.outputs import TRUNCATED_ZIP, file_kind, write_atomic
+from avel_dgl.run_folder import RunFolder
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -39,8 +40,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """--checkpoint: a checkpoint file, or a run folder, which stands for its best.pt."""
     path = Path(path)
     if path.is_dir():
-        if (path / "best.pt").is_file():
-            return path / "best.pt"
+        if (best := RunFolder(path).best).is_file():
+            return best
         raise AvelError(f"--checkpoint: {path} is a folder without best.pt, expected a checkpoint file "
                         f"(best.pt, last.pt) or a run folder")
     return path

@@ -37,6 +37,7 @@ from avel_dgl.metrics import confusion_matrix, global_accuracy, per_class_table
 from avel_dgl.outputs import OwnedFolder, check_owned_folder, html_mark, writing_folder
 from avel_dgl.predict import SEGMENT_SECONDS, segment_runs
 from avel_dgl.progress import bar
+from avel_dgl.run_folder import RunFolder
 
 if TYPE_CHECKING:  # a type only: the model's modules load when a report predicts (test_predictions)
     from avel_dgl.runtime import Runtime
@@ -132,7 +133,8 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
     """config.json and metrics.csv (required), results.json (optional: an unfinished run has none)."""
     if not run_dir.is_dir():
         raise AvelError(f"{run_dir}: run folder not found")
-    config_file, metrics_file, results_file = (run_dir / n for n in ("config.json", "metrics.csv", "results.json"))
+    files = RunFolder(run_dir)
+    config_file, metrics_file, results_file = files.config, files.metrics, files.results
     for f in (config_file, metrics_file):
         if not f.is_file():
             raise AvelError(f"{f}: not found (expected a run folder written by `avel-dgl train`)")
@@ -371,15 +373,15 @@ def run_data_folder(run_dir: Path, results: dict | None, data_dir: str | Path | 
     """The data folder whose test split the report predicts: --data, else the one recorded in
     results.json, else (an unfinished run) in last.pt. A folder that is not there is refused
     before anything is written, saying that --data gives its new place."""
+    files = RunFolder(run_dir)
     if data_dir is not None:
         where, data = "--data", data_dir
     elif results is not None and results.get("data"):
-        where, data = f"recorded in {run_dir / 'results.json'}", results["data"]
-    elif (run_dir / "last.pt").is_file():
+        where, data = f"recorded in {files.results}", results["data"]
+    elif files.last.is_file():
         from avel_dgl.checkpoint import read_checkpoint
 
-        where, data = f"recorded in {run_dir / 'last.pt'}", read_checkpoint(run_dir / "last.pt").get(
-            "training", {}).get("data_dir")
+        where, data = f"recorded in {files.last}", read_checkpoint(files.last).get("training", {}).get("data_dir")
     else:
         return None
     if data is None:
@@ -403,10 +405,11 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     the HTML path and the notes of sections that are missing or suspicious. A progress bar counts
     the steps (avel_dgl.progress)."""
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    files = RunFolder(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else files.report
     config, metrics, results = read_run(run_dir)
     check_owned_folder(out_dir, REPORT_FOLDER, overwrite)  # refuse now, not after the predictions
-    data = run_data_folder(run_dir, results, data_dir) if (run_dir / "best.pt").is_file() else None
+    data = run_data_folder(run_dir, results, data_dir) if files.best.is_file() else None
     steps = bar(total=4, desc="report", unit="step")
     best_epoch = results.get("best_epoch") if results else None
     sections = [summary_section(config, results, metrics)]
@@ -426,12 +429,12 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
     # Test predictions of best.pt, for the confusion matrices and timelines (and per-class
     # accuracy when the run did not write its tables).
     preds, why_not = None, None
-    if not (run_dir / "best.pt").is_file():
-        why_not = f"{run_dir / 'best.pt'} not found"
+    if not files.best.is_file():
+        why_not = f"{files.best} not found"
     elif data is None:
         why_not = "the data folder is unknown (the run records none): pass --data DIR (and --overwrite)"
     else:
-        preds = test_predictions(run_dir / "best.pt", data, runtime)
+        preds = test_predictions(files.best, data, runtime)
     steps.update()
 
     per_class = Section("Test accuracy per class")
@@ -439,7 +442,7 @@ def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | N
         per_class.notes.append(f"{label_set.upper()} was skipped: {why}.")
     tables = {}
     for label_set in LABEL_SETS:
-        csv_file = run_dir / f"per_class_{label_set}.csv"
+        csv_file = files.per_class(label_set)
         if csv_file.is_file():
             tables[label_set] = pd.read_csv(csv_file)
         elif preds is not None and label_set in preds:

@@ -7,16 +7,9 @@ then `run.fit(progress)` (the remaining epochs) and `run.finish()` (test best.pt
 `train_run` and `resume_run` do all three under the signal handlers. The process's device and
 eq 12 kernel come in as a runtime.Runtime, made by the caller.
 
-Run directory layout (under torch.distributed, rank 0 alone writes it):
-    config.json         the resolved config (for people; last.pt holds the one in force)
-    runtime.json        device, eq 12 kernel, processes, backend, global and per-process batch
-    metrics.csv         one row per epoch: lr, train loss/acc, val acc/loss (the task's loss), seconds
-    best.pt / last.pt   the checkpoint with the best validation accuracy / of the last epoch
-    results.json        best epoch, its val accuracy, its test accuracy on o-ave and c-ave, the data folder,
-                        and with replicate the replica counts (replicas, sub-events, fallbacks, copied)
-    per_class_<set>.csv per-class test accuracy of best.pt on each label set
-    results_<E>_epochs.json, per_class_<set>_<E>_epochs.csv
-                        a finished E-epoch run's results, kept when `--resume --epochs` trains it further
+The run folder's files (config.json, runtime.json, metrics.csv, best.pt, last.pt, results.json,
+per_class_<set>.csv, ...) are named by run_folder.RunFolder, which describes each; under
+torch.distributed, rank 0 alone writes them.
 
 Faults (docs/RELIABILITY.md lists each guarantee and the test that proves it):
 - Every file is written atomically (outputs.write_atomic).
@@ -67,6 +60,7 @@ from avel_dgl.data.dataset import SplitData, load_noisy, load_split, skipped_lab
 from avel_dgl.errors import AvelError, ConfigError, Interrupted
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.nn.dpnet import build
+from avel_dgl.run_folder import RunFolder
 from avel_dgl.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -213,7 +207,7 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) -> None:
     """last.pt must belong to this run (its config.json), and options given on the command line
     must agree with the run's config. Both name the first differing field."""
-    config_json = run_dir / "config.json"
+    config_json = RunFolder(run_dir).config
     try:
         recorded = Config.from_dict(json.loads(config_json.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -282,6 +276,11 @@ class Run:
         if self.net is None:
             self.net = self.model
 
+    @property
+    def files(self) -> RunFolder:
+        """The run folder's files, by name (out_dir)."""
+        return RunFolder(self.out_dir)
+
     @classmethod
     def _build(cls, config: Config, data_dir: Path, out_dir: Path, runtime: Runtime,
                subevents: Path | None = None) -> Run:
@@ -320,9 +319,10 @@ class Run:
             set_seed(t.seed + runtime.rank)  # own dropout masks; the model was built identically
         generator = torch.Generator().manual_seed(t.seed)  # the same shuffled order on every rank
         fingerprints = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
-        return cls(config, data_dir, out_dir, runtime, train, val, model, optimizer, scheduler, generator, replicas,
-                   None if subevents is None else str(Path(subevents).resolve()), fingerprints,
-                   net=distributed.wrap(model))
+        return cls(config=config, data_dir=data_dir, out_dir=out_dir, runtime=runtime, train=train, val=val,
+                   model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, replicas=replicas,
+                   subevents=None if subevents is None else str(Path(subevents).resolve()),
+                   fingerprints=fingerprints, net=distributed.wrap(model))
 
     @classmethod
     def start(cls, config: Config, data_dir: str | Path, out_dir: str | Path, runtime: Runtime,
@@ -342,8 +342,8 @@ class Run:
         self._write_config_files()
 
     def _write_config_files(self) -> None:
-        write_text_atomic(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
-        write_text_atomic(self.out_dir / "runtime.json",
+        write_text_atomic(self.files.config, json.dumps(self.config.to_dict(), indent=2))
+        write_text_atomic(self.files.runtime,
                           json.dumps(runtime_info(self.runtime, self.config.train.batch_size), indent=2))
 
     @classmethod
@@ -358,9 +358,10 @@ class Run:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise AvelError(f"--resume: {run_dir} {'is not a folder' if run_dir.exists() else 'not found'}")
-        last = run_dir / "last.pt"
+        folder = RunFolder(run_dir)
+        last = folder.last
         if not last.exists():
-            if any(run_dir.iterdir()) and not (run_dir / "config.json").is_file():  # --overwrite would refuse it
+            if any(run_dir.iterdir()) and not folder.holds_run():  # --overwrite would refuse it
                 raise AvelError(f"--resume: {run_dir} holds no avel-dgl run (no last.pt or config.json); give "
                                 f"the folder of a run (train --out RUN_DIR made it)")
             raise AvelError(f"--resume: {run_dir} holds no last.pt, nothing to resume "
@@ -392,17 +393,15 @@ class Run:
         # Results describe a finished run and finish() writes them again. A finished run trained
         # further (--epochs) would lose them (best.pt may move on), so they are kept under its
         # epoch count; resuming an interrupted or unchanged run only drops the stale copies.
-        results, per_class = self._result_files()
-        current = [results, *per_class.values()]
-        extending = results.is_file() and self.config.train.epochs > epochs_done
-        for path in current:
+        extending = self.files.results.is_file() and self.config.train.epochs > epochs_done
+        for path in self.files.result_files():
             if extending and path.is_file():
-                path.replace(path.with_name(f"{path.stem}_{epochs_done}_epochs{path.suffix}"))
+                path.replace(RunFolder.kept_copy(path, epochs_done))
             else:
                 path.unlink(missing_ok=True)
         if extending:
             log.info("kept the %d-epoch run's results as %s (training on to %d epochs)",
-                     epochs_done, f"results_{epochs_done}_epochs.json", self.config.train.epochs)
+                     epochs_done, RunFolder.kept_copy(self.files.results, epochs_done).name, self.config.train.epochs)
         self._write_config_files()
 
     def training_state(self) -> dict:
@@ -453,9 +452,9 @@ class Run:
         distributed.main_only(self._write_last, training, val_acc)
 
     def _write_last(self, training: dict, val_acc: float | None) -> None:
-        save_checkpoint(self.out_dir / "last.pt", self.model, self.config, epoch=self.epoch, val_acc=val_acc,
+        save_checkpoint(self.files.last, self.model, self.config, epoch=self.epoch, val_acc=val_acc,
                         training=training)
-        write_text_atomic(self.out_dir / "metrics.csv", metrics_text(self.rows))
+        write_text_atomic(self.files.metrics, metrics_text(self.rows))
 
     def end_epoch(self, row: dict, val_acc: float) -> None:
         """Record a finished epoch and write best.pt (if improved), last.pt and metrics.csv, in this
@@ -465,7 +464,7 @@ class Run:
             self.epoch = row["epoch"]
             if val_acc > self.best_acc:  # val_acc is the same on every rank, so is this choice
                 self.best_acc, self.best_epoch = val_acc, self.epoch
-                distributed.main_only(save_checkpoint, self.out_dir / "best.pt", self.model, self.config,
+                distributed.main_only(save_checkpoint, self.files.best, self.model, self.config,
                                       epoch=self.epoch, val_acc=val_acc)
             self.save_last(val_acc)
 
@@ -503,7 +502,7 @@ class Run:
     def kept(self) -> str:
         """What a stopped run leaves intact, for the error message."""
         best = f" and best.pt (epoch {self.best_epoch})" if self.best_epoch > 0 else ""
-        return (f"The last good state is in {self.out_dir / 'last.pt'} (epoch {self.epoch}){best}; "
+        return (f"The last good state is in {self.files.last} (epoch {self.epoch}){best}; "
                 f"look for NaN or huge input features, or try a lower --lr")
 
     def finish(self) -> dict:
@@ -520,22 +519,17 @@ class Run:
             for label_set in LABEL_SETS:  # best.pt is complete: its writer, main_only, waited for rank 0
                 results[f"test_acc_{label_set}"] = None  # skipped: see "skipped"
             for label_set in test_label_sets(self.data_dir):
-                out = engine.evaluate_checkpoint(self.out_dir / "best.pt", self.data_dir, label_set, self.runtime)
+                out = engine.evaluate_checkpoint(self.files.best, self.data_dir, label_set, self.runtime)
                 results[f"test_acc_{label_set}"], tables[label_set] = out["acc"], out["per_class"]
             if skipped := skipped_label_sets(self.data_dir):
                 results["skipped"] = skipped
             distributed.main_only(self._write_results, results, tables)
         return results
 
-    def _result_files(self) -> tuple[Path, dict[str, Path]]:
-        """results.json and {label set: per_class_<set>.csv}: what finish() writes."""
-        return self.out_dir / "results.json", {s: self.out_dir / f"per_class_{s}.csv" for s in LABEL_SETS}
-
     def _write_results(self, results: dict, tables: dict) -> None:
-        results_file, per_class = self._result_files()
         for label_set, table in tables.items():
-            write_text_atomic(per_class[label_set], table.to_csv(index=False))
-        write_text_atomic(results_file, json.dumps(results, indent=2))
+            write_text_atomic(self.files.per_class(label_set), table.to_csv(index=False))
+        write_text_atomic(self.files.results, json.dumps(results, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Each named setting is a set of config overrides on a preset; every (setting, seed) is one
 ordinary `train_run` (validation-selected checkpoint, tested on O-AVE and C-AVE). Runs whose
-results.json exists are skipped, so an interrupted study resumes. Runs go `--jobs` at a time,
-each pinned to its own core where there are enough (`runtime.pin_worker`) with one torch thread
-(more threads than cores is many times slower).
+results.json exists are skipped, so an interrupted study resumes. Runs go `--jobs` at a time in
+the worker pool of `ablate --jobs` (avel_dgl/pool.py): each pinned to its own core where there are
+enough, with one torch thread (more threads than cores is many times slower).
 
     python benchmarks/accuracy_study.py --data DIR --out DIR --settings all --seeds 0,1,2 --epochs 12
 
@@ -15,8 +15,8 @@ accuracy, the test accuracy on O-AVE and C-AVE, and the best epoch.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import multiprocessing as mp
 import os
 import statistics
 from pathlib import Path
@@ -45,15 +45,10 @@ SETTINGS = {
 }
 
 
-def init_worker(cores, jobs: int) -> None:
-    """Pool initializer: each worker takes its core (`runtime.worker_cores`) for its whole life."""
-    from avel_dgl.runtime import pin_worker
-
-    pin_worker(cores.get(), jobs)
-
-
-def run_one(job: tuple) -> str:
-    name, preset, overrides, seed, epochs, data_dir, out_dir = job
+def run_one(preset: str, epochs: int, data_dir: str, out_dir: Path, job: tuple[str, int], echo) -> str:
+    """One (setting, seed) run, in a worker of the pool."""
+    name, seed = job
+    overrides = SETTINGS[name]
     from avel_dgl.config import get_preset, replace
     from avel_dgl.runtime import Runtime
     from avel_dgl.train import train_run
@@ -106,17 +101,12 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     todo = [(n, s) for s in seeds for n in names
             if not (args.out / n / f"seed{s}" / "results.json").is_file()]
-    jobs = [(n, args.preset, SETTINGS[n], s, args.epochs, args.data, args.out) for n, s in todo]
     print(f"{len(todo)} runs to do, {args.jobs} at a time")
-    from avel_dgl.runtime import worker_cores
+    from avel_dgl.pool import run_in_workers
 
-    ctx = mp.get_context("spawn")
-    cores = ctx.Queue()
-    for core in worker_cores(args.jobs):
-        cores.put(core)
-    with ctx.Pool(args.jobs, initializer=init_worker, initargs=(cores, args.jobs)) as pool:
-        for message in pool.imap(run_one, jobs):
-            print(message, flush=True)
+    run_in_workers(functools.partial(run_one, args.preset, args.epochs, args.data, args.out), todo, args.jobs,
+                   echo=print, done=lambda job, message, seconds: print(message, flush=True),
+                   again="run the same command again to continue")
     table = summarize(args.out, names, seeds)
     table.to_csv(args.out / "study.csv", index=False)
     (args.out / "study.md").write_text(markdown(table))

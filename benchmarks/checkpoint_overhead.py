@@ -46,9 +46,9 @@ def make_run(preset: str, out_dir: Path) -> Run:
     model = build(config, runtime.kernel)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, math.ceil(AVE_TRAIN / config.train.batch_size))
-    return Run(config, out_dir, out_dir, runtime, train, val, model, optimizer, scheduler,
-               torch.Generator().manual_seed(0), replicas=None, subevents=None,
-               fingerprints={"train": data_fingerprint(train), "val": data_fingerprint(val)})
+    return Run(config=config, data_dir=out_dir, out_dir=out_dir, runtime=runtime, train=train, val=val, model=model,
+               optimizer=optimizer, scheduler=scheduler, generator=torch.Generator().manual_seed(0), replicas=None,
+               subevents=None, fingerprints={"train": data_fingerprint(train), "val": data_fingerprint(val)})
 
 
 def time_step(run: Run) -> float:

@@ -19,7 +19,8 @@ import json
 import statistics
 from pathlib import Path
 
-from avel_dgl.ablate import COLUMNS, NETWORKS, read_results
+from avel_dgl.grid import COLUMNS, read_results
+from avel_dgl.tables import NETWORKS
 from avel_dgl.format import LABEL_SETS
 
 PAIRS = (("+Rep. - Base", "sel", "sel-rep"), ("+Link - +Rep.", "sel-rep", "sel-link"))

@@ -9,7 +9,7 @@ import click
 from avel_dgl.config import VARIANTS
 from cli.options import cache_dir_option, config_options, device_option, kernel_option, quiet_option
 
-# The fields avel_dgl.ablate.cell_config sets for each run of the grid (variant, column, seed): no
+# The fields avel_dgl.grid.cell_config sets for each run of the grid (variant, column, seed): no
 # option for them. (Not imported from there: that would load the training code for every command.)
 CELL_FIELDS = ("model.variant", "train.task", "train.replicate", "train.link", "train.seed")
 
@@ -39,7 +39,7 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
            **options):
     """Train every network variant on every column of Table 3 (WSEL, SEL Base, +Rep., +Link) over
     several seeds, and write the table (mean ± std, o-ave and c-ave) as CSV and Markdown."""
-    from avel_dgl import ablate as grid
+    from avel_dgl import ablate as study, grid
     from avel_dgl.config import resolve_config, validate
     from avel_dgl.runtime import Runtime
 
@@ -47,12 +47,12 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
     validate(base)
     names, columns = grid.parse_variants(variants), grid.parse_tasks(tasks)
     if dry_run:
-        grid.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
+        study.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
     # the grid's, for every run and worker (a worker pins itself to its own core: runtime.pin_worker)
     runtime = Runtime.for_process(device, kernel, quiet=quiet, cache_dir=cache_dir)
-    grid.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
-                  jobs=jobs)
+    study.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
+                   jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")
 
 

@@ -11,7 +11,7 @@ import statistics
 import pytest
 from click.testing import CliRunner
 
-from avel_dgl import ablate, engine
+from avel_dgl import ablate, engine, grid, tables
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import Interrupted
 from cli.main import main
@@ -36,15 +36,13 @@ def test_tiny_grid_end_to_end(ave_dir, tmp_path):
     result = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "tcn,dpnet", "--tasks", "sel,wsel",
                      "--seeds", 2, *TINY_OPTIONS)
     assert result.exit_code == 0, result.output + result.stderr
-    rep = ablate.replicate_available()
-    trained = 2 * 2 * (4 if rep else 2) - (2 if rep else 0)  # seeds x variants x columns, tcn +Link N/A
+    trained = 2 * 2 * 4 - 2  # seeds x variants x columns, tcn +Link N/A
     assert f"[{trained}/{trained}]" in result.output and "left" in result.output
 
     rows = read_table(out)
     assert len(rows) == 2 * 2 * 4  # label sets x variants x columns
     for row in rows:
-        expected = "N/A" if (row["variant"], row["column"]) == ("tcn", "sel-link") else \
-            "done" if rep or row["column"] in ("sel", "wsel") else "not run"
+        expected = "N/A" if (row["variant"], row["column"]) == ("tcn", "sel-link") else "done"
         assert row["status"] == expected, row
         if expected != "done":
             assert row["seeds"] == "0" and row["mean_pct"] == ""
@@ -72,7 +70,7 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "sel_loss", loss_hook(7, send_signal(signal.SIGINT)))
     with pytest.raises(Interrupted, match="ablate stopped; 2 of 4 runs done; run the same avel-dgl ablate"):
         ablate.run_grid(*args, echo=lambda s: None)
-    cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
+    cells = grid.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
     finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells[:2]}
     interrupted = cells[2].folder
     assert (interrupted / "last.pt").is_file() and not (interrupted / "results.json").exists()
@@ -89,7 +87,7 @@ def test_resume_after_an_interrupted_run(ave_dir, tmp_path, monkeypatch):
                                "about ") and line.endswith(" by the epoch times of the runs done") for line in lines)
     assert f"resumed the interrupted run in {interrupted}" in lines
     assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
-    assert ablate.read_results(interrupted) is not None
+    assert grid.read_results(interrupted) is not None
     assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
 
 
@@ -97,14 +95,14 @@ def test_a_run_that_cannot_resume_is_trained_again(ave_dir, tmp_path):
     out = tmp_path / "grid"
     base = replace(get_preset("small"), **TINY)
     ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, CPU, echo=lambda s: None)
-    folder = ablate.run_dir(out, "dpnet", "sel", 0)
+    folder = grid.run_dir(out, "dpnet", "sel", 0)
     (folder / "results.json").unlink()
     (folder / "last.pt").write_bytes(b"not a checkpoint")
     lines = []
     rows = ablate.run_grid(base, ave_dir, out, ["dpnet"], ["sel"], 1, CPU, echo=lines.append)
     assert any(line.startswith(f"note: cannot resume {folder}") and "training it again from scratch" in line
                for line in lines)
-    assert ablate.read_results(folder) is not None
+    assert grid.read_results(folder) is not None
     assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
 
 
@@ -113,12 +111,12 @@ def test_summary_mean_std_and_partial_cells(tmp_path):
     base = replace(get_preset("small"), **TINY)
     accs = {("dpnet", 0): 0.70, ("dpnet", 1): 0.74, ("dpnet", 2): 0.75, ("rgct", 0): 0.61}
     for (variant, seed), acc in accs.items():
-        folder = ablate.run_dir(tmp_path, variant, "sel", seed)
+        folder = grid.run_dir(tmp_path, variant, "sel", seed)
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps(
             {"seed": seed, "best_epoch": 1, "val_acc": acc, "test_acc_o-ave": acc, "test_acc_c-ave": acc / 2}))
-    ablate.run_dir(tmp_path, "rgct", "sel", 1).mkdir(parents=True)  # an interrupted run: not counted
-    rows = {(r["label_set"], r["variant"], r["column"]): r for r in ablate.summarize(base, tmp_path, ["rgct", "dpnet"], 3)}
+    grid.run_dir(tmp_path, "rgct", "sel", 1).mkdir(parents=True)  # an interrupted run: not counted
+    rows = {(r["label_set"], r["variant"], r["column"]): r for r in tables.summarize(base, tmp_path, ["rgct", "dpnet"], 3)}
     dpnet = rows["o-ave", "dpnet", "sel"]
     assert dpnet["status"] == "done" and dpnet["seeds"] == 3
     assert dpnet["mean_pct"] == pytest.approx(73.0, abs=1e-3)
@@ -127,7 +125,7 @@ def test_summary_mean_std_and_partial_cells(tmp_path):
     rgct = rows["o-ave", "rgct", "sel"]
     assert (rgct["status"], rgct["seeds"], rgct["std_pct"]) == ("partial", 1, None)
     assert rows["o-ave", "rgct", "wsel"]["status"] == "not run"
-    md = ablate.markdown(list(rows.values()))
+    md = tables.markdown(list(rows.values()))
     assert "**73.00 ± 2.65**" in md and "61.00 (1/3 seeds)" in md
 
 
@@ -135,22 +133,22 @@ def test_a_rerun_of_some_variants_keeps_the_others_finished_runs_in_the_table(tm
     """`ablate --variants tcn` on a grid where tcn and rgct ran: the table still shows rgct."""
     base = replace(get_preset("small"), **TINY)
     for variant, acc in (("tcn", 0.6), ("rgct", 0.7)):
-        folder = ablate.run_dir(tmp_path, variant, "sel", 0)
+        folder = grid.run_dir(tmp_path, variant, "sel", 0)
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps(
             {"seed": 0, "best_epoch": 1, "val_acc": acc, "test_acc_o-ave": acc, "test_acc_c-ave": None}))
-    rows = {(r["label_set"], r["variant"], r["column"]): r for r in ablate.summarize(base, tmp_path, ["tcn"], 1)}
+    rows = {(r["label_set"], r["variant"], r["column"]): r for r in tables.summarize(base, tmp_path, ["tcn"], 1)}
     assert rows["o-ave", "rgct", "sel"]["mean_pct"] == pytest.approx(70.0)
     assert rows["o-ave", "tcn", "sel"]["status"] == "done"
     assert rows["c-ave", "rgct", "sel"]["status"] == "skipped"  # finished without right_labels.h5
-    assert "**70.00**" in ablate.markdown(list(rows.values()))
+    assert "**70.00**" in tables.markdown(list(rows.values()))
 
 
 def test_time_left_comes_from_finished_runs_of_the_same_kind(tmp_path):
     """Each unfinished run costs the summed epoch seconds (metrics.csv) of finished runs of its
     variant and column, else of its column, else of all; a resumed run counts whole."""
     def finished(variant, column, seed, epoch_seconds):
-        cell = ablate.Cell(variant, column, seed, ablate.run_dir(tmp_path, variant, column, seed))
+        cell = grid.Cell(variant, column, seed, grid.run_dir(tmp_path, variant, column, seed))
         cell.folder.mkdir(parents=True)
         rows = "".join(f"{e},{s}\n" for e, s in enumerate(epoch_seconds, 1))
         (cell.folder / "metrics.csv").write_text("epoch,seconds\n" + rows)
@@ -159,19 +157,19 @@ def test_time_left_comes_from_finished_runs_of_the_same_kind(tmp_path):
     done = [finished("dpnet", "sel", 0, [40, 60]), finished("dpnet", "sel", 1, [50, 70]),  # 100 and 120 s
             finished("rgct", "sel", 0, [200, 200]),  # 400 s
             finished("rgct", "sel-rep", 0, [150, 150])]  # 300 s (resumed: two attempts, one file)
-    assert ablate.training_seconds(done[0].folder) == 100
-    todo = lambda variant, column: ablate.Cell(variant, column, 2, tmp_path / "unused")
-    assert ablate.seconds_left(done, [todo("dpnet", "sel")], jobs=1) == pytest.approx(110)  # same variant, column
-    assert ablate.seconds_left(done, [todo("rgat", "sel-rep")], jobs=1) == pytest.approx(300)  # same column
-    assert ablate.seconds_left(done, [todo("rgat", "wsel")], jobs=1) == pytest.approx(920 / 4)  # any run
-    assert ablate.seconds_left(done, [todo("dpnet", "sel"), todo("rgct", "sel-rep")], jobs=2) == pytest.approx(205)
-    assert ablate.seconds_left(done, [todo("dpnet", "sel")], jobs=2) == pytest.approx(110)  # one run: one process
+    assert grid.training_seconds(done[0].folder) == 100
+    todo = lambda variant, column: grid.Cell(variant, column, 2, tmp_path / "unused")
+    assert grid.seconds_left(done, [todo("dpnet", "sel")], jobs=1) == pytest.approx(110)  # same variant, column
+    assert grid.seconds_left(done, [todo("rgat", "sel-rep")], jobs=1) == pytest.approx(300)  # same column
+    assert grid.seconds_left(done, [todo("rgat", "wsel")], jobs=1) == pytest.approx(920 / 4)  # any run
+    assert grid.seconds_left(done, [todo("dpnet", "sel"), todo("rgct", "sel-rep")], jobs=2) == pytest.approx(205)
+    assert grid.seconds_left(done, [todo("dpnet", "sel")], jobs=2) == pytest.approx(110)  # one run: one process
 
 
 def test_markdown_rows_keep_the_table_columns(tmp_path):
     """The PPBlock's layer name holds '|': escaped, every row still has the header's cell count."""
     base = replace(get_preset("small"), **TINY)
-    md = ablate.markdown(ablate.summarize(base, tmp_path, ["dpnet-parallel", "dpnet"], 1))
+    md = tables.markdown(tables.summarize(base, tmp_path, ["dpnet-parallel", "dpnet"], 1))
     rows = [line for line in md.splitlines() if line.startswith("|")]
     cells = {len(line.replace("\\|", "").split("|")) for line in rows}
     assert len(rows) == 2 * 4 and len(cells) == 1  # header, rule and two variants per label set

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from avel_dgl import ablate
+from avel_dgl import ablate, grid, pool
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.train import TIMING_FIELDS
@@ -43,9 +43,9 @@ def test_two_jobs_give_the_runs_and_tables_of_one(ave_dir, tmp_path):
     grids = {}
     for jobs in (1, 2):
         grids[jobs] = tmp_path / f"jobs{jobs}"
-        ablate.run_grid(base, ave_dir, grids[jobs], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1, CPU,
+        ablate.run_grid(base, ave_dir, grids[jobs], ["tcn", "dpnet"], grid.parse_tasks("sel,wsel"), 1, CPU,
                         echo=lambda s: None, jobs=jobs)
-    cells = ablate.plan(base, grids[1], ["tcn", "dpnet"], ablate.parse_tasks("sel,wsel"), 1)
+    cells = grid.plan(base, grids[1], ["tcn", "dpnet"], grid.parse_tasks("sel,wsel"), 1)
     assert len(cells) >= 4 and mp.active_children() == []
     for cell in cells:
         twin = grids[2] / cell.folder.relative_to(grids[1])
@@ -71,9 +71,9 @@ def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
                                           r"ablate command again to continue"):
         ablate.run_grid(*args, echo=stop_after_first, jobs=2)
     assert mp.active_children() == []
-    cells = ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
+    cells = grid.plan(base, out, ["rgct", "dpnet"], ["sel"], 2)
     finished = {c.folder: (c.folder / "results.json").stat().st_mtime_ns for c in cells
-                if ablate.read_results(c.folder) is not None}
+                if grid.read_results(c.folder) is not None}
     stopped = [c.folder for c in cells if (c.folder / "last.pt").is_file() and c.folder not in finished]
     # Usually the other worker was in a run and kept its last.pt; on a loaded machine it may still be
     # starting, or between runs, when the signal comes, so `stopped` may be empty: not asserted.
@@ -84,7 +84,7 @@ def test_a_signal_stops_every_worker_and_the_grid_resumes(ave_dir, tmp_path):
     for folder in stopped:
         assert f"resumed the interrupted run in {folder}" in lines
     assert {f: (f / "results.json").stat().st_mtime_ns for f in finished} == finished
-    assert all(ablate.read_results(c.folder) is not None for c in cells)
+    assert all(grid.read_results(c.folder) is not None for c in cells)
     assert {r["status"] for r in rows if r["column"] == "sel"} == {"done"}
     assert mp.active_children() == []
 
@@ -118,17 +118,17 @@ def test_a_failing_run_stops_the_grid_with_one_line(ave_dir, tmp_path):
     """A run folder holding a user's file cannot be trained: the grid stops with that one line,
     the runs finished before and the user's file are untouched, and no worker is left."""
     out = tmp_path / "grid"
-    grid = ["ablate", "--data", ave_dir, "--out", out, "--variants", "rgct,dpnet", "--tasks", "sel", *TINY_OPTIONS]
-    first = run_cli(*grid, "--seeds", 1)
+    command = ["ablate", "--data", ave_dir, "--out", out, "--variants", "rgct,dpnet", "--tasks", "sel", *TINY_OPTIONS]
+    first = run_cli(*command, "--seeds", 1)
     assert first.exit_code == 0, first.stderr
     base = replace(get_preset("small"), **TINY)
     before = {c.folder: (c.folder / "results.json").stat().st_mtime_ns
-              for c in ablate.plan(base, out, ["rgct", "dpnet"], ["sel"], 1)}
-    mine = ablate.run_dir(out, "rgct", "sel", 1) / "notes.txt"
+              for c in grid.plan(base, out, ["rgct", "dpnet"], ["sel"], 1)}
+    mine = grid.run_dir(out, "rgct", "sel", 1) / "notes.txt"
     mine.parent.mkdir(parents=True)
     mine.write_text("my notes")
 
-    again = run_cli(*grid, "--seeds", 2, "--jobs", 2)
+    again = run_cli(*command, "--seeds", 2, "--jobs", 2)
     assert again.exit_code == 2
     assert again.stderr.startswith(f"avel-dgl: error: --out: {mine.parent} is not empty and holds no avel-dgl run")
     assert len(again.stderr.strip().splitlines()) == 1
@@ -182,7 +182,7 @@ def test_stopping_workers_kills_one_that_outlives_sigterm():
     deaf.start(), polite.start()
     try:
         assert ready.wait(30)
-        ablate.stop_workers([deaf, polite], grace=1.0)
+        pool.stop_workers([deaf, polite], grace=1.0)
         assert not deaf.is_alive() and deaf.exitcode == -signal.SIGKILL
         assert not polite.is_alive() and polite.exitcode == -signal.SIGTERM
     finally:  # whatever happened, leave no process behind for pytest's exit to wait on
@@ -190,3 +190,19 @@ def test_stopping_workers_kills_one_that_outlives_sigterm():
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _square(task: int, echo) -> int:
+    echo(f"squaring {task}")
+    return task * task
+
+
+def test_the_pool_runs_each_task_once_and_passes_its_lines():
+    """The pool of `ablate --jobs` and benchmarks/accuracy_study.py: every task runs once in a
+    worker, its result and echoed lines come back to this process, and no worker is left."""
+    finished, lines = {}, []
+    pool.run_in_workers(_square, [2, 3, 4], 2, echo=lines.append,
+                        done=lambda task, result, seconds: finished.update({task: result}), again="")
+    assert finished == {2: 4, 3: 9, 4: 16}
+    assert sorted(lines) == ["squaring 2", "squaring 3", "squaring 4"]
+    assert mp.active_children() == []

@@ -50,7 +50,7 @@ def test_every_option_field_is_an_option_of_train_with_its_help():
 
 
 def test_ablate_has_every_option_but_the_fields_each_cell_of_the_grid_sets():
-    from avel_dgl.ablate import COLUMNS, cell_config
+    from avel_dgl.grid import COLUMNS, cell_config
 
     base = get_preset("small")
     set_by_cells = {key for c in COLUMNS for key, *_ in differences(base, cell_config(base, "tcn", c.name, 1))}
