@@ -113,7 +113,7 @@ h1 { font-size: 20px; } h2 { font-size: 15px; margin: 28px 0 6px; word-break: br
 def _video_html(title: str, meta: str, probs: np.ndarray, thumbs: np.ndarray | None, thumb_times: np.ndarray | None,
                 min_prob: float) -> str:
     t = probs.shape[0]
-    rows = [f'<div class="label">frames</div>']
+    rows = ['<div class="label">frames</div>']
     for s in range(t):
         img = ""
         if thumbs is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from avel_dgl import engine
-from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, N_CLASSES, N_SEGMENTS, SPECS,
+from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, FEATURE_KEY, N_SEGMENTS, SPECS,
                                SPLITS, VISUAL_DIM, VISUAL_FILE, ArraySpec, check_finite, check_orders,
                                check_row_counts, inspect_array, open_dataset, read_rows)
 from avel_dgl.data.cache import ensure_pooled_cache, pool_maps

@@ -20,6 +20,7 @@ A folder holds a run when it holds config.json (written when the run starts, wit
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -34,12 +35,13 @@ class RunFolder:
     path: Path
 
     # Every name avel-dgl may write into a run folder, as fnmatch patterns: the run's own files,
-    # `evaluate`'s default eval_<set> outputs, `report`'s folder and temporary files. A name that
-    # matches none is a user's file (what --overwrite must never delete).
+    # `evaluate`'s default eval_<set> outputs, `report`'s folder, temporary files and the staging
+    # folders a killed report leaves. A name that matches none is a user's file (what --overwrite
+    # must never delete).
     NAMES: ClassVar[tuple[str, ...]] = (
         "config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
         "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report",
-        "*.tmp", ".*.tmp", ".*.new")
+        "*.tmp", ".*.tmp", ".*.new", ".*.partial-*", ".*.old-*")
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -83,6 +85,15 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.path / "report"
+
+    def eval_prefix(self, label_set: str) -> Path:
+        """`evaluate`'s default output (FILE.json and FILE.csv) for a checkpoint of this run."""
+        return self.path / f"eval_{label_set}"
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        """Whether avel-dgl writes files of this name into a run folder (matches one of NAMES)."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in cls.NAMES)
 
     def holds_run(self) -> bool:
         """Whether the folder holds a run (its config.json)."""

@@ -40,7 +40,6 @@ import logging
 import math
 import random
 import shutil
-import sys
 import time
 import warnings
 import zlib
@@ -175,18 +174,8 @@ def runtime_info(runtime: Runtime, batch_size: int) -> dict:
             "torch": torch.__version__, "dgl": graph.dgl.__version__ if graph.dgl is not None else None}
 
 
-def avel_dgl_file(name: str) -> bool:
-    """Whether avel-dgl writes files of this name into a run folder (the run itself, `evaluate`'s
-    default eval_<set> outputs, `report`'s folder, temporary files and folders): what --overwrite may delete."""
-    import fnmatch
-
-    patterns = ("config.json", "runtime.json", "metrics.csv", "best.pt", "last.pt", "results.json",
-                "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report",
-                "*.tmp", ".*.tmp", ".*.new", ".*.partial-*", ".*.old-*")
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
-RUN_FOLDER = OwnedFolder("run", "config.json", avel_dgl_file, go_on="continue it with --resume {path}, ")
+# A run folder: its marker is config.json, its names RunFolder.NAMES (what --overwrite may delete).
+RUN_FOLDER = OwnedFolder("run", RunFolder.NAMES[0], RunFolder.owns, go_on="continue it with --resume {path}, ")
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -233,7 +222,7 @@ def stop_message(run_dir: Path | None, run: Run | None = None) -> Iterator[None]
     try:
         yield
     except Interrupted as e:
-        last = run_dir / "last.pt" if run_dir is not None else None
+        last = RunFolder(run_dir).last if run_dir is not None else None
         if last is None or not last.exists():
             raise interrupt.stopped(e.signum, "train", "before training started, nothing was written") from None
         held = f"holds epoch {run.epoch} of {run.config.train.epochs}" if run is not None else "is unchanged"

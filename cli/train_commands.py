@@ -146,6 +146,7 @@ def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, qui
     """Global segment accuracy over the test split, and a per-class table."""
     from avel_dgl.outputs import check_output, mark, write_texts
     from avel_dgl.engine import evaluate_checkpoint
+    from avel_dgl.run_folder import RunFolder
     from avel_dgl.runtime import Runtime
 
     from avel_dgl.data.dataset import skipped_label_sets
@@ -154,7 +155,7 @@ def evaluate(label_set, checkpoint, data_dir, out_prefix, device, overwrite, qui
     if label_set in skipped:  # as train skips it
         raise AvelError(f"--split: {label_set} is not available ({skipped[label_set]}); score o-ave instead")
     runtime = Runtime.for_process(device, quiet=quiet, cache_dir=cache_dir)
-    out_prefix = out_prefix or checkpoint.parent / f"eval_{label_set}"
+    out_prefix = out_prefix or RunFolder(checkpoint.parent).eval_prefix(label_set)
     kind = "a stem for STEM.json and STEM.csv"
     if out_prefix.is_dir():
         raise AvelError(f"--out: {out_prefix} is a folder, expected {kind} (e.g. {out_prefix / 'eval'})")

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import tempfile
 
-import numpy as np
 import torch
 
 from avel_dgl.data.dataset import load_split

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 import types
-from pathlib import Path
 
 import h5py
 import numpy as np

@@ -1,7 +1,6 @@
 """DPNet and the training loop: shapes, gradients, overfitting, SEL/WSEL learning, the CLI."""
 
 import json
-import math
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from avel_dgl.config import get_preset, replace
 from avel_dgl.data.dataset import SplitData, load_split
 from avel_dgl.format import N_CLASSES
 from avel_dgl.nn.dpnet import DPBlock, DPNet, build, perspective_layers
-from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.tcn import TCN
 from avel_dgl.nn.variants import innermost
 from avel_dgl.train import lr_multiplier, train_run

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from avel_dgl import graph
 from avel_dgl.config import get_preset, replace

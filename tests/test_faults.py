@@ -206,8 +206,6 @@ def tcn_checkpoint(env: Env) -> Path:
 
 def group_for_labels(env: Env) -> Path:
     """Bad data whose labels.h5 holds a group named 'avadataset' where the array should be."""
-    import h5py
-
     data = env.bad_data()
     (data / LABELS_FILE).unlink()
     with h5py.File(data / LABELS_FILE, "w") as f:

@@ -130,7 +130,7 @@ def test_sqrt_neighbour_norm_divides_a_linked_pairs_sum_by_sqrt_2(kernel):
     audio = torch.arange(20, dtype=torch.float32)[:, None]
     visual = 100 + audio
     na = graph.neighbour_means(g, {graph.AUDIO: audio, graph.VISUAL: visual}, kernel, neighbour_norm="sqrt")
-    forward, backward, from_visual = 0, 1, 2  # RELATIONS_INTO[AUDIO] order
+    forward, backward = 0, 1  # RELATIONS_INTO[AUDIO] order: forward, backward, from visual
     root2 = 2 ** 0.5
     torch.testing.assert_close(na[graph.AUDIO][3, :, 0], torch.tensor([(2 + 12) / root2, (4 + 14) / root2,
                                                                         (103 + 113) / root2]))

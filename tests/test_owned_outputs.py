@@ -15,6 +15,7 @@ import pytest
 from avel_dgl import ablate, interrupt, localize, outputs
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.outputs import OwnedFolder, check_owned_folder, file_kind, write_all_or_none, writing_folder
+from avel_dgl.run_folder import RunFolder
 from avel_dgl.video import extract, weights
 
 KIND = OwnedFolder("toy folder", "toy.json", lambda name: name in {"toy.json", "a.txt"},
@@ -169,10 +170,8 @@ def test_localize_checks_every_place_before_loading_the_model(tmp_path):
 
 
 def test_a_killed_reports_staging_in_a_run_folder_is_the_runs_to_delete():
-    from avel_dgl import train
-
-    assert train.avel_dgl_file(".report.partial-123") and train.avel_dgl_file(".report.old-123")
-    assert not train.avel_dgl_file("report.partial-123")  # not a hidden staging name: the user's
+    assert RunFolder.owns(".report.partial-123") and RunFolder.owns(".report.old-123")
+    assert not RunFolder.owns("report.partial-123")  # not a hidden staging name: the user's
 
 
 def test_owned_folder_swap_finishes_under_a_signal_and_leaves_no_earlier_folder(tmp_path, monkeypatch):

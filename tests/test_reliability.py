@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from avel_dgl import checkpoint, engine, interrupt, train
+from avel_dgl import checkpoint, engine, interrupt
 from avel_dgl.errors import Interrupted
 from avel_dgl.format import LABEL_SETS
+from avel_dgl.run_folder import RunFolder
 from avel_dgl.train import TIMING_FIELDS
 from helpers import CPU, TINY, TINY_EPOCHS, TINY_STEPS_PER_EPOCH, invoke, loss_hook, send_signal
 
@@ -181,7 +182,7 @@ def test_extending_a_finished_run_keeps_its_results_under_its_epoch_count(ave_di
         assert (run / f"per_class_{label_set}_2_epochs.csv").is_file()
     assert json.loads((run / "results_2_epochs.json").read_text())["best_epoch"] in (1, 2)
     assert len(metrics(run)) == 3 and (run / "results.json").is_file()
-    assert train.avel_dgl_file("results_2_epochs.json")  # so --overwrite may replace such a run
+    assert RunFolder.owns("results_2_epochs.json")  # so --overwrite may replace such a run
 
 
 def test_same_seed_gives_the_same_run_and_another_seed_a_different_one(ave_dir, tiny_run, tmp_path):

@@ -248,8 +248,8 @@ def format_report(report: dict) -> str:
             shift = f" by {m['shift']:+d} segment(s): ours[t] ~ release[t{m['shift']:+d}]" \
                 if m["verdict"] == "shifted" else ""
             lines.append(f"  {name:<6} {m['verdict']}{shift} ({m['compared_as']})")
-            lines.append(f"    cosine   " + " ".join(f"{c:6.3f}" for c in m["cosine"]))
-            lines.append(f"    max diff " + " ".join(f"{d:6.3g}" for d in m["max_diff"]))
+            lines.append("    cosine   " + " ".join(f"{c:6.3f}" for c in m["cosine"]))
+            lines.append("    max diff " + " ".join(f"{d:6.3g}" for d in m["max_diff"]))
         if v["audio_zero_fraction"] is not None:
             lines.append(f"  audio zeros: ours {100 * v['audio_zero_fraction']:.0f}%, "
                          f"release {100 * v['release_audio_zero_fraction']:.0f}%")

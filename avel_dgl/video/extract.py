@@ -45,9 +45,10 @@ from avel_dgl.outputs import (OwnedFolder, check_free_space, check_owned_folder,
 from avel_dgl.data.ave import AUDIO_DIM, AUDIO_FILE, FEATURE_KEY, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE
 from avel_dgl.data.cache import pool_maps
 from avel_dgl.errors import AvelError
+from avel_dgl.format import VISUAL_WEIGHTS
 from avel_dgl.video.decode import (DecodeError, MediaInfo, frame_count, mono_16k, probe, release_frame_count,
                                    release_frame_indices, sample_times, sampled_frames, segment_audio)
-from avel_dgl.video.vgg19 import MAP_SHAPE, VISUAL_WEIGHTS, VisualNet
+from avel_dgl.video.vgg19 import MAP_SHAPE, VisualNet
 from avel_dgl.video.vggish import AudioNet
 from avel_dgl.video.weights import VGG19_KERAS, VGG19_TORCHVISION, VGGISH, digest, locate
 

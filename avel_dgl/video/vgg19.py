@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from avel_dgl.errors import AvelError
-from avel_dgl.format import VISUAL_WEIGHTS  # noqa: F401 (defined there for the CLI; extract.py imports it here)
 from avel_dgl.video.weights import load_state_dict, remedy, what_it_is
 
 SIZE = 224
