@@ -73,6 +73,10 @@ def write_small_ave(out: Path, videos: int = 120, seed: int = 0) -> Path:
 # A DPNet small enough for runs of a few seconds: 96 training videos in 2 batches of 48.
 TINY = ["--width", "16", "--blocks", "1", "--batch-size", "48", "--no-replicate", "--quiet"]
 TINY_EPOCHS = 2
+# An ablate grid's cells: 1 epoch, narrow and shallow (the grid's mechanics, not its accuracy, are
+# under test), as options and as the config fields they set.
+GRID_TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]
+GRID_TINY = {"train.epochs": 1, "model.width": 64, "model.blocks": 1, "train.batch_size": 32}
 TINY_STEPS_PER_EPOCH = 2
 
 

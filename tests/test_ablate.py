@@ -9,22 +9,11 @@ import signal
 import statistics
 
 import pytest
-from click.testing import CliRunner
 
 from avel_dgl import ablate, engine, grid, tables
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import Interrupted
-from cli.main import main
-from helpers import CPU, loss_hook, send_signal
-
-# 1 epoch, narrow and shallow: the grid's mechanics, not its accuracy, are under test.
-TINY_OPTIONS = ["--epochs", "1", "--width", "64", "--blocks", "1", "--batch-size", "32", "--quiet"]
-TINY = {"train.epochs": 1, "model.width": 64, "model.blocks": 1, "train.batch_size": 32}
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
+from helpers import CPU, GRID_TINY as TINY, GRID_TINY_OPTIONS as TINY_OPTIONS, invoke, loss_hook, send_signal
 
 def read_table(out):
     with open(out / "table.csv", newline="") as f:
@@ -33,8 +22,8 @@ def read_table(out):
 
 def test_tiny_grid_end_to_end(ave_dir, tmp_path):
     out = tmp_path / "grid"
-    result = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "tcn,dpnet", "--tasks", "sel,wsel",
-                     "--seeds", 2, *TINY_OPTIONS)
+    result = invoke(["ablate", "--data", ave_dir, "--out", out, "--variants", "tcn,dpnet", "--tasks", "sel,wsel",
+                     "--seeds", 2, *TINY_OPTIONS])
     assert result.exit_code == 0, result.output + result.stderr
     trained = 2 * 2 * 4 - 2  # seeds x variants x columns, tcn +Link N/A
     assert f"[{trained}/{trained}]" in result.output and "left" in result.output
@@ -178,7 +167,7 @@ def test_markdown_rows_keep_the_table_columns(tmp_path):
 
 def test_dry_run_lists_variants_and_trains_nothing(ave_dir, tmp_path):
     out = tmp_path / "grid"
-    result = run_cli("ablate", "--data", ave_dir, "--out", out, "--dry-run", *TINY_OPTIONS)
+    result = invoke(["ablate", "--data", ave_dir, "--out", out, "--dry-run", *TINY_OPTIONS])
     assert result.exit_code == 0, result.stderr
     for variant in ("rgat", "rgct", "tcn", "tcn-rgct", "rgct-tcn", "dpnet-parallel", "dpnet-graph-second", "dpnet"):
         assert any(line.startswith(variant + " ") for line in result.output.splitlines())
@@ -192,7 +181,7 @@ def test_dry_run_lists_variants_and_trains_nothing(ave_dir, tmp_path):
     (["--preset", "huge"], "--preset: expected one of"),
 ])
 def test_bad_options_fail_with_one_line(ave_dir, tmp_path, args, message):
-    result = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, *args)
+    result = invoke(["ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, *args])
     assert result.exit_code == 2
     assert result.stderr.startswith("avel-dgl: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -201,16 +190,16 @@ def test_bad_options_fail_with_one_line(ave_dir, tmp_path, args, message):
 
 def test_resume_with_other_settings_is_refused(ave_dir, tmp_path):
     out = tmp_path / "grid"
-    first = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
-                    "--seeds", 1, *TINY_OPTIONS)
+    first = invoke(["ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
+                    "--seeds", 1, *TINY_OPTIONS])
     assert first.exit_code == 0, first.stderr
-    again = run_cli("ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
-                    "--seeds", 1, *TINY_OPTIONS, "--epochs", "2")
+    again = invoke(["ablate", "--data", ave_dir, "--out", out, "--variants", "dpnet", "--tasks", "sel",
+                    "--seeds", 1, *TINY_OPTIONS, "--epochs", "2"])
     assert again.exit_code == 2
     assert "train.epochs: 1 there, 2 now" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
 def test_missing_data_fails_before_any_run(tmp_path):
-    result = run_cli("ablate", "--data", tmp_path / "nowhere", "--out", tmp_path / "grid", *TINY_OPTIONS)
+    result = invoke(["ablate", "--data", tmp_path / "nowhere", "--out", tmp_path / "grid", *TINY_OPTIONS])
     assert result.exit_code == 2 and "--data:" in result.stderr
     assert not (tmp_path / "grid").exists()

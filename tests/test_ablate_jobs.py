@@ -17,8 +17,7 @@ from avel_dgl import ablate, grid, pool
 from avel_dgl.config import get_preset, replace
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.train import TIMING_FIELDS
-from helpers import CPU
-from test_ablate import TINY, TINY_OPTIONS, run_cli
+from helpers import CPU, GRID_TINY as TINY, GRID_TINY_OPTIONS as TINY_OPTIONS, invoke
 
 
 # Losses may differ in their last printed digit between processes: the BLAS's float results can
@@ -119,7 +118,7 @@ def test_a_failing_run_stops_the_grid_with_one_line(ave_dir, tmp_path):
     the runs finished before and the user's file are untouched, and no worker is left."""
     out = tmp_path / "grid"
     command = ["ablate", "--data", ave_dir, "--out", out, "--variants", "rgct,dpnet", "--tasks", "sel", *TINY_OPTIONS]
-    first = run_cli(*command, "--seeds", 1)
+    first = invoke([*command, "--seeds", 1])
     assert first.exit_code == 0, first.stderr
     base = replace(get_preset("small"), **TINY)
     before = {c.folder: (c.folder / "results.json").stat().st_mtime_ns
@@ -128,7 +127,7 @@ def test_a_failing_run_stops_the_grid_with_one_line(ave_dir, tmp_path):
     mine.parent.mkdir(parents=True)
     mine.write_text("my notes")
 
-    again = run_cli(*command, "--seeds", 2, "--jobs", 2)
+    again = invoke([*command, "--seeds", 2, "--jobs", 2])
     assert again.exit_code == 2
     assert again.stderr.startswith(f"avel-dgl: error: --out: {mine.parent} is not empty and holds no avel-dgl run")
     assert len(again.stderr.strip().splitlines()) == 1
@@ -142,7 +141,7 @@ def test_a_failing_run_stops_the_grid_with_one_line(ave_dir, tmp_path):
     ("two", "Invalid value for '--jobs': 'two' is not a valid integer"),
 ])
 def test_bad_jobs_fail_with_one_line(ave_dir, tmp_path, value, message):
-    result = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, "--jobs", value)
+    result = invoke(["ablate", "--data", ave_dir, "--out", tmp_path / "grid", *TINY_OPTIONS, "--jobs", value])
     assert result.exit_code == 2
     assert result.stderr.startswith("avel-dgl: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -157,8 +156,8 @@ def test_run_grid_refuses_a_bad_jobs(ave_dir, tmp_path):
 
 
 def test_dry_run_is_the_same_with_jobs(ave_dir, tmp_path):
-    plain = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS)
-    jobs = run_cli("ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS, "--jobs", 2)
+    plain = invoke(["ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS])
+    jobs = invoke(["ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", *TINY_OPTIONS, "--jobs", 2])
     assert plain.exit_code == jobs.exit_code == 0
     assert jobs.output == plain.output and "grid: " in plain.output
     assert not (tmp_path / "grid").exists()
