@@ -114,3 +114,14 @@ def test_nothing_imports_conftest_or_a_test_module():
                 for path in (ROOT / folder).rglob("*.py") for match in pattern.finditer(path.read_text())]
 
     assert imports(["tests", "scripts", "benchmarks", "avel_dgl", "cli"], r"conftest|test_\w+") == []
+
+
+def test_readme_layout_names_every_module_and_script():
+    """README's Layout section is where a newcomer finds a module: it names every one."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    files = [path for folder in ("avel_dgl", "cli", "benchmarks", "scripts")
+             for path in (ROOT / folder).rglob("*") if path.suffix in (".py", ".sh") and path.name != "__init__.py"]
+    assert len(files) > 40
+    assert [str(path.relative_to(ROOT)) for path in files if path.name not in layout] == []
