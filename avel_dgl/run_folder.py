@@ -43,12 +43,14 @@ class RunFolder:
         "results_*_epochs.json", "per_class_*.csv", "eval_*.json", "eval_*.csv", "report",
         "*.tmp", ".*.tmp", ".*.new", ".*.partial-*", ".*.old-*")
 
+    MARKER: ClassVar[str] = "config.json"  # a folder holding it holds a run (what --overwrite checks for)
+
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
 
     @property
     def config(self) -> Path:
-        return self.path / "config.json"
+        return self.path / self.MARKER
 
     @property
     def runtime(self) -> Path:

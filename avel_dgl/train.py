@@ -174,8 +174,8 @@ def runtime_info(runtime: Runtime, batch_size: int) -> dict:
             "torch": torch.__version__, "dgl": graph.dgl.__version__ if graph.dgl is not None else None}
 
 
-# A run folder: its marker is config.json, its names RunFolder.NAMES (what --overwrite may delete).
-RUN_FOLDER = OwnedFolder("run", RunFolder.NAMES[0], RunFolder.owns, go_on="continue it with --resume {path}, ")
+# A run folder as an owned folder: RunFolder names its marker and every name --overwrite may delete.
+RUN_FOLDER = OwnedFolder("run", RunFolder.MARKER, RunFolder.owns, go_on="continue it with --resume {path}, ")
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
