@@ -2,8 +2,10 @@
 
 Inside `interruptible()`, either signal raises `Interrupted` at once: the step in progress is
 abandoned (its in-memory state is thrown away; the run continues from the last checkpoint on
-disk). Inside `deferred()` (the end-of-epoch writes of checkpoints and metrics), a signal is held
-until the block has finished, so the files on disk always describe one and the same epoch.
+disk). Inside `deferred()` (the end-of-epoch writes of checkpoints and metrics, the renames that
+put a set of outputs or a folder in place), a signal is held until the block has finished, so the
+files on disk always describe one and the same state; this holds in every command, also those
+that never enter `interruptible()`.
 
 Python runs a signal handler between any two bytecodes, also inside a finalizer (`__del__`, a
 weakref callback: h5py closes its objects in those), where an exception is printed as
@@ -101,17 +103,27 @@ def stopped(signum: int, command: str, outcome: str) -> Interrupted:
 
 @contextmanager
 def deferred():
-    """Hold SIGINT/SIGTERM until the block ends, then raise Interrupted for the last one held.
-    Nested blocks hold them until the outermost one ends."""
+    """Hold SIGINT/SIGTERM until the block ends, then act on the last one held: inside
+    `interruptible()` raise Interrupted; outside it (a command that installs no handlers: report,
+    predict) send the signal again, so the process's own handling (KeyboardInterrupt, or SIGTERM's
+    exit) comes after the block instead of inside it. Nested blocks hold them until the outermost
+    one ends."""
     global _deferring, _pending
     outer = _deferring
     if not outer:
         _pending = None  # a signal held by a block that ended in an exception is not replayed
+    installed = {}  # the handlers this block put in place of the process's own, to restore
+    if not outer and threading.current_thread() is threading.main_thread():
+        installed = {s: signal.signal(s, _handler) for s in SIGNALS if signal.getsignal(s) is not _handler}
     _deferring = True
     try:
         yield
     finally:
         _deferring = outer
+        for s, previous in installed.items():
+            signal.signal(s, previous)
     if not outer and _pending is not None:
         signum, _pending = _pending, None
-        raise Interrupted(signum)
+        if not installed:
+            raise Interrupted(signum)
+        signal.raise_signal(signum)  # handled as it would have been (raises, exits, or is ignored)
