@@ -59,7 +59,7 @@ def check_grid_folder(out_dir: Path, data_dir: Path, base: Config, write: bool) 
     """Refuse to mix runs of different settings in one grid folder; record them for a new one."""
     out_dir, data = Path(out_dir), str(Path(data_dir).resolve())
     path = out_dir / MANIFEST
-    if check_owned_folder(out_dir, GRID_FOLDER, overwrite=None):  # a grid continues, never replaced
+    if check_owned_folder(out_dir, GRID_FOLDER, overwrite=None, write=write):  # a grid continues, never replaced
         try:
             found = json.loads(path.read_text())
             diffs = [(k, theirs, mine) for k, mine, theirs in differences(_shared(base), Config.from_dict(found["config"]))]

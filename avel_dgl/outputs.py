@@ -12,7 +12,7 @@ a failed write.
   avel-dgl wrote it (`written_by_avel`): a user's own file is never replaced.
 - `check_owned_folder` is the same rule for an output folder (a run, a report, a make-synthetic
   folder, an ablate grid, an extract folder; each an `OwnedFolder`): a non-empty folder is one
-  of ours only when it holds its kind's marker file, it is replaced only with --overwrite, and
+  of ours only when it holds its kind's marker (a file; extract's is a folder), it is replaced only with --overwrite, and
   only when it holds nothing but the names its kind writes (a user's file there means refuse,
   never delete). `writing_folder` writes a new folder beside the old one and swaps it into place.
 
@@ -390,16 +390,19 @@ def check_output(path: str | Path, overwrite: bool, option: str = "--out", kind:
 
 # ---- folders avel-dgl makes ----------------------------------------------------------------------
 
-def check_folder_place(path: str | Path, option: str = "--out") -> Path:
+def check_folder_place(path: str | Path, option: str = "--out", write: bool = True, beside: bool = False) -> Path:
     """A folder a command will write in, created if missing: not a file, no file on the way to
-    it, and its nearest existing folder takes a probe file (`_probe`). Called before any work."""
+    it, and, with `write`, the nearest existing folder takes a probe file (`_probe`): the folder's
+    own, or with `beside` its parent's, where `writing_folder` stages a folder swapped into place.
+    Called before any work; `write` False for a command that only reads what is there."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise AvelError(f"{option}: {path} is a file, expected a folder")
     existing = nearest_existing(path)
     if not existing.is_dir():
         raise AvelError(f"{option}: cannot create {path}: {existing} is a file")
-    _probe(existing, option)
+    if write:
+        _probe(nearest_existing(path.parent) if beside else existing, option)
     return path
 
 
@@ -416,20 +419,24 @@ class OwnedFolder:
     marker: str  # a name every such folder holds from its start: a non-empty folder without it is not ours
     allowed: Callable[[str], bool] = lambda name: True  # names it may hold; --overwrite refuses any other
     go_on: str = ""  # another way on, before "replace it with --overwrite": "continue it with --resume {path}, "
+    swapped: bool = False  # written whole beside it and swapped in (`writing_folder`), not written in place
 
 
-def check_owned_folder(path: str | Path, kind: OwnedFolder, overwrite: bool | None, option: str = "--out") -> bool:
+def check_owned_folder(path: str | Path, kind: OwnedFolder, overwrite: bool | None, option: str = "--out",
+                       write: bool = True) -> bool:
     """The one rule for an output folder, checked before any work (`check_folder_place` first).
     A missing or empty folder is free. A non-empty one is ours only when it holds `kind.marker`,
     else it is refused whatever the options. Ours, it is replaced only with `overwrite`, and only
     when every name in it is one `kind` writes (`kind.allowed`): a user's file there is named,
     never deleted. `overwrite` None: the command continues a folder of its own (ablate's grid,
-    extract's store) and replaces nothing. Returns whether `path` holds a folder of ours."""
-    path = check_folder_place(path, option)
+    extract's store) and replaces nothing; `write` False: the command only reads the folder (no
+    probe file). Returns whether `path` holds a folder of ours."""
+    path = check_folder_place(path, option, write, beside=kind.swapped)
     if not path.is_dir() or not any(path.iterdir()):
         return False
     if not (path / kind.marker).exists():
-        raise AvelError(f"{option}: {path} is not empty and holds no avel-dgl {kind.noun}; choose a new or empty folder")
+        raise AvelError(f"{option}: {path} is not empty and holds no avel-dgl {kind.noun} (no {kind.marker}); "
+                        "choose a new or empty folder")
     if overwrite is None:
         return True
     if not overwrite:

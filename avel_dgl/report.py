@@ -394,7 +394,7 @@ def run_data_folder(run_dir: Path, results: dict | None, data_dir: str | Path | 
     return Path(data)
 
 
-REPORT_FOLDER = OwnedFolder("report", REPORT_FILE, lambda name: name in REPORT_FILES)
+REPORT_FOLDER = OwnedFolder("report", REPORT_FILE, lambda name: name in REPORT_FILES, swapped=True)
 
 
 def build_report(run_dir: str | Path, runtime: Runtime, data_dir: str | Path | None = None,

@@ -190,7 +190,7 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise write_failure(out_dir, e, "nothing was written") from None
+        raise AvelError(f"--out: {write_failure(out_dir, e, 'nothing was written')}") from None
 
 
 def check_run_config(config: Config, run_dir: Path, last: Path, expect: dict) -> None:

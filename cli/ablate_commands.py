@@ -46,11 +46,12 @@ def ablate(data_dir, out_dir, variants, tasks, seeds, preset, jobs, device, kern
     base = resolve_config(preset, False, False, **options)
     validate(base)
     names, columns = grid.parse_variants(variants), grid.parse_tasks(tasks)
+    # the grid's, for every run and worker (a worker pins itself to its own core: runtime.pin_worker);
+    # a dry run trains nothing (no device) but reads the data through the cache folder
+    runtime = Runtime.for_process(None if dry_run else device, kernel, quiet=quiet, cache_dir=cache_dir)
     if dry_run:
         study.dry_run(base, data_dir, out_dir, names, columns, seeds, echo=click.echo)
         return
-    # the grid's, for every run and worker (a worker pins itself to its own core: runtime.pin_worker)
-    runtime = Runtime.for_process(device, kernel, quiet=quiet, cache_dir=cache_dir)
     study.run_grid(base, data_dir, out_dir, names, columns, seeds, runtime, echo=click.echo, progress=not quiet,
                    jobs=jobs)
     click.echo(f"wrote {out_dir / 'table.md'} and {out_dir / 'table.csv'}")

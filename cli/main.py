@@ -62,7 +62,7 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """DPNet for audio-visual event localization on DGL heterographs."""
-    ctx.obj = {"debug": debug}  # (a command's --quiet: runtime.Runtime.for_process sets it anew for each command)
+    ctx.obj = {"debug": debug}  # (--quiet is each command's: those that show bars hand it to Runtime.for_process)
     if not debug:  # warnings (e.g. multi-label rows) as one line, like errors; a config warning names flags
         warnings.showwarning = lambda message, *_: click.echo(
             f"avel-dgl: warning: {in_flags(message) if isinstance(message, ConfigWarning) else message}", err=True)

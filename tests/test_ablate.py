@@ -12,6 +12,7 @@ import pytest
 
 from avel_dgl import ablate, engine, grid, tables
 from avel_dgl.config import get_preset, replace
+from avel_dgl.data import cache
 from avel_dgl.errors import Interrupted
 from helpers import CPU, GRID_TINY as TINY, GRID_TINY_OPTIONS as TINY_OPTIONS, invoke, loss_hook, send_signal
 
@@ -173,6 +174,15 @@ def test_dry_run_lists_variants_and_trains_nothing(ave_dir, tmp_path):
         assert any(line.startswith(variant + " ") for line in result.output.splitlines())
     assert "RGCT -> TCN " in result.output and "x1" not in result.output  # one block: no repeat count
     assert not out.exists()
+
+
+def test_dry_run_reads_the_data_through_the_given_cache_dir(ave_dir, tmp_path, monkeypatch):
+    """--cache-dir is in force before the dry run reads every split (it pools the visual maps)."""
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "inherited"))  # restored after the test
+    result = invoke(["ablate", "--data", ave_dir, "--out", tmp_path / "grid", "--dry-run", "--cache-dir",
+                     tmp_path / "given", *TINY_OPTIONS])
+    assert result.exit_code == 0, result.stderr
+    assert any((tmp_path / "given").iterdir()) and not (tmp_path / "inherited").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -308,7 +308,7 @@ CASES = [
                    f"--overwrite, or choose another folder", unchanged_run),
     Case("overwrite-a-folder-that-is-not-a-run",
          lambda e: (e.run.mkdir(), (e.run / "notes.txt").write_text("mine"), new_run(e, "--overwrite"))[2],
-         lambda e: f"--out: {e.run} is not empty and holds no avel-dgl run; choose a new or empty folder",
+         lambda e: f"--out: {e.run} is not empty and holds no avel-dgl run (no config.json); choose a new or empty folder",
          lambda e: holds((e.run / "notes.txt").read_text() == "mine")),
     # resuming
     Case("resume-and-out", lambda e: ["train", "--resume", e.copy_run(), "--out", e.out / "other"],

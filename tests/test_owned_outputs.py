@@ -5,6 +5,7 @@ Small and direct: each command's use of them is covered by tests/test_faults.py.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import zipfile
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from avel_dgl import ablate, interrupt, localize, outputs
+from avel_dgl import ablate, interrupt, localize, outputs, report, train
+from avel_dgl.data import synthetic
 from avel_dgl.errors import AvelError, Interrupted
 from avel_dgl.outputs import OwnedFolder, check_owned_folder, file_kind, write_all_or_none, writing_folder
 from avel_dgl.run_folder import RunFolder
@@ -39,7 +41,8 @@ def test_owned_folder_without_its_marker_is_never_ours(tmp_path):
     for overwrite in (False, True, None):
         with pytest.raises(AvelError) as err:
             check_owned_folder(mine, KIND, overwrite)
-        assert str(err.value) == f"--out: {mine} is not empty and holds no avel-dgl toy folder; choose a new or empty folder"
+        assert str(err.value) == (f"--out: {mine} is not empty and holds no avel-dgl toy folder (no toy.json); "
+                                  "choose a new or empty folder")
     assert (mine / "a.txt").read_text() == "a.txt"
 
 
@@ -64,6 +67,19 @@ def test_owned_folder_place_a_file_in_the_way(tmp_path):
         check_owned_folder(tmp_path / "f", KIND, overwrite=True)
     with pytest.raises(AvelError, match=rf"^--cache-dir: cannot create {tmp_path}/f/c: {tmp_path}/f is a file$"):
         outputs.check_folder_place(tmp_path / "f" / "c", "--cache-dir")
+
+
+def test_owned_folder_probes_where_the_command_will_write(tmp_path, monkeypatch):
+    """In place: the folder itself; swapped in (report, make-synthetic): its parent, where the new
+    folder is staged, also when the folder exists; only read (ablate --dry-run): nowhere."""
+    probed = []
+    monkeypatch.setattr(outputs, "_probe", lambda folder, option: probed.append(folder))
+    ours = _folder(tmp_path / "ours", "toy.json")
+    check_owned_folder(ours, KIND, overwrite=True)
+    check_owned_folder(ours, dataclasses.replace(KIND, swapped=True), overwrite=True)
+    check_owned_folder(ours, KIND, overwrite=None, write=False)
+    assert probed == [ours, tmp_path]
+    assert report.REPORT_FOLDER.swapped and synthetic.SYNTHETIC_FOLDER.swapped and not train.RUN_FOLDER.swapped
 
 
 def test_owned_folder_grid_and_extract_folders_follow_the_rule(tmp_path):

@@ -487,7 +487,7 @@ def written_files() -> set[str]:
 
 
 SYNTHETIC_FOLDER = OwnedFolder("make-synthetic folder", MANIFEST_FILE,
-                               lambda name: name in written_files() | {CACHE_DIR})
+                               lambda name: name in written_files() | {CACHE_DIR}, swapped=True)
 
 
 def make_synthetic(out_dir: str | Path, videos: int | None = None, seed: int = 0,
