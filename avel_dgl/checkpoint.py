@@ -56,6 +56,8 @@ def read_checkpoint(path: str | Path) -> dict:
     # damaged bytes inside fail their record's CRC (which torch.load itself does not check).
     if not zipfile.is_zipfile(path):
         kind = file_kind(path)
+        if kind == "an empty file":  # a checkpoint whose write never began (it is no other kind of file)
+            raise AvelError(f"{path}: not a readable checkpoint, the file is empty (0 bytes)")
         if kind not in (None, TRUNCATED_ZIP):
             raise AvelError(f"{path}: is {kind}, not a checkpoint (expected best.pt or last.pt of a run of "
                             f"`avel-dgl train`)")

@@ -38,6 +38,13 @@ DEFAULT_MODE = "whole"
 WINDOW = N_SEGMENTS  # the length AVE models are trained on
 
 
+def check_mode(mode: str) -> None:
+    """A localize mode is one of MODES (checked by `localize` before any work, and by `video_probs`
+    for its other callers)."""
+    if mode not in MODES:
+        raise AvelError(f"--mode: expected one of {', '.join(MODES)}, found '{mode}'")
+
+
 def default_cache_dir() -> Path:
     """The user's cache folder for extracted features: features/ in avel-dgl's user cache."""
     return user_cache_dir() / "features"
@@ -61,7 +68,8 @@ def window_starts(t: int, window: int = WINDOW) -> list[int]:
 def video_probs(model: torch.nn.Module, audio: np.ndarray, visual: np.ndarray, mode: str = DEFAULT_MODE,
                 window: int = WINDOW) -> np.ndarray:
     """(T, 29) segment probabilities of one video from audio (T, 128) and pooled visual (T, 512);
-    `mode` one of MODES (checked by `localize`, before any work)."""
+    `mode` one of MODES."""
+    check_mode(mode)
     a, v = torch.from_numpy(np.asarray(audio, np.float32)), torch.from_numpy(np.asarray(visual, np.float32))
     t = a.shape[0]
     if mode == "whole" or t <= window:
@@ -183,8 +191,7 @@ def localize(inputs: list[str | Path], model: torch.nn.Module | Callable[[], tor
     command's: a bad checkpoint fails in seconds, before extracting). `networks` overrides the
     feature networks' factory (tests: random weights, cached under the weights identity
     "random"). Returns a summary."""
-    if mode not in MODES:
-        raise AvelError(f"--mode: expected one of {', '.join(MODES)}, found '{mode}'")
+    check_mode(mode)
     output_files(out, overwrite)  # before extracting: a bad --out costs nothing
     out, html_out = Path(out), check_html(html_out, overwrite)
     settings = Settings(pooled=True) if settings is None else settings

@@ -295,8 +295,8 @@ TRUNCATED_ZIP = "a truncated zip archive"
 
 
 def file_kind(path: str | Path) -> str | None:
-    """What a file is by its first bytes ('an HDF5 file', 'a PNG image', 'an HTML page', 'an empty
-    file', TRUNCATED_ZIP, ...), for messages about a file of the wrong kind; None when unrecognised
+    """What a file is by its first bytes ('an HDF5 file', 'a PNG image', 'an HTML page', 'an XML
+    document', 'an empty file', TRUNCATED_ZIP, ...), for messages about a file of the wrong kind; None when unrecognised
     (damaged, or truly unknown)."""
     try:
         with open(path, "rb") as f:
@@ -316,6 +316,8 @@ def file_kind(path: str | Path) -> str | None:
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head")) or b"<html" in text[:1024]:
         return "an HTML page"  # also a page saved by a browser, which may start with other markup
+    if text.startswith(b"<?xml"):
+        return "an XML document"  # e.g. a storage service's error body saved in place of a download
     if text.startswith((b"{", b"[")):
         return "a JSON file"
     if head and b"\x00" not in head:

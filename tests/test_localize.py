@@ -16,6 +16,7 @@ import torch
 
 from avel_dgl import graph, localize
 from avel_dgl.config import ModelConfig, get_preset
+from avel_dgl.errors import AvelError
 from avel_dgl.video import extract, vggish
 from helpers import invoke
 from video_files import SmallVisual, make_video, train_tiny_detector
@@ -52,6 +53,8 @@ def test_windows_average_where_they_overlap_and_short_videos_run_whole():
     assert not np.allclose(localize.video_probs(model, audio, visual, "whole"), p, atol=1e-4)
     np.testing.assert_allclose(localize.video_probs(model, audio[:7], visual[:7], "windows"),
                                localize.video_probs(model, audio[:7], visual[:7], "whole"))
+    with pytest.raises(AvelError, match="^--mode: expected one of whole, windows, found 'window'$"):
+        localize.video_probs(model, audio, visual, "window")  # a typo never runs the whole-video path
 
 
 def _event_video(path: Path, span, seconds: float = 10.0) -> Path:

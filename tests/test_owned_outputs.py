@@ -158,6 +158,7 @@ def test_publish_holds_a_signal_until_every_target_is_in_place(tmp_path, monkeyp
 def test_file_kind_is_the_one_reader_of_what_a_file_is(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "page").write_text("<?xml version='1.0'?>\n<html><body>saved</body></html>")
+    (tmp_path / "error").write_text("<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code></Error>")
     with zipfile.ZipFile(tmp_path / "whole.zip", "w") as z:
         z.writestr("x", "y" * 100)
     (tmp_path / "half.zip").write_bytes((tmp_path / "whole.zip").read_bytes()[:60])
@@ -165,6 +166,8 @@ def test_file_kind_is_the_one_reader_of_what_a_file_is(tmp_path):
         ["an empty file", "an HTML page", "a zip archive", outputs.TRUNCATED_ZIP]
     assert weights.what_it_is(tmp_path / "half.zip").startswith("a truncated file")
     assert weights.what_it_is(tmp_path / "page").startswith("a web page (HTML)")
+    assert file_kind(tmp_path / "error") == "an XML document"
+    assert weights.what_it_is(tmp_path / "error").startswith("a web page (XML)")
     assert weights.what_it_is(tmp_path / "whole.zip") is None
 
 

@@ -136,10 +136,11 @@ def remedy(path: Path) -> str:
 
 def what_it_is(path: Path) -> str | None:
     """A plain description of a file that is evidently not a weights file (empty, a web page,
-    a truncated zip archive; `outputs.file_kind`), or None."""
+    an XML error body, a truncated zip archive; `outputs.file_kind`), or None."""
     kind = file_kind(path)
-    if kind == "an HTML page":
-        return "a web page (HTML), not a weights file: the download saved a page instead of the file"
+    if kind in ("an HTML page", "an XML document"):
+        page = "HTML" if kind == "an HTML page" else "XML"
+        return f"a web page ({page}), not a weights file: the download saved a page instead of the file"
     if kind == TRUNCATED_ZIP:
         return "a truncated file (its zip archive has no end: an interrupted download?)"
     return kind if kind == "an empty file" else None
