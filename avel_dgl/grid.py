@@ -21,7 +21,7 @@ from avel_dgl.config import Config, replace
 from avel_dgl.errors import AvelError
 from avel_dgl.format import LABEL_SETS
 from avel_dgl.nn.dpnet import VARIANTS, build, perspective_layers, uses_graph
-from avel_dgl.nn.variants import layer_kind
+from avel_dgl.nn.variants import INSPECTION_KERNEL, layer_kind
 from avel_dgl.run_folder import RunFolder
 
 RESULT_KEYS = ("seed", "best_epoch", "val_acc", *(f"test_acc_{s}" for s in LABEL_SETS))
@@ -114,7 +114,7 @@ def variant_summary(base: Config, variant: str) -> dict:
     """Layers and parameter count of a variant under the base config (built on the meta device)."""
     config = replace(base, **{"model.variant": variant})
     with torch.device("meta"):
-        model = build(config, "dgl")  # the kernel changes no layer or parameter
+        model = build(config, INSPECTION_KERNEL)
     return {"layers": describe(perspective_layers(model)), "params": sum(p.numel() for p in model.parameters())}
 
 

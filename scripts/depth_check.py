@@ -53,7 +53,7 @@ def main() -> None:
                                        variants.sequence(m, [make] * depth, kernel))
             config = replace(base, **{"model.variant": variant})
             with torch.device("meta"):
-                params = sum(p.numel() for p in dpnet.build(config, "dgl").parameters())
+                params = sum(p.numel() for p in dpnet.build(config, variants.INSPECTION_KERNEL).parameters())
             results = train_run(config, args.data, args.out / variant, runtime, overwrite=True, progress=False)
             with open(args.out / variant / "metrics.csv", newline="") as f:
                 losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
