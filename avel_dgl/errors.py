@@ -5,6 +5,11 @@ signal (Interrupted); and ConfigWarning, a config value that may not work."""
 import signal
 
 
+def with_article(noun: str) -> str:
+    """'a run', 'an ablate grid', 'a TCN': a noun with its indefinite article (by its first letter), for messages."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class AvelError(Exception):
     """A problem with the user's input (files, options, checkpoints), not a bug.
 

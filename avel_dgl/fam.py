@@ -27,7 +27,7 @@ from avel_dgl.outputs import check_output, mark, write_atomic
 from avel_dgl.data.ave import (AUDIO_FILE, BACKGROUND, CLASS_NAMES, LABELS_FILE, N_SEGMENTS, VISUAL_DIM, VISUAL_FILE,
                                VISUAL_MAP_SHAPE, check_row_counts, onehot_to_index, open_dataset, read_rows)
 from avel_dgl.data.cache import pool_maps, read_visual_maps
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import AvelError, with_article
 from avel_dgl.nn.dpnet import DPNet, perspective_layers
 from avel_dgl.nn.rgct import RGCT
 from avel_dgl.nn.variants import innermost
@@ -48,15 +48,11 @@ def first_rgct(model: torch.nn.Module) -> RGCT:
     if isinstance(layer, RGCT):
         found = f"a first RGCT on {layer.in_dim}-d features"
     elif layers:
-        found = f"a network whose first layer is {_a(type(layer).__name__)}"
+        found = f"a network whose first layer is {with_article(type(layer).__name__)}"
     else:
-        found = f"{_a(type(model).__name__)} network, which has no graph layers"
+        found = f"{with_article(type(model).__name__)} network, which has no graph layers"
     raise AvelError(f"checkpoint: feature activation maps need a network whose first layer is an RGCT on the "
                     f"{VISUAL_DIM}-d input features (the paper's DPNet), found {found}")
-
-
-def _a(name: str) -> str:
-    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
 
 def polymorph_names() -> list[tuple[str, str]]:

@@ -59,8 +59,9 @@ except Exception as e:  # ImportError without a wheel; DGL 2.1.0 under a newer t
 # Eq 12's kernels. Every graph layer is built with one (no default: runtime.Runtime resolves the
 # process's kernel once, and nn/dpnet.build hands it to every layer maker).
 KERNELS = ("dgl", "torch")
-# DGL's kernel where DGL imports, else the torch kernel: what `--kernel auto` resolves to on the
-# CPU, and the kernel of tests and tools that choose none.
+# DGL's kernel where DGL imports, else the torch kernel: the kernel of tests and tools that build
+# a model outside a command (commands resolve --kernel with runtime.resolve_kernel, whose 'auto'
+# makes the same choice on the CPU).
 DEFAULT_KERNEL = "dgl" if dgl is not None else "torch"
 
 AUDIO, VISUAL = "audio", "visual"

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from avel_dgl import interrupt
-from avel_dgl.errors import AvelError
+from avel_dgl.errors import AvelError, with_article
 from avel_dgl.format import CSV_HEADERS
 
 SIGNATURE = "avel-dgl"  # the start of every mark; the command's name follows: "avel-dgl predict"
@@ -408,10 +408,6 @@ def check_folder_place(path: str | Path, option: str = "--out", write: bool = Tr
     return path
 
 
-def _a(noun: str) -> str:
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
-
-
 @dataclass(frozen=True)
 class OwnedFolder:
     """A kind of folder that one avel-dgl command makes (a run, a report, ...): what marks such a
@@ -442,12 +438,12 @@ def check_owned_folder(path: str | Path, kind: OwnedFolder, overwrite: bool | No
     if overwrite is None:
         return True
     if not overwrite:
-        raise AvelError(f"{option}: {path} already holds {_a(kind.noun)}; {kind.go_on.format(path=path)}replace it "
+        raise AvelError(f"{option}: {path} already holds {with_article(kind.noun)}; {kind.go_on.format(path=path)}replace it "
                         f"with --overwrite, or choose another folder")
     foreign = sorted(p.name for p in path.iterdir() if not kind.allowed(p.name))
     if foreign:
         raise AvelError(f"--overwrite: {path} holds {foreign[0]}, which avel-dgl did not write; move it away "
-                        f"(--overwrite deletes only {_a(kind.noun)}'s own files) or choose another folder")
+                        f"(--overwrite deletes only {with_article(kind.noun)}'s own files) or choose another folder")
     return True
 
 

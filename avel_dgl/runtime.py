@@ -63,20 +63,18 @@ class Runtime:
     """device: where tensors live (None for a command that runs no network, e.g. check-data).
     kernel: eq 12's kernel, 'dgl' or 'torch' (graph.py), held by every graph layer a model is
     built with (None where the process builds no DPNet: extract). rank, world_size: this process
-    among torchrun's (0 of 1 outside torchrun). quiet: no progress bars (`progress.bar`). cache_dir:
-    the folder for derived files (pooled cache, sub-event database) in force for this process and
-    those it launches, None for each data folder's default (data/cache.py)."""
+    among torchrun's (0 of 1 outside torchrun). `quiet`, `cache_dir` and `threads` read the process
+    state that `for_process` set (one copy of each: the progress bars' switch, the cache folder
+    this process and those it starts share, torch's threads)."""
 
     device: torch.device | None
     kernel: str | None
     rank: int = 0
     world_size: int = 1
-    quiet: bool = False
-    cache_dir: Path | None = None
 
     def __post_init__(self):
         if self.kernel not in ("dgl", "torch", None):  # None: this process builds no DPNet
-            raise ValueError(f"a Runtime holds a resolved kernel, 'dgl' or 'torch', found '{self.kernel}'")
+            raise ValueError(f"a Runtime holds a resolved kernel, 'dgl' or 'torch' (or None), found '{self.kernel}'")
 
     @classmethod
     def create(cls, device: str = "auto", kernel: str = "auto") -> Runtime:
@@ -103,22 +101,37 @@ class Runtime:
         many processes share this machine's cores (torch threads = cores // processes; default:
         torchrun's processes on this machine, 1 outside torchrun)."""
         from avel_dgl import progress
-        from avel_dgl.data.cache import cache_dir_in_force, use_cache_dir
+        from avel_dgl.data.cache import use_cache_dir
 
         progress.set_quiet(quiet)
         if cache_dir is not None:
             use_cache_dir(cache_dir)
         if device is None:
-            return cls(None, None, launch_rank(), launch_world_size(), quiet, cache_dir_in_force())
+            return cls(None, None, launch_rank(), launch_world_size())
         set_threads(local_world_size() if processes is None else processes)
         resolved = resolve_device(device)
         return cls(resolved, None if kernel is None else resolve_kernel(kernel, resolved), launch_rank(),
-                   launch_world_size(), quiet, cache_dir_in_force())
+                   launch_world_size())
 
     @property
     def is_main(self) -> bool:
         """Rank 0: the one process that writes logs, checkpoints and results."""
         return self.rank == 0
+
+    @property
+    def quiet(self) -> bool:
+        """No progress bars in this process (`progress.bar`; --quiet, set by for_process)."""
+        from avel_dgl import progress
+
+        return not progress.shown()
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """The cache folder in force for this process and those it starts (--cache-dir, or one
+        inherited), None for each data folder's own (data/cache.py)."""
+        from avel_dgl.data.cache import cache_dir_in_force
+
+        return cache_dir_in_force()
 
     @property
     def threads(self) -> int:
