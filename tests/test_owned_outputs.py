@@ -208,37 +208,47 @@ def test_owned_folder_swap_finishes_under_a_signal_and_leaves_no_earlier_folder(
     assert (out / "toy.json").read_text() == "new" and os.listdir(tmp_path) == ["out"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_during_the_swap_outside_interruptible_waits_for_it(tmp_path, monkeypatch, signum):
-    """report and predict install no handlers: Ctrl-C between the two renames of the swap must
-    neither leave the earlier folder hidden nor delete the new one; it takes effect after."""
-    out = _folder(tmp_path / "out", "toy.json")
-    replace = os.replace
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        def signalled(src, dst):
-            replace(src, dst)
-            os.kill(os.getpid(), signum)  # arrives after the earlier folder is moved aside
-
-        monkeypatch.setattr(outputs.os, "replace", signalled)
-        with pytest.raises(KeyboardInterrupt):
-            with writing_folder(out, "kept") as folder:
-                (folder / "toy.json").write_text("new")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert (out / "toy.json").read_text() == "new" and os.listdir(tmp_path) == ["out"]
+@pytest.fixture
+def process_handlers():
+    """SIGINT and SIGTERM handled as a command that installs none meets them (KeyboardInterrupt),
+    whatever earlier tests left, unblocked; restored afterwards."""
+    def interrupt_(signum, frame):
+        raise KeyboardInterrupt
+    previous = {s: signal.signal(s, interrupt_) for s in (signal.SIGINT, signal.SIGTERM)}
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, previous)
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
-def test_publish_outside_interruptible_puts_every_file_in_place_before_ctrl_c(tmp_path, monkeypatch):
-    targets = [tmp_path / "a.json", tmp_path / "b.csv"]
+def _signalling_replace(monkeypatch, signum, when=lambda dst: True):
+    """os.replace as outputs calls it, sending this process `signum` after the renames `when` picks."""
     replace = os.replace
 
     def signalled(src, dst):
         replace(src, dst)
-        if Path(dst) == targets[0]:
-            os.kill(os.getpid(), signal.SIGINT)
-
+        if when(Path(dst)):
+            os.kill(os.getpid(), signum)
     monkeypatch.setattr(outputs.os, "replace", signalled)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_swap_outside_interruptible_waits_for_it(tmp_path, monkeypatch, signum, process_handlers):
+    """report and predict install no handlers: Ctrl-C between the two renames of the swap must
+    neither leave the earlier folder hidden nor delete the new one; it takes effect after."""
+    out = _folder(tmp_path / "out", "toy.json")
+    _signalling_replace(monkeypatch, signum)  # the first arrives after the earlier folder is moved aside
+    with pytest.raises(KeyboardInterrupt):
+        with writing_folder(out, "kept") as folder:
+            (folder / "toy.json").write_text("new")
+    assert (out / "toy.json").read_text() == "new" and os.listdir(tmp_path) == ["out"]
+
+
+def test_publish_outside_interruptible_puts_every_file_in_place_before_ctrl_c(tmp_path, monkeypatch,
+                                                                            process_handlers):
+    targets = [tmp_path / "a.json", tmp_path / "b.csv"]
+    _signalling_replace(monkeypatch, signal.SIGINT, when=lambda dst: dst == targets[0])
     with pytest.raises(KeyboardInterrupt):
         outputs.write_texts({targets[0]: "a", targets[1]: "b"})
     assert [t.read_text() for t in targets] == ["a", "b"] and sorted(os.listdir(tmp_path)) == ["a.json", "b.csv"]
