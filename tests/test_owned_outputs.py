@@ -210,8 +210,8 @@ def test_owned_folder_swap_finishes_under_a_signal_and_leaves_no_earlier_folder(
 
 @pytest.fixture
 def process_handlers():
-    """SIGINT and SIGTERM handled as a command that installs none meets them (KeyboardInterrupt),
-    whatever earlier tests left, unblocked; restored afterwards."""
+    """SIGINT and SIGTERM handled as a command that installs none meets them (KeyboardInterrupt;
+    SIGTERM would end the test process), unblocked; restored afterwards."""
     def interrupt_(signum, frame):
         raise KeyboardInterrupt
     previous = {s: signal.signal(s, interrupt_) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -223,13 +223,15 @@ def process_handlers():
 
 
 def _signalling_replace(monkeypatch, signum, when=lambda dst: True):
-    """os.replace as outputs calls it, sending this process `signum` after the renames `when` picks."""
+    """os.replace as outputs calls it, raising `signum` in this thread after the renames `when`
+    picks. (Not os.kill: a signal sent to the process may be taken by another thread, tqdm's
+    monitor here, and reach the main thread's handler only after the block has ended.)"""
     replace = os.replace
 
     def signalled(src, dst):
         replace(src, dst)
         if when(Path(dst)):
-            os.kill(os.getpid(), signum)
+            signal.raise_signal(signum)
     monkeypatch.setattr(outputs.os, "replace", signalled)
 
 
