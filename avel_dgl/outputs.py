@@ -12,9 +12,9 @@ a failed write.
   avel-dgl wrote it (`written_by_avel`): a user's own file is never replaced.
 - `check_owned_folder` is the same rule for an output folder (a run, a report, a make-synthetic
   folder, an ablate grid, an extract folder; each an `OwnedFolder`): a non-empty folder is one
-  of ours only when it holds its kind's marker (a file; extract's is a folder), it is replaced only with --overwrite, and
-  only when it holds nothing but the names its kind writes (a user's file there means refuse,
-  never delete). `writing_folder` writes a new folder beside the old one and swaps it into place.
+  of ours only when it holds its kind's marker (a file; extract's is a folder), it is replaced
+  only with --overwrite, and only when it holds nothing but the names its kind writes (a user's
+  file there means refuse, never delete). `writing_folder` writes a new folder beside the old one and swaps it into place.
 
 What marks a file as avel-dgl's (`SIGNATURE`): a top-level "written_by" key first in a JSON file,
 a "written_by" attribute in an HDF5 file, a "Software" text chunk in a PNG image, a generator
@@ -296,8 +296,8 @@ TRUNCATED_ZIP = "a truncated zip archive"
 
 def file_kind(path: str | Path) -> str | None:
     """What a file is by its first bytes ('an HDF5 file', 'a PNG image', 'an HTML page', 'an XML
-    document', 'an empty file', TRUNCATED_ZIP, ...), for messages about a file of the wrong kind; None when unrecognised
-    (damaged, or truly unknown)."""
+    document', 'an empty file', TRUNCATED_ZIP, ...), for messages about a file of the wrong kind;
+    None when unrecognised (damaged, or truly unknown)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -438,8 +438,8 @@ def check_owned_folder(path: str | Path, kind: OwnedFolder, overwrite: bool | No
     if overwrite is None:
         return True
     if not overwrite:
-        raise AvelError(f"{option}: {path} already holds {with_article(kind.noun)}; {kind.go_on.format(path=path)}replace it "
-                        f"with --overwrite, or choose another folder")
+        raise AvelError(f"{option}: {path} already holds {with_article(kind.noun)}; "
+                        f"{kind.go_on.format(path=path)}replace it with --overwrite, or choose another folder")
     foreign = sorted(p.name for p in path.iterdir() if not kind.allowed(p.name))
     if foreign:
         raise AvelError(f"--overwrite: {path} holds {foreign[0]}, which avel-dgl did not write; move it away "
